@@ -1,0 +1,217 @@
+//! The recurrent cells' gate math for one timestep, forward and backward, fused into one
+//! pass over a batch. The sequence layer and the single-step decoder API both call these,
+//! so there is exactly one implementation of each equation.
+//!
+//! Inputs per step (batch B, hidden H, gates G = 1, 4 or 3):
+//! - `xg [B, G·H]`: W_ih x_t + b_ih (plus b_hh for the cells where it simply adds),
+//! - `hg [B, G·H]`: W_hh h_{t−1} (plus b_hh for GRU, whose n gate scales it by r).
+//!
+//! Gate layout follows PyTorch: LSTM `i, f, g, o`; GRU `r, z, n`.
+
+use super::ops::{sigmoid, tanh};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellKind {
+    /// Elman RNN, h_t = tanh(W h_{t−1} + U x_t + b).
+    Rnn,
+    /// Elman RNN with ReLU instead of tanh.
+    RnnRelu,
+    Lstm,
+    Gru,
+}
+
+impl CellKind {
+    /// Gate blocks in the weight matrices.
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::Rnn | CellKind::RnnRelu => 1,
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+        }
+    }
+
+    /// GRU keeps b_hn apart from the x-side sum; every other cell folds b_hh into xg.
+    pub fn folds_hidden_bias(self) -> bool {
+        self != CellKind::Gru
+    }
+
+    pub fn has_cell_state(self) -> bool {
+        self == CellKind::Lstm
+    }
+
+    pub fn parse(s: &str) -> Option<CellKind> {
+        match s {
+            "rnn" | "rnn_tanh" => Some(CellKind::Rnn),
+            "rnn_relu" => Some(CellKind::RnnRelu),
+            "lstm" => Some(CellKind::Lstm),
+            "gru" => Some(CellKind::Gru),
+            _ => None,
+        }
+    }
+}
+
+/// Per-step buffers, all `[B, ·]` row-major slices.
+pub struct StepFwd<'a> {
+    pub xg: &'a [f32],
+    pub hg: &'a [f32],
+    /// In: h_{t−1}; out: h_t (rows of inactive sequences are left as they are).
+    pub h: &'a mut [f32],
+    /// In: c_{t−1}; out: c_t (LSTM only, else empty).
+    pub c: &'a mut [f32],
+    /// Out: post-activation gates `[B, G·H]`, kept for backward.
+    pub gates: &'a mut [f32],
+    /// Out (GRU only): W_hn h_{t−1} + b_hn `[B, H]`, kept for backward.
+    pub hn: &'a mut [f32],
+    /// `active[b]` is false at padding steps: the state passes through unchanged.
+    pub active: &'a [bool],
+}
+
+pub fn step_forward(kind: CellKind, hsz: usize, s: StepFwd) {
+    let g = kind.gates() * hsz;
+    for (b, &act) in s.active.iter().enumerate() {
+        if !act {
+            continue;
+        }
+        let xg = &s.xg[b * g..(b + 1) * g];
+        let hg = &s.hg[b * g..(b + 1) * g];
+        let gt = &mut s.gates[b * g..(b + 1) * g];
+        let h = &mut s.h[b * hsz..(b + 1) * hsz];
+        match kind {
+            CellKind::Rnn => {
+                for j in 0..hsz {
+                    h[j] = tanh(xg[j] + hg[j]);
+                    gt[j] = h[j];
+                }
+            }
+            CellKind::RnnRelu => {
+                for j in 0..hsz {
+                    h[j] = (xg[j] + hg[j]).max(0.0);
+                    gt[j] = h[j];
+                }
+            }
+            CellKind::Lstm => {
+                let c = &mut s.c[b * hsz..(b + 1) * hsz];
+                let (gi, rest) = gt.split_at_mut(hsz);
+                let (gf, rest) = rest.split_at_mut(hsz);
+                let (gg, go) = rest.split_at_mut(hsz);
+                for j in 0..hsz {
+                    let i = sigmoid(xg[j] + hg[j]);
+                    let f = sigmoid(xg[hsz + j] + hg[hsz + j]);
+                    let gv = tanh(xg[2 * hsz + j] + hg[2 * hsz + j]);
+                    let o = sigmoid(xg[3 * hsz + j] + hg[3 * hsz + j]);
+                    let cn = f * c[j] + i * gv;
+                    c[j] = cn;
+                    h[j] = o * tanh(cn);
+                    gi[j] = i;
+                    gf[j] = f;
+                    gg[j] = gv;
+                    go[j] = o;
+                }
+            }
+            CellKind::Gru => {
+                let hn = &mut s.hn[b * hsz..(b + 1) * hsz];
+                for j in 0..hsz {
+                    let r = sigmoid(xg[j] + hg[j]);
+                    let z = sigmoid(xg[hsz + j] + hg[hsz + j]);
+                    let hnv = hg[2 * hsz + j];
+                    let n = tanh(xg[2 * hsz + j] + r * hnv);
+                    h[j] = (1.0 - z) * n + z * h[j];
+                    gt[j] = r;
+                    gt[hsz + j] = z;
+                    gt[2 * hsz + j] = n;
+                    hn[j] = hnv;
+                }
+            }
+        }
+    }
+}
+
+/// Per-step buffers for backward.
+pub struct StepBwd<'a> {
+    pub gates: &'a [f32],
+    pub hn: &'a [f32],
+    /// h_{t−1} `[B, H]` (GRU needs it).
+    pub h_prev: &'a [f32],
+    /// c_{t−1} and c_t `[B, H]` (LSTM only).
+    pub c_prev: &'a [f32],
+    pub c: &'a [f32],
+    /// In: dL/dh_t (all paths); out: the part of dL/dh_{t−1} that bypasses W_hh
+    /// (GRU's z∘h term; zero for other cells; unchanged for inactive rows).
+    pub dh: &'a mut [f32],
+    /// In: dL/dc_t; out: dL/dc_{t−1} (LSTM only).
+    pub dc: &'a mut [f32],
+    /// Out: gradient w.r.t. the x-side pre-activations `[B, G·H]`.
+    pub dxg: &'a mut [f32],
+    /// Out: gradient w.r.t. the h-side pre-activations `[B, G·H]` (GRU only; for the other
+    /// cells it equals `dxg`, and callers pass an empty slice).
+    pub dhg: &'a mut [f32],
+    pub active: &'a [bool],
+}
+
+pub fn step_backward(kind: CellKind, hsz: usize, s: StepBwd) {
+    let g = kind.gates() * hsz;
+    for (b, &act) in s.active.iter().enumerate() {
+        let dxg = &mut s.dxg[b * g..(b + 1) * g];
+        if !act {
+            dxg.fill(0.0);
+            if kind == CellKind::Gru {
+                s.dhg[b * g..(b + 1) * g].fill(0.0);
+            }
+            continue;
+        }
+        let gt = &s.gates[b * g..(b + 1) * g];
+        let dh = &mut s.dh[b * hsz..(b + 1) * hsz];
+        match kind {
+            CellKind::Rnn => {
+                for j in 0..hsz {
+                    dxg[j] = dh[j] * (1.0 - gt[j] * gt[j]);
+                    dh[j] = 0.0;
+                }
+            }
+            CellKind::RnnRelu => {
+                for j in 0..hsz {
+                    dxg[j] = if gt[j] > 0.0 { dh[j] } else { 0.0 };
+                    dh[j] = 0.0;
+                }
+            }
+            CellKind::Lstm => {
+                let dc = &mut s.dc[b * hsz..(b + 1) * hsz];
+                let cp = &s.c_prev[b * hsz..(b + 1) * hsz];
+                let cc = &s.c[b * hsz..(b + 1) * hsz];
+                for j in 0..hsz {
+                    let (i, f, gv, o) = (gt[j], gt[hsz + j], gt[2 * hsz + j], gt[3 * hsz + j]);
+                    let tc = tanh(cc[j]);
+                    let d_o = dh[j] * tc;
+                    let dcj = dc[j] + dh[j] * o * (1.0 - tc * tc);
+                    dxg[j] = dcj * gv * i * (1.0 - i);
+                    dxg[hsz + j] = dcj * cp[j] * f * (1.0 - f);
+                    dxg[2 * hsz + j] = dcj * i * (1.0 - gv * gv);
+                    dxg[3 * hsz + j] = d_o * o * (1.0 - o);
+                    dc[j] = dcj * f;
+                    dh[j] = 0.0;
+                }
+            }
+            CellKind::Gru => {
+                let dhg = &mut s.dhg[b * g..(b + 1) * g];
+                let hp = &s.h_prev[b * hsz..(b + 1) * hsz];
+                let hn = &s.hn[b * hsz..(b + 1) * hsz];
+                for j in 0..hsz {
+                    let (r, z, n) = (gt[j], gt[hsz + j], gt[2 * hsz + j]);
+                    let d = dh[j];
+                    let dn = d * (1.0 - z) * (1.0 - n * n);
+                    let dz = d * (hp[j] - n) * z * (1.0 - z);
+                    let dr = dn * hn[j] * r * (1.0 - r);
+                    dxg[j] = dr;
+                    dxg[hsz + j] = dz;
+                    dxg[2 * hsz + j] = dn;
+                    dhg[j] = dr;
+                    dhg[hsz + j] = dz;
+                    dhg[2 * hsz + j] = dn * r;
+                    dh[j] = d * z;
+                }
+            }
+        }
+    }
+}

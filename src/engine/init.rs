@@ -1,0 +1,71 @@
+//! Weight initialisation schemes, each as PyTorch or the cited paper defines it.
+
+use super::param::Param;
+use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+
+/// How recurrent and projection weights start.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Init {
+    /// PyTorch's RNN default: every weight and bias U(−1/√H, 1/√H).
+    #[default]
+    Pytorch,
+    /// Every weight U(−a, a), as Zaremba et al. 2014 (a = 0.1 small, 0.05 medium).
+    Uniform { a: f32 },
+    /// Glorot & Bengio 2010: U(±√(6/(fan_in+fan_out))) per gate block; biases zero.
+    Xavier,
+    /// Input weights as Xavier, recurrent weights orthogonal per gate block; biases zero.
+    Orthogonal,
+}
+
+pub fn uniform(p: &mut Param, a: f32, rng: &mut dyn RngCore) {
+    for v in &mut p.w {
+        *v = rng.random_range(-a..=a);
+    }
+}
+
+/// A standard normal sample by Box–Muller (rand's normal lives in another crate).
+pub fn normal(rng: &mut dyn RngCore) -> f32 {
+    let u1: f64 = rng.random::<f64>().max(1e-300);
+    let u2: f64 = rng.random::<f64>();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+/// Fills each `[rows_per_block, cols]` block of `p` with a Xavier-uniform sample.
+pub fn xavier_blocks(p: &mut Param, blocks: usize, rng: &mut dyn RngCore) {
+    let cols = p.shape[1];
+    let rows = p.shape[0] / blocks;
+    let a = (6.0 / (rows + cols) as f32).sqrt();
+    uniform(p, a, rng);
+}
+
+/// Fills each square-ish `[rows_per_block, cols]` block of `p` with an orthogonal matrix
+/// (modified Gram–Schmidt on a Gaussian sample), as torch.nn.init.orthogonal_ does.
+pub fn orthogonal_blocks(p: &mut Param, blocks: usize, rng: &mut dyn RngCore) {
+    let cols = p.shape[1];
+    let rows = p.shape[0] / blocks;
+    for blk in 0..blocks {
+        // Orthonormalise along the longer dimension.
+        let (n, d, transpose) = if rows <= cols { (rows, cols, false) } else { (cols, rows, true) };
+        let mut m: Vec<Vec<f32>> = (0..n).map(|_| (0..d).map(|_| normal(rng)).collect()).collect();
+        for i in 0..n {
+            for j in 0..i {
+                let proj: f32 = (0..d).map(|q| m[i][q] * m[j][q]).sum();
+                for q in 0..d {
+                    m[i][q] -= proj * m[j][q];
+                }
+            }
+            let norm = m[i].iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            for v in &mut m[i] {
+                *v /= norm;
+            }
+        }
+        for r in 0..rows {
+            for c in 0..cols {
+                let v = if transpose { m[c][r] } else { m[r][c] };
+                p.w[(blk * rows + r) * cols + c] = v;
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Linear (affine) layer: y = x Wᵀ + b, as torch.nn.Linear.
+
+use super::ops::{add_bias_rows, matmul, sum_rows_into};
+use super::param::{Module, Param};
+use rand::RngCore;
+
+/// `weight` is `[out, in]`, `bias` is `[out]` (PyTorch's layout).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub weight: Param,
+    pub bias: Option<Param>,
+}
+
+impl Linear {
+    /// PyTorch's default init: U(−1/√in, 1/√in) for weight and bias.
+    pub fn new(prefix: &str, input: usize, output: usize, bias: bool, rng: &mut dyn RngCore) -> Linear {
+        let a = 1.0 / (input as f32).sqrt();
+        let mut weight = Param::zeros(format!("{prefix}.weight"), &[output, input]);
+        super::init::uniform(&mut weight, a, rng);
+        let bias = bias.then(|| {
+            let mut b = Param::zeros(format!("{prefix}.bias"), &[output]);
+            super::init::uniform(&mut b, a, rng);
+            b
+        });
+        Linear { weight, bias }
+    }
+
+    pub fn input(&self) -> usize {
+        self.weight.shape[1]
+    }
+
+    pub fn output(&self) -> usize {
+        self.weight.shape[0]
+    }
+
+    /// x `[n, in]` → y `[n, out]`.
+    pub fn forward(&self, x: &[f32], y: &mut [f32]) {
+        forward(x, &self.weight.w, self.bias.as_ref().map(|b| &b.w[..]), self.input(), self.output(), y);
+    }
+
+    /// Accumulates dW, db from x `[n, in]` and dy `[n, out]`; writes dx `[n, in]` if asked.
+    pub fn backward(&mut self, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>) {
+        let (i, o) = (self.input(), self.output());
+        backward(x, dy, &self.weight.w, &mut self.weight.g, self.bias.as_mut().map(|b| &mut b.g[..]), i, o, dx);
+    }
+}
+
+/// y `[n, o]` = x `[n, i]` · wᵀ (`w` is `[o, i]`) + b. Free function so that a tied
+/// decoder can use the embedding's weight.
+pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, i: usize, o: usize, y: &mut [f32]) {
+    let n = x.len() / i;
+    matmul(n, o, i, y, x, false, w, true, false);
+    if let Some(b) = b {
+        add_bias_rows(&mut y[..n * o], b);
+    }
+}
+
+/// Gradient of [`forward`]: dw += dyᵀ x, db += Σ dy, dx = dy · w.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    x: &[f32],
+    dy: &[f32],
+    w: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    i: usize,
+    o: usize,
+    dx: Option<&mut [f32]>,
+) {
+    let n = x.len() / i;
+    matmul(o, i, n, dw, dy, true, x, false, true);
+    if let Some(db) = db {
+        sum_rows_into(db, &dy[..n * o]);
+    }
+    if let Some(dx) = dx {
+        matmul(n, i, o, dx, dy, false, w, false, false);
+    }
+}
+
+impl Module for Linear {
+    fn visit(&self, f: &mut dyn FnMut(&Param)) {
+        f(&self.weight);
+        if let Some(b) = &self.bias {
+            f(b);
+        }
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        f(&mut self.weight);
+        if let Some(b) = &mut self.bias {
+            f(b);
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The numerical core: layers with explicit forward and backward passes.
+//!
+//! Every layer is a pair of functions, forward and backward, with shapes in the doc
+//! comments; forward returns what backward needs, so a layer can be called several
+//! times (one decoder step after another) before the backward passes run in reverse.
+
+pub mod cell;
+pub mod dropout;
+pub mod embedding;
+pub mod init;
+pub mod linear;
+pub mod loss;
+pub mod norm;
+pub mod ops;
+pub mod optim;
+pub mod param;
+pub mod rnn;
+
+#[cfg(test)]
+mod gradcheck;

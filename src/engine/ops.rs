@@ -1,0 +1,244 @@
+//! Dense kernels shared by every layer: matrix products through `gemm`, and the
+//! elementwise activations the fused cells use.
+//!
+//! All matrices are row-major `&[f32]` slices; shapes are given in each doc comment.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many threads matrix products and parallel loops may use. Calling it once
+/// before training makes results a function of (seed, threads) only.
+pub fn set_threads(n: usize) {
+    let n = n.max(1);
+    THREADS.store(n, Ordering::Relaxed);
+    // The global pool can only be built once; a second call keeps the first pool,
+    // which is fine because `gemm` is told the thread count on every call.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+}
+
+/// Threads in use: the value from [`set_threads`], else the machine's core count.
+pub fn threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// `c[m,n] = (accumulate ? c : 0) + op(a)[m,k] · op(b)[k,n]`.
+///
+/// `a` is stored `[m,k]` (or `[k,m]` when `ta`), `b` is stored `[k,n]` (or `[n,k]` when `tb`).
+/// Every product in rnnkit goes through here, so the thread policy lives in one place:
+/// tiny products run on one thread because waking the pool costs more than they do.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    accumulate: bool,
+) {
+    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n, "matmul shapes");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let t = threads();
+    let par = if t > 1 && (m * n * k) >= 48 * 48 * 48 {
+        gemm::Parallelism::Rayon(t)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above bound every index gemm touches given these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// `out[n] (+)= w[n,k] · x[k]`: a matrix-vector product for batch-1 decoding, split over
+/// rows across threads. Decoding one token is bound by reading the weights, so it pays to
+/// stream each row once with a vectorisable dot product rather than pack it for a GEMM.
+pub fn matvec(out: &mut [f32], w: &[f32], x: &[f32], accumulate: bool) {
+    use rayon::prelude::*;
+    let k = x.len();
+    let n = out.len();
+    assert!(w.len() >= n * k);
+    let rows_per = 64;
+    let body = |(ci, chunk): (usize, &mut [f32])| {
+        for (r, o) in chunk.iter_mut().enumerate() {
+            let row = &w[(ci * rows_per + r) * k..(ci * rows_per + r + 1) * k];
+            let d = dot(row, x);
+            *o = if accumulate { *o + d } else { d };
+        }
+    };
+    if threads() > 1 && n * k >= 1 << 16 {
+        out.par_chunks_mut(rows_per).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(rows_per).enumerate().for_each(body);
+    }
+}
+
+/// Dot product with eight independent accumulators so the compiler vectorises it.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// `exp(x)` to about 2 ulp, written so that loops over it vectorise (libm's `expf` does
+/// not): the softmax over a 10k vocabulary calls it millions of times per batch.
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.0);
+    // exp(x) = 2^k · exp(r), k = round(x / ln2), r = x − k·ln2 in [−ln2/2, ln2/2]
+    let k = (x * std::f32::consts::LOG2_E).round();
+    let r = x - k * 0.693_145_75 - k * 1.428_606_8e-6;
+    // Minimax polynomial for exp on that interval (Cephes expf coefficients).
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5e-1;
+    let e = p * r * r + r + 1.0;
+    let bits = ((k as i32 + 127) as u32) << 23;
+    e * f32::from_bits(bits)
+}
+
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + fast_exp(-x))
+}
+
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    // tanh(x) = 1 − 2/(exp(2x)+1); accurate to ~1e-7 absolute and vectorisable.
+    1.0 - 2.0 / (fast_exp(2.0 * x) + 1.0)
+}
+
+/// Adds `bias[n]` to every row of `x[rows, n]`.
+pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+}
+
+/// `acc[n] += Σ_rows x[rows, n]`: the bias gradient.
+pub fn sum_rows_into(acc: &mut [f32], x: &[f32]) {
+    for row in x.chunks_exact(acc.len()) {
+        for (a, v) in acc.iter_mut().zip(row) {
+            *a += v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0;
+                for p in 0..k {
+                    let av = if ta { a[p * m + i] } else { a[i * k + p] };
+                    let bv = if tb { b[j * k + p] } else { b[p * n + j] };
+                    s += av * bv;
+                }
+                c[i * n + j] = s;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matmul_matches_naive_for_every_transpose() {
+        let (m, n, k) = (7, 5, 9);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let want = naive(m, n, k, &a, ta, &b, tb);
+                let mut c = vec![1.0; m * n];
+                matmul(m, n, k, &mut c, &a, ta, &b, tb, true);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - 1.0 - y).abs() < 1e-5, "ta={ta} tb={tb}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matvec_matches_matmul() {
+        let (n, k) = (300, 257);
+        let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.013).sin()).collect();
+        let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.7).cos()).collect();
+        let mut a = vec![0.0; n];
+        let mut b = vec![0.0; n];
+        matvec(&mut a, &w, &x, false);
+        matmul(n, 1, k, &mut b, &w, false, &x, false, false);
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-3 * (1.0 + y.abs()));
+        }
+    }
+
+    #[test]
+    fn fast_math_is_accurate() {
+        let mut x = -30.0f32;
+        while x < 30.0 {
+            let e = fast_exp(x);
+            assert!((e - x.exp()).abs() <= 3e-7 * x.exp(), "exp({x})");
+            assert!((tanh(x) - x.tanh()).abs() < 2e-7, "tanh({x})");
+            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 2e-7);
+            x += 0.0137;
+        }
+        assert!(fast_exp(-1000.0) < 1e-37);
+        assert!(fast_exp(1000.0).is_finite());
+    }
+}

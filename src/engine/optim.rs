@@ -1,0 +1,137 @@
+//! Optimizers (SGD with momentum, Adam, AdamW), global-norm clipping and learning-rate
+//! schedules, with PyTorch's update rules so recipes transfer unchanged.
+
+use super::param::{Module, Param};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OptimKind {
+    Sgd { momentum: f32 },
+    Adam { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    /// Decoupled weight decay (Loshchilov & Hutter).
+    AdamW { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+}
+
+/// Optimizer state, one slot per parameter in the model's visit order. Serialisable so a
+/// resumed run continues bit-identically.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Optimizer {
+    pub kind: OptimKind,
+    pub lr: f32,
+    pub step: u64,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl Optimizer {
+    pub fn new(kind: OptimKind, lr: f32) -> Optimizer {
+        Optimizer { kind, lr, step: 0, m: Vec::new(), v: Vec::new() }
+    }
+
+    /// One update of every unfrozen parameter from its accumulated gradient.
+    pub fn update(&mut self, model: &mut dyn Module) {
+        self.step += 1;
+        let (lr, t) = (self.lr, self.step as i32);
+        let kind = self.kind;
+        let (m, v) = (&mut self.m, &mut self.v);
+        let mut k = 0;
+        model.visit_mut(&mut |p: &mut Param| {
+            if m.len() <= k {
+                m.push(Vec::new());
+                v.push(Vec::new());
+            }
+            if !p.frozen {
+                update_one(kind, lr, t, p, &mut m[k], &mut v[k]);
+            }
+            k += 1;
+        });
+    }
+}
+
+fn update_one(kind: OptimKind, lr: f32, t: i32, p: &mut Param, m: &mut Vec<f32>, v: &mut Vec<f32>) {
+    match kind {
+        OptimKind::Sgd { momentum } => {
+            if momentum == 0.0 {
+                for (w, g) in p.w.iter_mut().zip(&p.g) {
+                    *w -= lr * g;
+                }
+            } else {
+                if m.is_empty() {
+                    // PyTorch seeds the buffer with the first gradient.
+                    *m = p.g.clone();
+                } else {
+                    for (b, g) in m.iter_mut().zip(&p.g) {
+                        *b = momentum * *b + g;
+                    }
+                }
+                for (w, b) in p.w.iter_mut().zip(m.iter()) {
+                    *w -= lr * b;
+                }
+            }
+        }
+        OptimKind::Adam { beta1, beta2, eps, weight_decay } | OptimKind::AdamW { beta1, beta2, eps, weight_decay } => {
+            let decoupled = matches!(kind, OptimKind::AdamW { .. });
+            if m.is_empty() {
+                *m = vec![0.0; p.len()];
+                *v = vec![0.0; p.len()];
+            }
+            let bc1 = 1.0 - beta1.powi(t);
+            let bc2 = 1.0 - beta2.powi(t);
+            let step = lr / bc1;
+            for j in 0..p.w.len() {
+                let mut g = p.g[j];
+                if decoupled {
+                    p.w[j] *= 1.0 - lr * weight_decay;
+                } else if weight_decay != 0.0 {
+                    g += weight_decay * p.w[j];
+                }
+                m[j] = beta1 * m[j] + (1.0 - beta1) * g;
+                v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
+                p.w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
+            }
+        }
+    }
+}
+
+/// Scales all gradients so their global L2 norm is at most `max_norm`
+/// (torch.nn.utils.clip_grad_norm_); returns the norm before clipping.
+pub fn clip_grad_norm(model: &mut dyn Module, max_norm: f32) -> f32 {
+    let mut sq = 0f64;
+    model.visit(&mut |p| {
+        if !p.frozen {
+            sq += p.g.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>();
+        }
+    });
+    let norm = sq.sqrt() as f32;
+    if max_norm > 0.0 && norm > max_norm {
+        let s = max_norm / (norm + 1e-6);
+        model.visit_mut(&mut |p| p.g.iter_mut().for_each(|g| *g *= s));
+    }
+    norm
+}
+
+/// Learning-rate schedule, applied at the start of each epoch (1-based).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    Constant,
+    /// Zaremba et al.: lr ← lr / factor at the start of every epoch after `after`.
+    StepDecay { after: usize, factor: f32 },
+    /// lr ← lr / factor when validation loss did not improve on the best so far.
+    Plateau { factor: f32 },
+}
+
+impl Schedule {
+    /// The learning rate for `epoch` given the previous one and whether the last
+    /// validation loss failed to improve.
+    pub fn next_lr(&self, epoch: usize, lr: f32, plateaued: bool) -> f32 {
+        match *self {
+            Schedule::Constant => lr,
+            Schedule::StepDecay { after, factor } if epoch > after => lr / factor,
+            Schedule::StepDecay { .. } => lr,
+            Schedule::Plateau { factor } if plateaued => lr / factor,
+            Schedule::Plateau { .. } => lr,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! rnnkit: recurrent neural networks (RNN, LSTM, GRU) for text on the CPU.
+//!
+//! The data flows one way, and each arrow is a module boundary:
+//! reader ([`text::read`]) → tokenizer ([`text::tokenizer`]) → batcher ([`text::batch`])
+//! → model ([`engine`] layers composed by a task such as [`lm`]) → loss → optimizer
+//! → checkpoint ([`checkpoint`]).
+
+pub mod engine;
