@@ -5,4 +5,14 @@
 //! → model ([`engine`] layers composed by a task such as [`lm`]) → loss → optimizer
 //! → checkpoint ([`checkpoint`]).
 
+
+pub mod checkpoint;
+pub mod data;
 pub mod engine;
+pub mod error;
+
+pub mod lm;
+pub mod plot;
+pub mod text;
+pub mod train;
+

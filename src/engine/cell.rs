@@ -56,7 +56,10 @@ impl CellKind {
 pub struct StepFwd<'a> {
     pub xg: &'a [f32],
     pub hg: &'a [f32],
-    /// In: h_{t−1}; out: h_t (rows of inactive sequences are left as they are).
+    /// h_{t−1} `[B, H]`.
+    pub h_prev: &'a [f32],
+    /// Out: h_t `[B, H]` (a copy of h_{t−1} for inactive sequences). A separate buffer
+    /// from `h_prev`, so that threads owning other hidden units can still read h_{t−1}.
     pub h: &'a mut [f32],
     /// In: c_{t−1}; out: c_t (LSTM only, else empty).
     pub c: &'a mut [f32],
@@ -71,7 +74,9 @@ pub struct StepFwd<'a> {
 pub fn step_forward(kind: CellKind, hsz: usize, s: StepFwd) {
     let g = kind.gates() * hsz;
     for (b, &act) in s.active.iter().enumerate() {
+        let hp = &s.h_prev[b * hsz..(b + 1) * hsz];
         if !act {
+            s.h[b * hsz..(b + 1) * hsz].copy_from_slice(hp);
             continue;
         }
         let xg = &s.xg[b * g..(b + 1) * g];
@@ -117,7 +122,7 @@ pub fn step_forward(kind: CellKind, hsz: usize, s: StepFwd) {
                     let z = sigmoid(xg[hsz + j] + hg[hsz + j]);
                     let hnv = hg[2 * hsz + j];
                     let n = tanh(xg[2 * hsz + j] + r * hnv);
-                    h[j] = (1.0 - z) * n + z * h[j];
+                    h[j] = (1.0 - z) * n + z * hp[j];
                     gt[j] = r;
                     gt[hsz + j] = z;
                     gt[2 * hsz + j] = n;

@@ -78,10 +78,29 @@ pub fn cross_entropy(logits: &mut [f32], targets: &[u32], v: usize) -> CeOut {
 }
 
 /// Replaces `row` by softmax(row); returns (log Σ exp(row), max).
+///
+/// Max and sum run over eight independent lanes so the loops vectorise: a sequential
+/// float reduction would pin the 10k-wide softmax of a word LM to one lane.
 pub fn softmax_in_place(row: &mut [f32]) -> (f64, f32) {
-    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut s = 0.0f32;
-    for x in row.iter_mut() {
+    let mut mx = [f32::NEG_INFINITY; 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            mx[i] = mx[i].max(c[i]);
+        }
+    }
+    let m = rest.iter().chain(mx.iter()).copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut acc = [0f32; 8];
+    let mut chunks = row.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            c[i] = fast_exp(c[i] - m);
+            acc[i] += c[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for x in chunks.into_remainder() {
         *x = fast_exp(*x - m);
         s += *x;
     }

@@ -86,6 +86,54 @@ pub fn matmul(
     }
 }
 
+/// Single-threaded `c (+)= a · b` with explicit row/column strides, for the products
+/// issued inside a time loop whose threads are already split over hidden units.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    c_rs: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let last = |rs: usize, cs: usize, r: usize, cc: usize| (r - 1) * rs + (cc - 1) * cs;
+    assert!(last(c_rs, 1, m, n) < c.len() && last(a_rs, a_cs, m, k) < a.len() && last(b_rs, b_cs, k, n) < b.len(), "matmul_strided shapes");
+    // SAFETY: the assert bounds the last element each operand's strides reach.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            c_rs as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// `out[n] (+)= w[n,k] · x[k]`: a matrix-vector product for batch-1 decoding, split over
 /// rows across threads. Decoding one token is bound by reading the weights, so it pays to
 /// stream each row once with a vectorisable dot product rather than pack it for a GEMM.
@@ -134,7 +182,10 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub fn fast_exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.0);
     // exp(x) = 2^k · exp(r), k = round(x / ln2), r = x − k·ln2 in [−ln2/2, ln2/2]
-    let k = (x * std::f32::consts::LOG2_E).round();
+    // Adding and subtracting 1.5·2^23 rounds to nearest without a libm call, so the
+    // loop stays vectorised on baseline x86-64.
+    const MAGIC: f32 = 12_582_912.0;
+    let k = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
     let r = x - k * 0.693_145_75 - k * 1.428_606_8e-6;
     // Minimax polynomial for exp on that interval (Cephes expf coefficients).
     let p = 1.987_569_1e-4_f32;

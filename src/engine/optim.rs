@@ -29,6 +29,18 @@ impl Optimizer {
         Optimizer { kind, lr, step: 0, m: Vec::new(), v: Vec::new() }
     }
 
+    /// First and second moments per parameter (empty where unused), for saving.
+    pub fn moments(&self) -> Vec<(Vec<f32>, Vec<f32>)> {
+        self.m.iter().cloned().zip(self.v.iter().cloned()).collect()
+    }
+
+    /// Puts back what [`Optimizer::moments`] returned, with the step count and lr.
+    pub fn restore(&mut self, step: u64, lr: f32, moments: Vec<(Vec<f32>, Vec<f32>)>) {
+        self.step = step;
+        self.lr = lr;
+        (self.m, self.v) = moments.into_iter().unzip();
+    }
+
     /// One update of every unfrozen parameter from its accumulated gradient.
     pub fn update(&mut self, model: &mut dyn Module) {
         self.step += 1;

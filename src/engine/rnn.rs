@@ -15,7 +15,8 @@ use super::cell::{step_backward, step_forward, CellKind, StepBwd, StepFwd};
 use super::dropout::{self, DropoutKind, Mask};
 use super::init::{self, Init};
 use super::norm::{BatchNorm, LayerNorm, NormCache, NormKind};
-use super::ops::{add_bias_rows, matmul, sum_rows_into};
+use super::ops::{add_bias_rows, matmul, matmul_strided, sum_rows_into, threads};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use super::param::{Module, Param};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -30,26 +31,6 @@ pub struct RnnDir {
     pub w_hh: Param,
     pub b_ih: Param,
     pub b_hh: Param,
-}
-
-/// What one direction's forward keeps for backward. Everything is indexed by real time τ,
-/// not processing order, so the weight-gradient GEMMs line up with the input.
-#[derive(Clone, Debug, Default)]
-pub struct DirCache {
-    t: usize,
-    b: usize,
-    /// Input `[T, B, I]`.
-    x: Vec<f32>,
-    /// State before step τ: h `[T, B, H]`, c `[T, B, H]` (LSTM).
-    hp: Vec<f32>,
-    cp: Vec<f32>,
-    /// c after step τ `[T, B, H]` (LSTM).
-    c: Vec<f32>,
-    /// Post-activation gates `[T, B, G·H]`; GRU's W_hn h + b_hn `[T, B, H]`.
-    gates: Vec<f32>,
-    hn: Vec<f32>,
-    /// `[T, B]`: is step τ a real token of sequence b.
-    active: Vec<bool>,
 }
 
 /// Recurrent state of one or more layers: h and (LSTM) c, each `[n, B, H]`.
@@ -70,6 +51,136 @@ pub fn active_mask(t: usize, b: usize, lengths: Option<&[usize]>) -> Vec<bool> {
         }
     }
     m
+}
+
+/// What one direction's forward keeps for backward, in processing order s (s = τ for the
+/// forward direction, s = T−1−τ for the reverse one), so that every per-step slot is
+/// contiguous and the weight-gradient GEMMs read them as one matrix.
+#[derive(Clone, Debug, Default)]
+pub struct DirCache {
+    t: usize,
+    b: usize,
+    /// Input `[T, B, I]`, in processing order.
+    x: Vec<f32>,
+    /// States `[T+1, B, H]`: slot s is the state before step s, slot T the final one.
+    hs: Vec<f32>,
+    /// LSTM cell states `[T+1, B, H]`, same convention.
+    cs: Vec<f32>,
+    /// Post-activation gates `[T, B, G·H]`; GRU's W_hn h + b_hn `[T, B, H]`.
+    gates: Vec<f32>,
+    hn: Vec<f32>,
+    /// `[T, B]` by real time τ: is step τ a real token of sequence b.
+    active: Vec<bool>,
+}
+
+/// A buffer shared by the threads of one time loop, each of which writes only the
+/// hidden units it owns. Segments handed out never overlap between threads.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32, usize);
+// SAFETY: threads write disjoint segments and synchronise through `SpinBarrier`.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn new(v: &mut [f32]) -> Shared {
+        Shared(v.as_mut_ptr(), v.len())
+    }
+    /// SAFETY: callers guarantee no other thread accesses `[off, off+len)` concurrently.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn seg(&self, off: usize, len: usize) -> &mut [f32] {
+        assert!(off + len <= self.1);
+        std::slice::from_raw_parts_mut(self.0.add(off), len)
+    }
+    /// SAFETY: no thread writes `[off, off+len)` while the slice lives.
+    unsafe fn read(&self, off: usize, len: usize) -> &[f32] {
+        assert!(off + len <= self.1);
+        std::slice::from_raw_parts(self.0.add(off), len)
+    }
+}
+
+/// A barrier that spins: the time loop meets once per step, every few microseconds,
+/// far more often than an OS wait/wake round trip would allow.
+struct SpinBarrier {
+    n: usize,
+    count: AtomicUsize,
+    gen: AtomicUsize,
+}
+
+impl SpinBarrier {
+    fn new(n: usize) -> SpinBarrier {
+        SpinBarrier { n, count: AtomicUsize::new(0), gen: AtomicUsize::new(0) }
+    }
+    fn wait(&self) {
+        if self.n == 1 {
+            return;
+        }
+        let g = self.gen.load(Ordering::Acquire);
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.count.store(0, Ordering::Relaxed);
+            self.gen.fetch_add(1, Ordering::Release);
+        } else {
+            let mut spins = 0u32;
+            while self.gen.load(Ordering::Acquire) == g {
+                std::hint::spin_loop();
+                spins += 1;
+                if spins > 1 << 16 {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f(part, parts)` on `parts` threads (the caller is part 0).
+fn run_parts(parts: usize, f: impl Fn(usize) + Sync) {
+    if parts == 1 {
+        return f(0);
+    }
+    std::thread::scope(|s| {
+        for p in 1..parts {
+            let f = &f;
+            s.spawn(move || f(p));
+        }
+        f(0);
+    });
+}
+
+/// Copies the `u` units from `j0` of each of `blocks` gate blocks of every row of
+/// `src [rows, blocks·h]` into `dst [rows, blocks·u]`, or back when `to_full`.
+fn gather_units(full: &[f32], local: &mut [f32], rows: usize, blocks: usize, h: usize, j0: usize, u: usize) {
+    for r in 0..rows {
+        for k in 0..blocks {
+            local[(r * blocks + k) * u..][..u].copy_from_slice(&full[(r * blocks + k) * h + j0..][..u]);
+        }
+    }
+}
+
+/// # Safety
+/// The written segments (units `j0..j0+u` of each block) belong to this thread alone.
+unsafe fn scatter_units(full: Shared, off: usize, local: &[f32], rows: usize, blocks: usize, h: usize, j0: usize, u: usize) {
+    for r in 0..rows {
+        for k in 0..blocks {
+            full.seg(off + (r * blocks + k) * h + j0, u).copy_from_slice(&local[(r * blocks + k) * u..][..u]);
+        }
+    }
+}
+
+/// Threads for the time loop of a layer with `b` rows and `h` units: each thread owns a
+/// slice of hidden units (all of their gates), so one barrier per step suffices.
+fn loop_threads(b: usize, h: usize, g: usize) -> usize {
+    let t = threads();
+    if t > 1 && h >= 32 && b * h * g >= 8192 {
+        t.min(h / 16)
+    } else {
+        1
+    }
+}
+
+fn unit_range(h: usize, parts: usize, p: usize) -> (usize, usize) {
+    // Multiples of 8 keep each thread's slices aligned to SIMD width.
+    let chunk = h.div_ceil(parts).div_ceil(8) * 8;
+    let j0 = (p * chunk).min(h);
+    (j0, ((p + 1) * chunk).min(h) - j0)
 }
 
 impl RnnDir {
@@ -119,9 +230,37 @@ impl RnnDir {
         }
     }
 
+    /// W_hh restricted to units `j0..j0+u` of every gate, transposed to `[H, G·u]`
+    /// (and b_hh to `[G·u]`), so one thread's recurrent product is a single GEMM with a
+    /// row-major right operand: for the skinny [B, H] left operand this layout runs about
+    /// three times faster in `gemm` than the transposed view of W_hh.
+    fn pack_units(&self, j0: usize, u: usize) -> (Vec<f32>, Vec<f32>) {
+        let (h, gates) = (self.hidden, self.kind.gates());
+        let gu = gates * u;
+        let mut w = vec![0.0; h * gu];
+        let mut b = Vec::with_capacity(gu);
+        for k in 0..gates {
+            for jj in 0..u {
+                let row = &self.w_hh.w[(k * h + j0 + jj) * h..(k * h + j0 + jj + 1) * h];
+                for (kin, &v) in row.iter().enumerate() {
+                    w[kin * gu + k * u + jj] = v;
+                }
+            }
+            b.extend_from_slice(&self.b_hh.w[k * h + j0..k * h + j0 + u]);
+        }
+        (w, b)
+    }
+
+    /// Columns `j0..j0+u` of W_hh as a contiguous `[G·H, u]` block, for backward's
+    /// dh_{t−1} = dG · W_hh restricted to a thread's units.
+    fn pack_cols(&self, j0: usize, u: usize) -> Vec<f32> {
+        let h = self.hidden;
+        self.w_hh.w.chunks_exact(h).flat_map(|row| row[j0..j0 + u].iter().copied()).collect()
+    }
+
     /// x `[T, B, I]` → y `[T, B, H]` written with row stride `y_stride` at column
-    /// `y_off` (so two directions can fill one concatenated output). `h0`, `c0` `[B, H]`
-    /// (empty: zeros) are replaced by the final state.
+    /// `y_off` (so two directions can fill one concatenated output). `h`, `c` `[B, H]`
+    /// (c empty unless LSTM) hold the initial state and receive the final one.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -136,70 +275,113 @@ impl RnnDir {
         y_off: usize,
         keep: bool,
     ) -> DirCache {
-        let (hs, g, i) = (self.hidden, self.kind.gates() * self.hidden, self.input());
+        let (hs, gates, i) = (self.hidden, self.kind.gates(), self.input());
+        let g = gates * hs;
         let lstm = self.kind.has_cell_state();
         let gru = self.kind == CellKind::Gru;
-        // All timesteps' input projections in one GEMM: the recurrence cannot be batched
-        // over time, this part can.
+        let bh = b * hs;
+        let order = |s: usize| if self.reverse { t - 1 - s } else { s };
+        // The input projections of all timesteps in one GEMM: the recurrence cannot be
+        // batched over time, this part can.
         let mut xg = vec![0.0; t * b * g];
         matmul(t * b, g, i, &mut xg, x, false, &self.w_ih.w, true, false);
         add_bias_rows(&mut xg, &self.b_ih.w);
         if self.kind.folds_hidden_bias() {
             add_bias_rows(&mut xg, &self.b_hh.w);
         }
-        let tbh = if keep { t * b * hs } else { 0 };
+        let slots = if keep { t + 1 } else { 2 };
         let mut cache = DirCache {
             t,
             b,
-            x: if keep { x.to_vec() } else { Vec::new() },
-            hp: vec![0.0; tbh],
-            cp: if lstm { vec![0.0; tbh] } else { Vec::new() },
-            c: if lstm { vec![0.0; tbh] } else { Vec::new() },
-            gates: vec![0.0; if keep { t * b * g } else { b * g }],
-            hn: if gru { vec![0.0; if keep { t * b * hs } else { b * hs }] } else { Vec::new() },
+            x: Vec::new(),
+            hs: vec![0.0; slots * bh],
+            cs: if lstm && keep { vec![0.0; (t + 1) * bh] } else { Vec::new() },
+            gates: if keep { vec![0.0; t * b * g] } else { Vec::new() },
+            hn: if gru && keep { vec![0.0; t * bh] } else { Vec::new() },
             active: active.to_vec(),
         };
-        let mut hg = vec![0.0; b * g];
-        for s in 0..t {
-            let tau = if self.reverse { t - 1 - s } else { s };
-            let (bh, bg) = (tau * b * hs, tau * b * g);
-            if keep {
-                cache.hp[bh..bh + b * hs].copy_from_slice(h);
-                if lstm {
-                    cache.cp[bh..bh + b * hs].copy_from_slice(c);
-                }
-            }
-            matmul(b, g, hs, &mut hg, h, false, &self.w_hh.w, true, false);
-            if gru {
-                add_bias_rows(&mut hg, &self.b_hh.w);
-            }
-            let (go, ho) = if keep { (bg, bh) } else { (0, 0) };
-            let act = &active[tau * b..(tau + 1) * b];
-            step_forward(
-                self.kind,
-                hs,
-                StepFwd {
-                    xg: &xg[bg..bg + b * g],
-                    hg: &hg,
-                    h,
-                    c,
-                    gates: &mut cache.gates[go..go + b * g],
-                    hn: if gru { &mut cache.hn[ho..ho + b * hs] } else { &mut [] },
-                    active: act,
-                },
-            );
-            if keep && lstm {
-                cache.c[bh..bh + b * hs].copy_from_slice(c);
-            }
-            for (bi, &a) in act.iter().enumerate() {
-                let row = &mut y[(tau * b + bi) * y_stride + y_off..][..hs];
-                if a {
-                    row.copy_from_slice(&h[bi * hs..(bi + 1) * hs]);
-                } else {
-                    row.fill(0.0);
-                }
-            }
+        if keep {
+            cache.x = if self.reverse {
+                (0..t).flat_map(|s| x[order(s) * b * i..(order(s) + 1) * b * i].iter().copied()).collect()
+            } else {
+                x.to_vec()
+            };
         }
+        cache.hs[..bh].copy_from_slice(h);
+        if lstm && keep {
+            cache.cs[..bh].copy_from_slice(c);
+        }
+        let slot = |s: usize| if keep { s } else { s % 2 };
+        let parts = loop_threads(b, hs, gates);
+        let barrier = SpinBarrier::new(parts);
+        let (sh_hs, sh_cs, sh_g, sh_hn) = (Shared::new(&mut cache.hs), Shared::new(&mut cache.cs), Shared::new(&mut cache.gates), Shared::new(&mut cache.hn));
+        let (sh_y, sh_h, sh_c) = (Shared::new(y), Shared::new(h), Shared::new(c));
+        let xg = &xg;
+        run_parts(parts, |p| {
+            let (j0, u) = unit_range(hs, parts, p);
+            if u == 0 {
+                for _ in 0..t {
+                    barrier.wait();
+                }
+                return;
+            }
+            let (w, bias) = self.pack_units(j0, u);
+            let gu = gates * u;
+            let mut hg = vec![0.0; b * gu];
+            let mut xl = vec![0.0; b * gu];
+            let mut hp = vec![0.0; b * u];
+            let mut hl = vec![0.0; b * u];
+            let mut cl = vec![0.0; if lstm { b * u } else { 0 }];
+            let mut gl = vec![0.0; b * gu];
+            let mut hnl = vec![0.0; if gru { b * u } else { 0 }];
+            if lstm {
+                // SAFETY: c is only read here, before any thread writes it (at the end).
+                gather_units(unsafe { sh_c.read(0, bh) }, &mut cl, b, 1, hs, j0, u);
+            }
+            for s in 0..t {
+                let tau = order(s);
+                // SAFETY: slot(s) was completed by all threads before the last barrier and
+                // nobody writes it during this step.
+                let h_prev = unsafe { sh_hs.read(slot(s) * bh, bh) };
+                matmul_strided(b, gu, hs, &mut hg, gu, h_prev, hs, 1, &w, gu, 1, false);
+                if gru {
+                    add_bias_rows(&mut hg, &bias);
+                }
+                gather_units(&xg[tau * b * g..(tau + 1) * b * g], &mut xl, b, gates, hs, j0, u);
+                gather_units(h_prev, &mut hp, b, 1, hs, j0, u);
+                let act = &active[tau * b..(tau + 1) * b];
+                step_forward(self.kind, u, StepFwd { xg: &xl, hg: &hg, h_prev: &hp, h: &mut hl, c: &mut cl, gates: &mut gl, hn: &mut hnl, active: act });
+                // SAFETY: every segment below covers units j0..j0+u only, owned by this thread.
+                unsafe {
+                    scatter_units(sh_hs, slot(s + 1) * bh, &hl, b, 1, hs, j0, u);
+                    if keep {
+                        scatter_units(sh_g, s * b * g, &gl, b, gates, hs, j0, u);
+                        if lstm {
+                            scatter_units(sh_cs, (s + 1) * bh, &cl, b, 1, hs, j0, u);
+                        }
+                        if gru {
+                            scatter_units(sh_hn, s * bh, &hnl, b, 1, hs, j0, u);
+                        }
+                    }
+                    for (bi, &a) in act.iter().enumerate() {
+                        let row = sh_y.seg((tau * b + bi) * y_stride + y_off + j0, u);
+                        if a {
+                            row.copy_from_slice(&hl[bi * u..(bi + 1) * u]);
+                        } else {
+                            row.fill(0.0);
+                        }
+                    }
+                }
+                barrier.wait();
+            }
+            // SAFETY: own units of the final state.
+            unsafe {
+                scatter_units(sh_h, 0, &hl, b, 1, hs, j0, u);
+                if lstm {
+                    scatter_units(sh_c, 0, &cl, b, 1, hs, j0, u);
+                }
+            }
+        });
         cache
     }
 
@@ -219,53 +401,103 @@ impl RnnDir {
         dx_accumulate: bool,
     ) {
         let (t, b) = (cache.t, cache.b);
-        let (hs, g, i) = (self.hidden, self.kind.gates() * self.hidden, self.input());
+        let (hs, gates, i) = (self.hidden, self.kind.gates(), self.input());
+        let g = gates * hs;
+        let bh = b * hs;
         let gru = self.kind == CellKind::Gru;
+        let lstm = self.kind.has_cell_state();
+        let order = |s: usize| if self.reverse { t - 1 - s } else { s };
         let mut dxg = vec![0.0; t * b * g];
         let mut dhg = if gru { vec![0.0; t * b * g] } else { Vec::new() };
-        let mut dh_new = vec![0.0; b * hs];
-        for s in (0..t).rev() {
-            let tau = if self.reverse { t - 1 - s } else { s };
-            let (bh, bg) = (tau * b * hs, tau * b * g);
-            let act = &cache.active[tau * b..(tau + 1) * b];
-            for (bi, &a) in act.iter().enumerate() {
-                if a {
-                    let row = &dy[(tau * b + bi) * dy_stride + dy_off..][..hs];
-                    for (d, v) in dh[bi * hs..(bi + 1) * hs].iter_mut().zip(row) {
-                        *d += v;
-                    }
+        let parts = loop_threads(b, hs, gates);
+        let barrier = SpinBarrier::new(parts);
+        let (sh_dxg, sh_dhg, sh_dh, sh_dc) = (Shared::new(&mut dxg), Shared::new(&mut dhg), Shared::new(dh), Shared::new(dc));
+        run_parts(parts, |p| {
+            let (j0, u) = unit_range(hs, parts, p);
+            if u == 0 {
+                for _ in 0..t {
+                    barrier.wait();
+                }
+                return;
+            }
+            let w_cols = self.pack_cols(j0, u);
+            let gu = gates * u;
+            let mut dhl = vec![0.0; b * u];
+            let mut dcl = vec![0.0; if lstm { b * u } else { 0 }];
+            let (mut gl, mut hnl, mut hpl, mut cpl, mut cl) = (vec![0.0; b * gu], vec![0.0; b * u], vec![0.0; b * u], vec![0.0; b * u], vec![0.0; b * u]);
+            let mut dxl = vec![0.0; b * gu];
+            let mut dhgl = vec![0.0; if gru { b * gu } else { 0 }];
+            // SAFETY: dh and dc are read here and written only at the end, own units each.
+            unsafe {
+                gather_units(sh_dh.read(0, bh), &mut dhl, b, 1, hs, j0, u);
+                if lstm {
+                    gather_units(sh_dc.read(0, bh), &mut dcl, b, 1, hs, j0, u);
                 }
             }
-            let lstm = self.kind.has_cell_state();
-            step_backward(
-                self.kind,
-                hs,
-                StepBwd {
-                    gates: &cache.gates[bg..bg + b * g],
-                    hn: if gru { &cache.hn[bh..bh + b * hs] } else { &[] },
-                    h_prev: &cache.hp[bh..bh + b * hs],
-                    c_prev: if lstm { &cache.cp[bh..bh + b * hs] } else { &[] },
-                    c: if lstm { &cache.c[bh..bh + b * hs] } else { &[] },
-                    dh,
-                    dc,
-                    dxg: &mut dxg[bg..bg + b * g],
-                    dhg: if gru { &mut dhg[bg..bg + b * g] } else { &mut [] },
-                    active: act,
-                },
-            );
-            let dgh = if gru { &dhg[bg..bg + b * g] } else { &dxg[bg..bg + b * g] };
-            matmul(b, hs, g, &mut dh_new, dgh, false, &self.w_hh.w, false, false);
-            for (d, v) in dh.iter_mut().zip(&dh_new) {
-                *d += v;
+            for s in (0..t).rev() {
+                let tau = order(s);
+                let act = &cache.active[tau * b..(tau + 1) * b];
+                for (bi, &a) in act.iter().enumerate() {
+                    if a {
+                        let row = &dy[(tau * b + bi) * dy_stride + dy_off + j0..][..u];
+                        dhl[bi * u..(bi + 1) * u].iter_mut().zip(row).for_each(|(d, v)| *d += v);
+                    }
+                }
+                gather_units(&cache.gates[s * b * g..(s + 1) * b * g], &mut gl, b, gates, hs, j0, u);
+                gather_units(&cache.hs[s * bh..(s + 1) * bh], &mut hpl, b, 1, hs, j0, u);
+                if gru {
+                    gather_units(&cache.hn[s * bh..(s + 1) * bh], &mut hnl, b, 1, hs, j0, u);
+                }
+                if lstm {
+                    gather_units(&cache.cs[s * bh..(s + 1) * bh], &mut cpl, b, 1, hs, j0, u);
+                    gather_units(&cache.cs[(s + 1) * bh..(s + 2) * bh], &mut cl, b, 1, hs, j0, u);
+                }
+                step_backward(
+                    self.kind,
+                    u,
+                    StepBwd { gates: &gl, hn: &hnl, h_prev: &hpl, c_prev: &cpl, c: &cl, dh: &mut dhl, dc: &mut dcl, dxg: &mut dxl, dhg: &mut dhgl, active: act },
+                );
+                // SAFETY: own units of step s's slots.
+                unsafe {
+                    scatter_units(sh_dxg, s * b * g, &dxl, b, gates, hs, j0, u);
+                    if gru {
+                        scatter_units(sh_dhg, s * b * g, &dhgl, b, gates, hs, j0, u);
+                    }
+                }
+                barrier.wait();
+                // dh_{t−1}[:, own units] += dG_h [B, G·H] · W_hh[:, own units]
+                // SAFETY: step s's slots are complete (barrier) and no longer written.
+                let dgh = unsafe { if gru { sh_dhg.read(s * b * g, b * g) } else { sh_dxg.read(s * b * g, b * g) } };
+                matmul_strided(b, u, g, &mut dhl, u, dgh, g, 1, &w_cols, u, 1, true);
             }
-        }
+            // SAFETY: own units.
+            unsafe {
+                scatter_units(sh_dh, 0, &dhl, b, 1, hs, j0, u);
+                if lstm {
+                    scatter_units(sh_dc, 0, &dcl, b, 1, hs, j0, u);
+                }
+            }
+        });
         let dgh_all = if gru { &dhg } else { &dxg };
         // Weight gradients as whole-sequence GEMMs: [G·H, T·B] × [T·B, ·].
         matmul(g, i, t * b, &mut self.w_ih.g, &dxg, true, &cache.x, false, true);
-        matmul(g, hs, t * b, &mut self.w_hh.g, dgh_all, true, &cache.hp, false, true);
+        matmul(g, hs, t * b, &mut self.w_hh.g, dgh_all, true, &cache.hs[..t * bh], false, true);
         sum_rows_into(&mut self.b_ih.g, &dxg);
         sum_rows_into(&mut self.b_hh.g, dgh_all);
-        matmul(t * b, i, g, dx, &dxg, false, &self.w_ih.w, false, dx_accumulate);
+        if self.reverse {
+            let mut tmp = vec![0.0; t * b * i];
+            matmul(t * b, i, g, &mut tmp, &dxg, false, &self.w_ih.w, false, false);
+            for s in 0..t {
+                let (src, dst) = (&tmp[s * b * i..(s + 1) * b * i], &mut dx[order(s) * b * i..(order(s) + 1) * b * i]);
+                if dx_accumulate {
+                    dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                } else {
+                    dst.copy_from_slice(src);
+                }
+            }
+        } else {
+            matmul(t * b, i, g, dx, &dxg, false, &self.w_ih.w, false, dx_accumulate);
+        }
     }
 }
 
@@ -387,7 +619,7 @@ impl Rnn {
         State { h: vec![0.0; n], c: if self.cfg.cell.has_cell_state() { vec![0.0; n] } else { Vec::new() } }
     }
 
-    fn residual_at(&self, l: usize) -> bool {
+    pub fn residual_at(&self, l: usize) -> bool {
         let input = if l == 0 { self.cfg.input } else { self.cfg.output() };
         self.cfg.residual && l > 0 && input == self.cfg.output()
     }

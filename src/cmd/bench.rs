@@ -1,0 +1,124 @@
+//! `rnnkit bench lm | generate`: throughput on synthetic token ids, no data needed, timed
+//! the way ../shared/bench/torch_lm_bench.py times PyTorch (3 warm-up steps, then full
+//! steps of forward, backward, clip 5 and an SGD update).
+
+use super::lm::{lm_config, ModelArgs};
+use clap::{Args, Subcommand, ValueEnum};
+use rand::{Rng, SeedableRng};
+use rnnkit::engine::optim::{clip_grad_norm, OptimKind, Optimizer};
+use rnnkit::engine::param::Module;
+use rnnkit::lm::{LanguageModel, Sampling};
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Training tokens/s of a language model.
+    Lm(BenchArgs),
+    /// Batch-1 sampling tokens/s from a randomly initialised language model.
+    Generate(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub enum BenchPreset {
+    ZarembaSmall,
+    ZarembaMedium,
+    CharShakespeare,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum)]
+    pub preset: Option<BenchPreset>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long)]
+    pub vocab: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub bptt: Option<usize>,
+    /// Timed steps (training) or tokens (generation).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// (vocab, hidden, batch, bptt, steps) per preset, as in torch_lm_bench.py.
+fn shape(p: Option<BenchPreset>) -> (usize, usize, usize, usize, usize) {
+    match p {
+        Some(BenchPreset::ZarembaSmall) => (10000, 200, 20, 20, 40),
+        Some(BenchPreset::ZarembaMedium) => (10000, 650, 20, 35, 10),
+        Some(BenchPreset::CharShakespeare) | None => (65, 512, 64, 100, 5),
+    }
+}
+
+pub fn run(c: BenchCmd) -> anyhow::Result<()> {
+    let (gen, a) = match c {
+        BenchCmd::Lm(a) => (false, a),
+        BenchCmd::Generate(a) => (true, a),
+    };
+    super::set_threads(a.threads);
+    let (v, h, b, t, steps) = shape(a.preset);
+    let mut m = a.model.clone();
+    m.hidden = m.hidden.or(Some(h));
+    m.embed = m.embed.or(m.hidden);
+    let vocab = a.vocab.unwrap_or(v);
+    let cfg = lm_config(&m, vocab)?;
+    let (b, t) = (a.batch_size.unwrap_or(b), a.bptt.unwrap_or(t));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut model = LanguageModel::new(cfg.clone(), &mut rng);
+    let name = format!("{:?}-{}x{}", cfg.rnn.cell, cfg.rnn.layers, cfg.rnn.hidden).to_lowercase();
+    let rate = if gen {
+        let n = a.steps.unwrap_or(2000);
+        let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, greedy: false };
+        let mut count = 0usize;
+        let mut start = Instant::now();
+        rnnkit::lm::generate(&mut model, &[1], n + 20, &s, &mut rng, |_| {
+            count += 1;
+            if count == 20 {
+                start = Instant::now();
+            }
+            true
+        });
+        n as f64 / start.elapsed().as_secs_f64()
+    } else {
+        let x: Vec<u32> = (0..t * b).map(|_| rng.random_range(0..vocab as u32)).collect();
+        let y: Vec<u32> = (0..t * b).map(|_| rng.random_range(0..vocab as u32)).collect();
+        let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, 1.0);
+        let state = model.rnn.zero_state(b);
+        let mut step = |model: &mut LanguageModel| {
+            model.zero_grad();
+            model.train_window(&x, &y, t, b, &state, 1.0, &mut rng);
+            clip_grad_norm(model, 5.0);
+            opt.update(model);
+        };
+        for _ in 0..3 {
+            step(&mut model);
+        }
+        let n = a.steps.unwrap_or(steps);
+        let start = Instant::now();
+        for _ in 0..n {
+            step(&mut model);
+        }
+        (b * t * n) as f64 / start.elapsed().as_secs_f64()
+    };
+    let rss = peak_rss_mib();
+    let threads = rnnkit::engine::ops::threads();
+    if a.json {
+        super::print_json(&serde_json::json!({"name": name, "tokens_per_s": rate, "peak_rss_mib": rss, "threads": threads}));
+    } else {
+        println!("{name:28} {rate:10.0} tokens/s   (peak RSS {rss:.0} MiB, {threads} threads)");
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process from /proc (Linux), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -1,0 +1,48 @@
+//! Subcommand definitions (clap) and dispatch.
+
+mod bench;
+mod lm;
+mod tokenizer;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rnnkit", version, about = "Recurrent neural networks (RNN, LSTM, GRU) for text, on the CPU")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Causal language models: train, evaluate, generate.
+    #[command(subcommand)]
+    Lm(lm::LmCmd),
+    /// Train tokenizers and compare them on held-out text.
+    #[command(subcommand)]
+    Tokenizer(tokenizer::TokCmd),
+    /// Named datasets.
+    #[command(subcommand)]
+    Data(tokenizer::DataCmd),
+    /// Throughput benchmarks on synthetic data.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Lm(c) => lm::run(c),
+        Command::Tokenizer(c) => tokenizer::run(c),
+        Command::Data(c) => tokenizer::run_data(c),
+        Command::Bench(c) => bench::run(c),
+    }
+}
+
+/// Prints `v` as the last line of stdout when `--json` is given.
+pub fn print_json(v: &serde_json::Value) {
+    println!("{v}");
+}
+
+pub fn set_threads(t: Option<usize>) {
+    rnnkit::engine::ops::set_threads(t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())));
+}

@@ -1,0 +1,128 @@
+//! `rnnkit tokenizer train | stats` and `rnnkit data list | fetch`.
+
+use anyhow::{anyhow, bail};
+use clap::{Args, Subcommand};
+use rnnkit::text::read::read_nonempty;
+use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum TokCmd {
+    /// Train a tokenizer and write it to a file.
+    Train(TokTrainArgs),
+    /// Vocabulary size, tokens per sentence and unknown rate on held-out text.
+    Stats(TokStatsArgs),
+}
+
+#[derive(Args)]
+pub struct TokTrainArgs {
+    /// char, word, ptb or bpe.
+    #[arg(long)]
+    pub kind: String,
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub min_freq: usize,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct TokStatsArgs {
+    /// Comma-separated kinds to compare (default: char,word,bpe).
+    #[arg(long, default_value = "char,word,bpe")]
+    pub kind: String,
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub min_freq: usize,
+    /// Held-out text.
+    #[arg(long)]
+    pub eval: PathBuf,
+    pub train: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum DataCmd {
+    /// Known datasets and whether they are found.
+    List(DataListArgs),
+}
+
+#[derive(Args)]
+pub struct DataListArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn kind(s: &str) -> anyhow::Result<Kind> {
+    Kind::parse(s).ok_or_else(|| anyhow!("--kind {s:?}: expected char, word, ptb or bpe"))
+}
+
+pub fn run(c: TokCmd) -> anyhow::Result<()> {
+    match c {
+        TokCmd::Train(a) => {
+            let texts = a.files.iter().map(|f| read_nonempty(f)).collect::<Result<Vec<_>, _>>()?;
+            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+            let t = Tokenizer::train(&refs, &TrainOptions { kind: kind(&a.kind)?, min_freq: a.min_freq, max_size: a.vocab_size })?;
+            t.save(&a.out)?;
+            println!("{} tokens -> {}", t.len(), a.out.display());
+            Ok(())
+        }
+        TokCmd::Stats(a) => {
+            let train = read_nonempty(&a.train)?;
+            let eval = read_nonempty(&a.eval)?;
+            let lines: Vec<&str> = eval.lines().filter(|l| !l.trim().is_empty()).collect();
+            let mut rows = Vec::new();
+            for k in a.kind.split(',') {
+                let k = kind(k.trim())?;
+                let t = Tokenizer::train(&[&train], &TrainOptions { kind: k, min_freq: a.min_freq, max_size: a.vocab_size })?;
+                let mut n = 0usize;
+                let mut unk = 0usize;
+                for l in &lines {
+                    let ids = t.encode(l);
+                    n += ids.len();
+                    unk += ids.iter().filter(|&&i| i == t.unk()).count();
+                }
+                rows.push(serde_json::json!({"kind": format!("{k:?}").to_lowercase(), "vocab_size": t.len(),
+                    "tokens_per_sentence": n as f64 / lines.len().max(1) as f64, "unk_rate": unk as f64 / n.max(1) as f64}));
+            }
+            if a.json {
+                super::print_json(&serde_json::json!({"train": a.train, "eval": a.eval, "sentences": lines.len(), "tokenizers": rows}));
+            } else {
+                println!("{:6} {:>10} {:>20} {:>10}", "kind", "vocab", "tokens/sentence", "unk rate");
+                for r in rows {
+                    println!("{:6} {:>10} {:>20.2} {:>9.3}%", r["kind"].as_str().unwrap_or(""), r["vocab_size"], r["tokens_per_sentence"].as_f64().unwrap_or(0.0), 100.0 * r["unk_rate"].as_f64().unwrap_or(0.0));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn run_data(c: DataCmd) -> anyhow::Result<()> {
+    match c {
+        DataCmd::List(a) => {
+            let mut rows = Vec::new();
+            for (name, _, _, note) in rnnkit::data::DATASETS {
+                let found = rnnkit::data::resolve(name).ok();
+                rows.push(serde_json::json!({"name": name, "found": found, "note": note}));
+            }
+            if a.json {
+                super::print_json(&serde_json::json!({"datasets": rows}));
+            } else {
+                for r in rows {
+                    let loc = r["found"].as_str().map_or("not found".to_string(), |s| s.to_string());
+                    println!("{:16} {:60} {}", r["name"].as_str().unwrap_or(""), r["note"].as_str().unwrap_or(""), loc);
+                }
+            }
+            if false {
+                bail!("unreachable");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Causal language model: embedding → recurrent stack → linear over the vocabulary.
+//!
+//! The model reads w_1..w_{N−1} and its outputs y_1..y_{N−1} are trained to predict
+//! w_2..w_N; generation then feeds each sampled token back in. Parameter names follow
+//! the state_dict of PyTorch's word_language_model `RNNModel` (encoder.weight,
+//! rnn.weight_ih_l0, ..., decoder.weight, decoder.bias), so checkpoints move between the two.
+
+use crate::engine::dropout::{self, DropoutKind};
+use crate::engine::embedding::Embedding;
+use crate::engine::init::{self, Init};
+use crate::engine::linear;
+use crate::engine::loss::{cross_entropy, cross_entropy_backward, CeOut, Reduction};
+use crate::engine::param::{Module, Param};
+use crate::engine::rnn::{Rnn, RnnConfig, State};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmConfig {
+    pub vocab: usize,
+    pub embed: usize,
+    /// The recurrent stack; `rnn.input` equals `embed`. Must be unidirectional.
+    pub rnn: RnnConfig,
+    /// Dropout on the embeddings and on the stack's output (Zaremba et al.).
+    pub dropout: f32,
+    pub dropout_kind: DropoutKind,
+    /// Decoder shares the embedding matrix (Press & Wolf 2017); needs hidden == embed.
+    pub tied: bool,
+    pub init: Init,
+}
+
+impl LmConfig {
+    /// Refuses configurations that cannot work, with the reason.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rnn.bidirectional {
+            return Err("a bidirectional language model would see the token it has to predict; use a unidirectional stack".into());
+        }
+        if self.tied && self.rnn.output() != self.embed {
+            return Err(format!("tied embeddings need hidden size == embedding size ({} != {})", self.rnn.output(), self.embed));
+        }
+        if self.vocab == 0 || self.embed == 0 || self.rnn.hidden == 0 || self.rnn.layers == 0 {
+            return Err("vocabulary, embedding, hidden size and layers must all be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.rnn.dropout) {
+            return Err("dropout must be in [0, 1)".into());
+        }
+        Ok(())
+    }
+}
+
+pub struct LanguageModel {
+    pub cfg: LmConfig,
+    pub encoder: Embedding,
+    pub rnn: Rnn,
+    /// `[V, H]`; `None` when tied to the encoder.
+    pub decoder_weight: Option<Param>,
+    pub decoder_bias: Param,
+}
+
+/// Loss of one window and the state to carry into the next.
+pub struct WindowOut {
+    pub ce: CeOut,
+    pub state: State,
+}
+
+impl LanguageModel {
+    pub fn new(cfg: LmConfig, rng: &mut dyn RngCore) -> LanguageModel {
+        let mut encoder = Embedding::new("encoder.weight", cfg.vocab, cfg.embed, rng);
+        let rnn = Rnn::new("rnn", cfg.rnn.clone(), cfg.init, 0.0, rng);
+        let h = cfg.rnn.output();
+        let mut dw = Param::zeros("decoder.weight", &[cfg.vocab, h]);
+        let mut db = Param::zeros("decoder.bias", &[cfg.vocab]);
+        match cfg.init {
+            Init::Uniform { a } => {
+                init::uniform(&mut encoder.weight, a, rng);
+                init::uniform(&mut dw, a, rng);
+                init::uniform(&mut db, a, rng);
+            }
+            _ => {
+                // word_language_model's init_weights: U(±0.1) embedding and decoder, zero bias.
+                init::uniform(&mut encoder.weight, 0.1, rng);
+                init::uniform(&mut dw, 0.1, rng);
+            }
+        }
+        let decoder_weight = (!cfg.tied).then_some(dw);
+        LanguageModel { cfg, encoder, rnn, decoder_weight, decoder_bias: db }
+    }
+
+    fn dec_w(&self) -> &[f32] {
+        self.decoder_weight.as_ref().map_or(&self.encoder.weight.w, |p| &p.w)
+    }
+
+    /// Forward + backward over one window: inputs and targets `[L, B]` time-major.
+    /// Gradients accumulate; the loss is the per-token mean times `scale` (Zaremba's
+    /// recipe sums over the unrolled steps: scale = L).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_window(&mut self, x: &[u32], y: &[u32], l: usize, b: usize, state: &State, scale: f32, rng: &mut dyn RngCore) -> WindowOut {
+        let (e, v, h) = (self.cfg.embed, self.cfg.vocab, self.cfg.rnn.output());
+        let n = l * b;
+        let mut emb = vec![0.0; n * e];
+        self.encoder.forward(x, &mut emb);
+        let m1 = dropout::forward(&mut emb, b * e, self.cfg.dropout, self.cfg.dropout_kind, true, rng);
+        let (mut out, st, cache) = self.rnn.forward(&emb, l, b, None, Some(state), true, true, rng);
+        drop(emb);
+        let m2 = dropout::forward(&mut out, b * h, self.cfg.dropout, self.cfg.dropout_kind, true, rng);
+        let mut logits = vec![0.0; n * v];
+        linear::forward(&out, self.dec_w(), Some(&self.decoder_bias.w), h, v, &mut logits);
+        let ce = cross_entropy_backward(&mut logits, y, v, Reduction::Mean, scale);
+        let mut dout = vec![0.0; n * h];
+        {
+            let (dw, w) = match &mut self.decoder_weight {
+                Some(p) => (&mut p.g, &p.w),
+                None => (&mut self.encoder.weight.g, &self.encoder.weight.w),
+            };
+            linear::backward(&out, &logits, w, dw, Some(&mut self.decoder_bias.g), h, v, Some(&mut dout));
+        }
+        drop(logits);
+        dropout::backward(&mut dout, m2.as_ref());
+        let (mut demb, _) = self.rnn.backward(cache, &dout, None);
+        dropout::backward(&mut demb, m1.as_ref());
+        self.encoder.backward(x, &demb);
+        WindowOut { ce, state: st }
+    }
+
+    /// Logits `[L·B, V]` for inputs `[L, B]`, without caches (evaluation, generation).
+    pub fn logits(&mut self, x: &[u32], l: usize, b: usize, state: &State, rng: &mut dyn RngCore) -> (Vec<f32>, State) {
+        let (e, v, h) = (self.cfg.embed, self.cfg.vocab, self.cfg.rnn.output());
+        let mut emb = vec![0.0; l * b * e];
+        self.encoder.forward(x, &mut emb);
+        let (out, st, _) = self.rnn.forward(&emb, l, b, None, Some(state), false, false, rng);
+        let mut logits = vec![0.0; l * b * v];
+        linear::forward(&out, self.dec_w(), Some(&self.decoder_bias.w), h, v, &mut logits);
+        (logits, st)
+    }
+
+    /// Loss over a window without gradients.
+    pub fn eval_window(&mut self, x: &[u32], y: &[u32], l: usize, b: usize, state: &State, rng: &mut dyn RngCore) -> WindowOut {
+        let (mut logits, st) = self.logits(x, l, b, state, rng);
+        let ce = cross_entropy(&mut logits, y, self.cfg.vocab);
+        WindowOut { ce, state: st }
+    }
+}
+
+impl Module for LanguageModel {
+    fn visit(&self, f: &mut dyn FnMut(&Param)) {
+        f(&self.encoder.weight);
+        self.rnn.visit(f);
+        if let Some(p) = &self.decoder_weight {
+            f(p);
+        }
+        f(&self.decoder_bias);
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        f(&mut self.encoder.weight);
+        self.rnn.visit_mut(f);
+        if let Some(p) = &mut self.decoder_weight {
+            f(p);
+        }
+        f(&mut self.decoder_bias);
+    }
+}
+
+/// The language-model task for the shared trainer: a training stream served in BPTT
+/// windows with the hidden state carried across them, and a validation stream.
+pub struct LmTask {
+    pub model: LanguageModel,
+    pub tokenizer: crate::text::tokenizer::Tokenizer,
+    pub train: crate::text::batch::Stream,
+    pub valid: Option<Vec<u32>>,
+    pub bptt: usize,
+    /// Zaremba's recipe: the loss is summed over the unrolled steps (scale by L).
+    pub sum_over_time: bool,
+    pub eval_batch: usize,
+    pub eval_bptt: usize,
+    starts: Vec<usize>,
+    state: State,
+}
+
+impl LmTask {
+    pub fn new(
+        model: LanguageModel,
+        tokenizer: crate::text::tokenizer::Tokenizer,
+        train_ids: &[u32],
+        valid: Option<Vec<u32>>,
+        batch: usize,
+        bptt: usize,
+        sum_over_time: bool,
+    ) -> LmTask {
+        let train = crate::text::batch::batchify(train_ids, batch);
+        let starts = train.starts(bptt).collect();
+        let state = model.rnn.zero_state(batch);
+        LmTask { model, tokenizer, train, valid, bptt, sum_over_time, eval_batch: 10, eval_bptt: 35, starts, state }
+    }
+
+    /// The checkpoint metadata: format version, task, model config and tokenizer.
+    pub fn meta(cfg: &LmConfig, tokenizer: &crate::text::tokenizer::Tokenizer) -> serde_json::Value {
+        serde_json::json!({
+            "format_version": crate::checkpoint::FORMAT_VERSION,
+            "task": "lm",
+            "model": cfg,
+            "tokenizer": serde_json::from_str::<serde_json::Value>(&tokenizer.to_json()).unwrap_or_default(),
+        })
+    }
+}
+
+/// Mean loss of `model` over a token stream, batched as PyTorch's example evaluates.
+pub fn evaluate(model: &mut LanguageModel, ids: &[u32], batch: usize, bptt: usize) -> crate::train::Stats {
+    let s = crate::text::batch::batchify(ids, batch.max(1));
+    let mut state = model.rnn.zero_state(s.batch);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    let mut st = crate::train::Stats::default();
+    for i in s.starts(bptt) {
+        let (l, x, y) = s.window(i, bptt);
+        let o = model.eval_window(x, y, l, s.batch, &state, &mut rng);
+        state = o.state;
+        st.loss_sum += o.ce.sum;
+        st.count += o.ce.count;
+    }
+    st
+}
+
+impl crate::train::Task for LmTask {
+    fn model(&mut self) -> &mut dyn Module {
+        &mut self.model
+    }
+    fn steps_per_epoch(&self) -> usize {
+        self.starts.len()
+    }
+    fn begin_epoch(&mut self, _epoch: usize) {}
+    fn train_step(&mut self, i: usize, rng: &mut dyn RngCore) -> crate::train::Stats {
+        if i == 0 {
+            self.state = self.model.rnn.zero_state(self.train.batch);
+        }
+        let (l, x, y) = self.train.window(self.starts[i], self.bptt);
+        let scale = if self.sum_over_time { l as f32 } else { 1.0 };
+        let state = std::mem::take(&mut self.state);
+        let o = self.model.train_window(x, y, l, self.train.batch, &state, scale, rng);
+        // Truncated BPTT: the state's values carry over, its gradient does not.
+        self.state = o.state;
+        crate::train::Stats { loss_sum: o.ce.sum, count: o.ce.count }
+    }
+    fn validate(&mut self) -> Option<crate::train::Stats> {
+        let v = self.valid.as_ref()?;
+        Some(evaluate(&mut self.model, v, self.eval_batch, self.eval_bptt))
+    }
+    fn save(&mut self, path: &std::path::Path) -> crate::error::Result<()> {
+        let meta = Self::meta(&self.model.cfg, &self.tokenizer);
+        crate::checkpoint::save(path, &self.model, &[], &meta)
+    }
+    fn carry(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut v = vec![("carry.h".to_string(), vec![self.state.h.len()], self.state.h.clone())];
+        if !self.state.c.is_empty() {
+            v.push(("carry.c".to_string(), vec![self.state.c.len()], self.state.c.clone()));
+        }
+        v
+    }
+    fn set_carry(&mut self, name: &str, data: Vec<f32>) {
+        match name {
+            "carry.h" if data.len() == self.state.h.len() => self.state.h = data,
+            "carry.c" if data.len() == self.state.c.len() => self.state.c = data,
+            _ => {}
+        }
+    }
+}
+
+/// Loads a language-model checkpoint: its config, tokenizer and weights.
+pub fn load(path: &std::path::Path) -> crate::error::Result<(LanguageModel, crate::text::tokenizer::Tokenizer)> {
+    use crate::error::Error;
+    let ck = crate::checkpoint::open(path)?;
+    if ck.meta["task"] != "lm" {
+        return Err(Error::format(path, format!("task is {}; expected \"lm\"", ck.meta["task"])));
+    }
+    let cfg: LmConfig = serde_json::from_value(ck.meta["model"].clone()).map_err(|e| Error::format(path, format!("bad model config: {e}")))?;
+    cfg.validate().map_err(|e| Error::format(path, e))?;
+    if cfg.vocab > 10_000_000 || cfg.embed > 1 << 16 || cfg.rnn.hidden > 1 << 16 || cfg.rnn.layers > 64 {
+        return Err(Error::format(path, "model sizes in the config are implausibly large"));
+    }
+    let tok = crate::text::tokenizer::Tokenizer::from_json(&ck.meta["tokenizer"].to_string(), path)?;
+    if tok.len() != cfg.vocab {
+        return Err(Error::format(path, format!("tokenizer has {} tokens but the model's vocabulary is {}", tok.len(), cfg.vocab)));
+    }
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    let mut model = LanguageModel::new(cfg, &mut rng);
+    ck.load_into(&mut model, &[])?;
+    Ok((model, tok))
+}
+
+/// How the next token is chosen during generation.
+#[derive(Clone, Copy, Debug)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub greedy: bool,
+}
+
+/// Picks a token from logits `[V]` (modified in place).
+pub fn sample(logits: &mut [f32], s: &Sampling, rng: &mut dyn RngCore) -> u32 {
+    use rand::Rng;
+    if s.greedy || s.temperature <= 0.0 {
+        return logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |a, (i, &v)| if v > a.1 { (i, v) } else { a }).0 as u32;
+    }
+    let inv = 1.0 / s.temperature;
+    logits.iter_mut().for_each(|v| *v *= inv);
+    crate::engine::loss::softmax_in_place(logits);
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    if s.top_k > 0 || s.top_p < 1.0 {
+        idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        let mut keep = if s.top_k > 0 { s.top_k.min(idx.len()) } else { idx.len() };
+        if s.top_p < 1.0 {
+            let mut acc = 0.0;
+            for (n, &i) in idx.iter().enumerate().take(keep) {
+                acc += logits[i as usize];
+                if acc >= s.top_p {
+                    keep = n + 1;
+                    break;
+                }
+            }
+        }
+        idx.truncate(keep.max(1));
+    }
+    let total: f32 = idx.iter().map(|&i| logits[i as usize]).sum();
+    let mut r = rng.random::<f32>() * total;
+    for &i in &idx {
+        r -= logits[i as usize];
+        if r <= 0.0 {
+            return i;
+        }
+    }
+    *idx.last().unwrap_or(&0)
+}
+
+/// Feeds `prompt` ids, then samples `max_tokens` tokens one at a time, calling
+/// `emit(id)` for each as soon as it is chosen (so the CLI can stream). Stops early when
+/// `emit` returns false.
+pub fn generate(model: &mut LanguageModel, prompt: &[u32], max_tokens: usize, s: &Sampling, rng: &mut dyn RngCore, mut emit: impl FnMut(u32) -> bool) {
+    let mut state = model.rnn.zero_state(1);
+    let v = model.cfg.vocab;
+    let mut last = None;
+    let mut stepper = Stepper::new(model);
+    for &id in prompt {
+        last = Some(stepper.step(model, id, &mut state));
+    }
+    let mut logits = last.unwrap_or_else(|| {
+        let mut l = vec![0.0; v];
+        l.iter_mut().for_each(|x| *x = 0.0);
+        l
+    });
+    for _ in 0..max_tokens {
+        let id = sample(&mut logits, s, rng);
+        if !emit(id) {
+            return;
+        }
+        logits = stepper.step(model, id, &mut state);
+    }
+}
+
+/// Batch-1 decoding: one token through the stack and the decoder, with matrix-vector
+/// products (decoding is bound by reading the weights, not by arithmetic).
+pub struct Stepper {
+    x: Vec<f32>,
+    xg: Vec<f32>,
+    hg: Vec<f32>,
+    gates: Vec<f32>,
+    hn: Vec<f32>,
+    hp: Vec<f32>,
+}
+
+impl Stepper {
+    pub fn new(model: &LanguageModel) -> Stepper {
+        let g = model.cfg.rnn.cell.gates() * model.cfg.rnn.hidden;
+        Stepper { x: Vec::new(), xg: vec![0.0; g], hg: vec![0.0; g], gates: vec![0.0; g], hn: vec![0.0; model.cfg.rnn.hidden], hp: Vec::new() }
+    }
+
+    /// Runs token `id` and returns the next-token logits `[V]`; `state` is `[L, 1, H]`.
+    pub fn step(&mut self, model: &LanguageModel, id: u32, state: &mut State) -> Vec<f32> {
+        use crate::engine::cell::{step_forward, StepFwd};
+        use crate::engine::ops::matvec;
+        use crate::engine::rnn::Norm;
+        let e = model.cfg.embed;
+        let hsz = model.cfg.rnn.hidden;
+        let kind = model.cfg.rnn.cell;
+        self.x.clear();
+        self.x.extend_from_slice(&model.encoder.weight.w[id as usize * e..(id as usize + 1) * e]);
+        for (l, dir) in model.rnn.dirs.iter().enumerate() {
+            matvec(&mut self.xg, &dir.w_ih.w, &self.x, false);
+            crate::engine::ops::add_bias_rows(&mut self.xg, &dir.b_ih.w);
+            if kind.folds_hidden_bias() {
+                crate::engine::ops::add_bias_rows(&mut self.xg, &dir.b_hh.w);
+            }
+            let h = &mut state.h[l * hsz..(l + 1) * hsz];
+            self.hp.clear();
+            self.hp.extend_from_slice(h);
+            matvec(&mut self.hg, &dir.w_hh.w, h, false);
+            if !kind.folds_hidden_bias() {
+                crate::engine::ops::add_bias_rows(&mut self.hg, &dir.b_hh.w);
+            }
+            let c: &mut [f32] = if kind.has_cell_state() { &mut state.c[l * hsz..(l + 1) * hsz] } else { &mut [] };
+            step_forward(kind, hsz, StepFwd { xg: &self.xg, hg: &self.hg, h_prev: &self.hp, h, c, gates: &mut self.gates, hn: &mut self.hn, active: &[true] });
+            let mut out = state.h[l * hsz..(l + 1) * hsz].to_vec();
+            if model.rnn.residual_at(l) {
+                out.iter_mut().zip(&self.x).for_each(|(o, x)| *o += x);
+            }
+            match model.rnn.norms.get(l) {
+                Some(Norm::Layer(n)) => {
+                    n.forward(&mut out);
+                }
+                Some(Norm::Batch(n)) => {
+                    let mut n = n.clone();
+                    n.forward(&mut out, &[], false);
+                }
+                None => {}
+            }
+            self.x = out;
+        }
+        let mut logits = vec![0.0; model.cfg.vocab];
+        matvec(&mut logits, model.dec_w(), &self.x, false);
+        logits.iter_mut().zip(&model.decoder_bias.w).for_each(|(l, b)| *l += b);
+        logits
+    }
+}

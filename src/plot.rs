@@ -1,0 +1,84 @@
+//! PNG line charts with plotters (pure-Rust bitmap backend, DejaVu Sans from the `dejavu`
+//! crate, so no system fonts or -dev packages are needed).
+
+use crate::error::{Error, Result};
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+/// One named curve of (x, y) points.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+/// Draws `series` into a 900×560 PNG at `path`.
+pub fn line_chart(path: &Path, title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> Result<()> {
+    register_font();
+    let pts = series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return Ok(());
+    }
+    if x1 - x0 < 1e-9 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-3);
+    let tmp = path.with_extension("tmp.png");
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(&tmp, (900, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
+        chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).label_style(("sans-serif", 14)).draw()?;
+        let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        for (i, s) in series.iter().enumerate() {
+            let c = colors[i % colors.len()];
+            chart
+                .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| Error::format(path, format!("could not draw chart: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// loss.png from a metrics.jsonl: training loss per logging step and validation loss,
+/// both against training tokens.
+pub fn loss_curves(metrics: &Path, png: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(metrics).map_err(|e| Error::io(metrics, e))?;
+    let mut train = Series { name: "train loss".into(), points: Vec::new() };
+    let mut valid = Series { name: "validation loss".into(), points: Vec::new() };
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let x = v["tokens"].as_f64();
+        if let (Some(x), Some(l)) = (x, v["loss"].as_f64()) {
+            train.points.push((x, l));
+        }
+        if let (Some(x), Some(l)) = (x, v["valid_loss"].as_f64()) {
+            valid.points.push((x, l));
+        }
+    }
+    line_chart(png, "Loss (nats per token)", "training tokens", "loss", &[train, valid])
+}

@@ -1,0 +1,335 @@
+//! Character, word and byte-pair tokenizers behind one type.
+//!
+//! The lecture's trade-off: characters give long inputs and a tiny vocabulary; words give
+//! short inputs, a huge vocabulary and unknown words; BPE sits in between. A tokenizer is
+//! saved whole inside every model that uses it (see docs/checkpoint-format.md).
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const UNK: &str = "<unk>";
+pub const PAD: &str = "<pad>";
+pub const BOS: &str = "<bos>";
+pub const EOS: &str = "<eos>";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Unicode scalar values (not bytes, so Cyrillic is one token per letter).
+    Char,
+    /// Whitespace- and punctuation-split words.
+    Word,
+    /// Mikolov's PTB convention: whitespace-split words, `<eos>` at the end of each line.
+    Ptb,
+    /// Byte-level BPE through Hugging Face `tokenizers`.
+    Bpe,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "char" => Some(Kind::Char),
+            "word" => Some(Kind::Word),
+            "ptb" => Some(Kind::Ptb),
+            "bpe" => Some(Kind::Bpe),
+            _ => None,
+        }
+    }
+}
+
+/// Training options for [`Tokenizer::train`].
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub kind: Kind,
+    /// Tokens seen fewer times become `<unk>` (char and word).
+    pub min_freq: usize,
+    /// Upper bound on the vocabulary, specials included (BPE: the target size).
+    pub max_size: Option<usize>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Tokenizer {
+    pub kind: Kind,
+    /// Every token in id order (for BPE, a copy of the model's vocabulary).
+    pub vocab: Vec<String>,
+    /// BPE only: the whole tokenizer.json, loadable unchanged by Python's `tokenizers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpe_json: Option<String>,
+    #[serde(skip)]
+    index: HashMap<String, u32>,
+    #[serde(skip)]
+    bpe: Option<Box<tokenizers::Tokenizer>>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokenizer({:?}, {} tokens)", self.kind, self.vocab.len())
+    }
+}
+
+/// Splits a line into words, with punctuation as tokens of its own.
+fn split_words(line: &str) -> impl Iterator<Item = &str> {
+    line.split_whitespace().flat_map(|w| {
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for (i, ch) in w.char_indices() {
+            if ch.is_ascii_punctuation() || (!ch.is_alphanumeric() && !ch.is_whitespace()) {
+                if start < i {
+                    parts.push(&w[start..i]);
+                }
+                parts.push(&w[i..i + ch.len_utf8()]);
+                start = i + ch.len_utf8();
+            }
+        }
+        if start < w.len() {
+            parts.push(&w[start..]);
+        }
+        parts
+    })
+}
+
+impl Tokenizer {
+    /// Builds a tokenizer from training texts.
+    pub fn train(texts: &[&str], opt: &TrainOptions) -> Result<Tokenizer> {
+        if opt.kind == Kind::Bpe {
+            return Self::train_bpe(texts, opt);
+        }
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for text in texts {
+            Self::pieces(opt.kind, text, |p| *counts.entry(p.to_string()).or_default() += 1);
+        }
+        let specials: &[&str] = match opt.kind {
+            Kind::Char => &[UNK],
+            _ => &[UNK, PAD, BOS, EOS],
+        };
+        let mut words: Vec<(String, usize)> =
+            counts.into_iter().filter(|(w, c)| *c >= opt.min_freq.max(1) && !specials.contains(&w.as_str())).collect();
+        // Most frequent first; ties by the token itself, so the vocabulary is deterministic.
+        words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut vocab: Vec<String> = specials.iter().map(|s| s.to_string()).collect();
+        let room = opt.max_size.map_or(usize::MAX, |m| m.saturating_sub(vocab.len()));
+        vocab.extend(words.into_iter().take(room).map(|(w, _)| w));
+        Ok(Self::from_vocab(opt.kind, vocab, None))
+    }
+
+    fn train_bpe(texts: &[&str], opt: &TrainOptions) -> Result<Tokenizer> {
+        use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+        use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+        use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, TokenizerBuilder};
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| Error::Usage(format!("BPE training failed: {e}"));
+        let mut trainer = BpeTrainerBuilder::new()
+            .vocab_size(opt.max_size.unwrap_or(8000))
+            .min_frequency(opt.min_freq.max(1) as u64)
+            .special_tokens(vec![AddedToken::from(UNK, true), AddedToken::from(EOS, true)])
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .show_progress(false)
+            .build();
+        let mut tk = TokenizerBuilder::<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>::new()
+            .with_model(BPE::default())
+            .with_normalizer(None)
+            .with_pre_tokenizer(Some(ByteLevel::new(false, true, true).into()))
+            .with_post_processor(None)
+            .with_decoder(Some(ByteLevel::new(false, true, true).into()))
+            .build()
+            .map_err(err)?;
+        tk.train(&mut trainer, texts.iter().flat_map(|t| t.split_inclusive('\n'))).map_err(err)?;
+        let tk: tokenizers::Tokenizer = tk.into();
+        let json = tk.to_string(false).map_err(err)?;
+        Self::from_bpe_json(&json, Path::new("<trained>"))
+    }
+
+    /// Loads a BPE tokenizer from tokenizer.json text.
+    pub fn from_bpe_json(json: &str, file: &Path) -> Result<Tokenizer> {
+        let tk: tokenizers::Tokenizer =
+            json.parse().map_err(|e| Error::format(file, format!("not a tokenizers tokenizer.json: {e}")))?;
+        let mut pairs: Vec<(String, u32)> = tk.get_vocab(true).into_iter().collect();
+        pairs.sort_by_key(|p| p.1);
+        let vocab: Vec<String> = pairs.into_iter().map(|p| p.0).collect();
+        let mut t = Self::from_vocab(Kind::Bpe, vocab, Some(json.to_string()));
+        t.bpe = Some(Box::new(tk));
+        Ok(t)
+    }
+
+    fn from_vocab(kind: Kind, vocab: Vec<String>, bpe_json: Option<String>) -> Tokenizer {
+        let index = vocab.iter().enumerate().map(|(i, w)| (w.clone(), i as u32)).collect();
+        Tokenizer { kind, vocab, bpe_json, index, bpe: None }
+    }
+
+    /// Rebuilds the lookup tables after deserialisation.
+    pub fn restore(mut self, file: &Path) -> Result<Tokenizer> {
+        if self.kind == Kind::Bpe {
+            let json = self.bpe_json.take().ok_or_else(|| Error::format(file, "BPE tokenizer without its tokenizer.json"))?;
+            return Self::from_bpe_json(&json, file);
+        }
+        if !self.vocab.iter().any(|w| w == UNK) {
+            return Err(Error::format(file, "tokenizer vocabulary has no <unk>"));
+        }
+        Ok(Self::from_vocab(self.kind, self.vocab, None))
+    }
+
+    fn pieces(kind: Kind, text: &str, mut f: impl FnMut(&str)) {
+        match kind {
+            Kind::Char => {
+                for (i, c) in text.char_indices() {
+                    f(&text[i..i + c.len_utf8()]);
+                }
+            }
+            Kind::Word => text.lines().flat_map(split_words).for_each(f),
+            Kind::Ptb => {
+                for line in text.lines() {
+                    line.split_whitespace().for_each(&mut f);
+                    f(EOS);
+                }
+            }
+            Kind::Bpe => unreachable!("BPE pieces come from the tokenizers crate"),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.vocab.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vocab.is_empty()
+    }
+
+    pub fn id(&self, token: &str) -> Option<u32> {
+        self.index.get(token).copied()
+    }
+
+    pub fn unk(&self) -> u32 {
+        self.id(UNK).unwrap_or(0)
+    }
+
+    /// Text → ids. Unknown pieces become `<unk>`.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        if let Some(bpe) = &self.bpe {
+            return match bpe.encode(text, false) {
+                Ok(e) => e.get_ids().to_vec(),
+                Err(_) => Vec::new(),
+            };
+        }
+        let unk = self.unk();
+        let mut ids = Vec::new();
+        Self::pieces(self.kind, text, |p| ids.push(self.id(p).unwrap_or(unk)));
+        ids
+    }
+
+    /// Ids → text. Words are joined by spaces; PTB's `<eos>` becomes a newline.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        if let Some(bpe) = &self.bpe {
+            return bpe.decode(ids, false).unwrap_or_default();
+        }
+        let tok = |i: &u32| self.vocab.get(*i as usize).map_or(UNK, |s| s.as_str());
+        match self.kind {
+            Kind::Char => ids.iter().map(tok).collect(),
+            _ => {
+                let mut out = String::new();
+                for i in ids {
+                    let t = tok(i);
+                    if t == EOS {
+                        out.push('\n');
+                    } else {
+                        if !out.is_empty() && !out.ends_with('\n') {
+                            out.push(' ');
+                        }
+                        out.push_str(t);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// The text of one token, for streaming generation.
+    pub fn token_text(&self, id: u32, first: bool) -> String {
+        match self.kind {
+            Kind::Char | Kind::Bpe => self.decode(&[id]),
+            _ => {
+                let t = self.vocab.get(id as usize).map_or(UNK, |s| s.as_str());
+                if t == EOS {
+                    "\n".into()
+                } else if first {
+                    t.into()
+                } else {
+                    format!(" {t}")
+                }
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("tokenizer serialises")
+    }
+
+    pub fn from_json(s: &str, file: &Path) -> Result<Tokenizer> {
+        let t: Tokenizer = serde_json::from_str(s).map_err(|e| Error::format(file, format!("bad tokenizer: {e}")))?;
+        t.restore(file)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let body = match &self.bpe_json {
+            Some(j) => j.clone(),
+            None => self.to_json(),
+        };
+        crate::error::write_atomic(path, body.as_bytes())
+    }
+
+    /// Loads a file written by [`Tokenizer::save`] (rnnkit JSON, or a tokenizer.json).
+    pub fn load(path: &Path) -> Result<Tokenizer> {
+        let s = crate::text::read::read_text(path)?;
+        let v: serde_json::Value = serde_json::from_str(&s).map_err(|e| Error::format(path, format!("not JSON: {e}")))?;
+        if v.get("model").is_some() {
+            Self::from_bpe_json(&s, path)
+        } else {
+            Self::from_json(&s, path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(kind: Kind) -> TrainOptions {
+        TrainOptions { kind, min_freq: 1, max_size: None }
+    }
+
+    #[test]
+    fn char_tokenizer_handles_cyrillic_and_unknowns() {
+        let t = Tokenizer::train(&["привет мир"], &opts(Kind::Char)).unwrap();
+        let ids = t.encode("мир!");
+        assert_eq!(ids.len(), 4);
+        assert_eq!(ids[3], t.unk());
+        assert_eq!(t.decode(&t.encode("привет")), "привет");
+    }
+
+    #[test]
+    fn word_vocab_respects_min_freq_and_size() {
+        let t = Tokenizer::train(&["a a a b b c, d"], &TrainOptions { kind: Kind::Word, min_freq: 2, max_size: None }).unwrap();
+        assert_eq!(&t.vocab[4..], &["a", "b"]);
+        let t = Tokenizer::train(&["a a a b b c"], &TrainOptions { kind: Kind::Word, min_freq: 1, max_size: Some(5) }).unwrap();
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.encode("c , a").len(), 3);
+    }
+
+    #[test]
+    fn ptb_mode_appends_eos_per_line() {
+        let t = Tokenizer::train(&[" the cat \n the dog \n"], &opts(Kind::Ptb)).unwrap();
+        let ids = t.encode(" the cat \n");
+        assert_eq!(ids.len(), 3);
+        assert_eq!(t.vocab[ids[2] as usize], EOS);
+        assert_eq!(t.decode(&ids), "the cat\n");
+    }
+
+    #[test]
+    fn bpe_round_trips_and_survives_serialisation() {
+        let text = "the quick brown fox jumps over the lazy dog\nзимой и летом одним цветом\n";
+        let t = Tokenizer::train(&[text], &TrainOptions { kind: Kind::Bpe, min_freq: 1, max_size: Some(300) }).unwrap();
+        assert_eq!(t.decode(&t.encode(text)), text);
+        let back = Tokenizer::from_json(&t.to_json(), Path::new("x")).unwrap();
+        assert_eq!(back.encode(text), t.encode(text));
+    }
+}
