@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     /// Bad content in a user's file.
     #[error("{}:{line}: {msg}", file.display())]
-    Input { file: PathBuf, line: usize, msg: String },
+    Input {
+        file: PathBuf,
+        line: usize,
+        msg: String,
+    },
     /// A file that cannot be opened, read or written.
     #[error("{}: {source}", file.display())]
     Io {
@@ -27,15 +31,25 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn input(file: &Path, line: usize, msg: impl Into<String>) -> Error {
-        Error::Input { file: file.to_path_buf(), line, msg: msg.into() }
+        Error::Input {
+            file: file.to_path_buf(),
+            line,
+            msg: msg.into(),
+        }
     }
 
     pub fn io(file: &Path, source: std::io::Error) -> Error {
-        Error::Io { file: file.to_path_buf(), source }
+        Error::Io {
+            file: file.to_path_buf(),
+            source,
+        }
     }
 
     pub fn format(file: &Path, msg: impl Into<String>) -> Error {
-        Error::Format { file: file.to_path_buf(), msg: msg.into() }
+        Error::Format {
+            file: file.to_path_buf(),
+            msg: msg.into(),
+        }
     }
 }
 
@@ -43,8 +57,14 @@ impl Error {
 /// rename, so a crash never leaves a half-written checkpoint that looks valid.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

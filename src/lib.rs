@@ -5,7 +5,6 @@
 //! → model ([`engine`] layers composed by a task such as [`lm`]) → loss → optimizer
 //! → checkpoint ([`checkpoint`]).
 
-
 pub mod checkpoint;
 pub mod data;
 pub mod engine;
@@ -15,4 +14,3 @@ pub mod lm;
 pub mod plot;
 pub mod text;
 pub mod train;
-

@@ -36,10 +36,16 @@ impl LmConfig {
             return Err("a bidirectional language model would see the token it has to predict; use a unidirectional stack".into());
         }
         if self.tied && self.rnn.output() != self.embed {
-            return Err(format!("tied embeddings need hidden size == embedding size ({} != {})", self.rnn.output(), self.embed));
+            return Err(format!(
+                "tied embeddings need hidden size == embedding size ({} != {})",
+                self.rnn.output(),
+                self.embed
+            ));
         }
         if self.vocab == 0 || self.embed == 0 || self.rnn.hidden == 0 || self.rnn.layers == 0 {
-            return Err("vocabulary, embedding, hidden size and layers must all be positive".into());
+            return Err(
+                "vocabulary, embedding, hidden size and layers must all be positive".into(),
+            );
         }
         if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.rnn.dropout) {
             return Err("dropout must be in [0, 1)".into());
@@ -83,28 +89,68 @@ impl LanguageModel {
             }
         }
         let decoder_weight = (!cfg.tied).then_some(dw);
-        LanguageModel { cfg, encoder, rnn, decoder_weight, decoder_bias: db }
+        LanguageModel {
+            cfg,
+            encoder,
+            rnn,
+            decoder_weight,
+            decoder_bias: db,
+        }
     }
 
     fn dec_w(&self) -> &[f32] {
-        self.decoder_weight.as_ref().map_or(&self.encoder.weight.w, |p| &p.w)
+        self.decoder_weight
+            .as_ref()
+            .map_or(&self.encoder.weight.w, |p| &p.w)
     }
 
     /// Forward + backward over one window: inputs and targets `[L, B]` time-major.
     /// Gradients accumulate; the loss is the per-token mean times `scale` (Zaremba's
     /// recipe sums over the unrolled steps: scale = L).
     #[allow(clippy::too_many_arguments)]
-    pub fn train_window(&mut self, x: &[u32], y: &[u32], l: usize, b: usize, state: &State, scale: f32, rng: &mut dyn RngCore) -> WindowOut {
+    pub fn train_window(
+        &mut self,
+        x: &[u32],
+        y: &[u32],
+        l: usize,
+        b: usize,
+        state: &State,
+        scale: f32,
+        rng: &mut dyn RngCore,
+    ) -> WindowOut {
         let (e, v, h) = (self.cfg.embed, self.cfg.vocab, self.cfg.rnn.output());
         let n = l * b;
         let mut emb = vec![0.0; n * e];
         self.encoder.forward(x, &mut emb);
-        let m1 = dropout::forward(&mut emb, b * e, self.cfg.dropout, self.cfg.dropout_kind, true, rng);
-        let (mut out, st, cache) = self.rnn.forward(&emb, l, b, None, Some(state), true, true, rng);
+        let m1 = dropout::forward(
+            &mut emb,
+            b * e,
+            self.cfg.dropout,
+            self.cfg.dropout_kind,
+            true,
+            rng,
+        );
+        let (mut out, st, cache) = self
+            .rnn
+            .forward(&emb, l, b, None, Some(state), true, true, rng);
         drop(emb);
-        let m2 = dropout::forward(&mut out, b * h, self.cfg.dropout, self.cfg.dropout_kind, true, rng);
+        let m2 = dropout::forward(
+            &mut out,
+            b * h,
+            self.cfg.dropout,
+            self.cfg.dropout_kind,
+            true,
+            rng,
+        );
         let mut logits = vec![0.0; n * v];
-        linear::forward(&out, self.dec_w(), Some(&self.decoder_bias.w), h, v, &mut logits);
+        linear::forward(
+            &out,
+            self.dec_w(),
+            Some(&self.decoder_bias.w),
+            h,
+            v,
+            &mut logits,
+        );
         let ce = cross_entropy_backward(&mut logits, y, v, Reduction::Mean, scale);
         let mut dout = vec![0.0; n * h];
         {
@@ -112,7 +158,16 @@ impl LanguageModel {
                 Some(p) => (&mut p.g, &p.w),
                 None => (&mut self.encoder.weight.g, &self.encoder.weight.w),
             };
-            linear::backward(&out, &logits, w, dw, Some(&mut self.decoder_bias.g), h, v, Some(&mut dout));
+            linear::backward(
+                &out,
+                &logits,
+                w,
+                dw,
+                Some(&mut self.decoder_bias.g),
+                h,
+                v,
+                Some(&mut dout),
+            );
         }
         drop(logits);
         dropout::backward(&mut dout, m2.as_ref());
@@ -123,18 +178,42 @@ impl LanguageModel {
     }
 
     /// Logits `[L·B, V]` for inputs `[L, B]`, without caches (evaluation, generation).
-    pub fn logits(&mut self, x: &[u32], l: usize, b: usize, state: &State, rng: &mut dyn RngCore) -> (Vec<f32>, State) {
+    pub fn logits(
+        &mut self,
+        x: &[u32],
+        l: usize,
+        b: usize,
+        state: &State,
+        rng: &mut dyn RngCore,
+    ) -> (Vec<f32>, State) {
         let (e, v, h) = (self.cfg.embed, self.cfg.vocab, self.cfg.rnn.output());
         let mut emb = vec![0.0; l * b * e];
         self.encoder.forward(x, &mut emb);
-        let (out, st, _) = self.rnn.forward(&emb, l, b, None, Some(state), false, false, rng);
+        let (out, st, _) = self
+            .rnn
+            .forward(&emb, l, b, None, Some(state), false, false, rng);
         let mut logits = vec![0.0; l * b * v];
-        linear::forward(&out, self.dec_w(), Some(&self.decoder_bias.w), h, v, &mut logits);
+        linear::forward(
+            &out,
+            self.dec_w(),
+            Some(&self.decoder_bias.w),
+            h,
+            v,
+            &mut logits,
+        );
         (logits, st)
     }
 
     /// Loss over a window without gradients.
-    pub fn eval_window(&mut self, x: &[u32], y: &[u32], l: usize, b: usize, state: &State, rng: &mut dyn RngCore) -> WindowOut {
+    pub fn eval_window(
+        &mut self,
+        x: &[u32],
+        y: &[u32],
+        l: usize,
+        b: usize,
+        state: &State,
+        rng: &mut dyn RngCore,
+    ) -> WindowOut {
         let (mut logits, st) = self.logits(x, l, b, state, rng);
         let ce = cross_entropy(&mut logits, y, self.cfg.vocab);
         WindowOut { ce, state: st }
@@ -189,11 +268,25 @@ impl LmTask {
         let train = crate::text::batch::batchify(train_ids, batch);
         let starts = train.starts(bptt).collect();
         let state = model.rnn.zero_state(batch);
-        LmTask { model, tokenizer, train, valid, bptt, sum_over_time, eval_batch: 10, eval_bptt: 35, starts, state }
+        LmTask {
+            model,
+            tokenizer,
+            train,
+            valid,
+            bptt,
+            sum_over_time,
+            eval_batch: 10,
+            eval_bptt: 35,
+            starts,
+            state,
+        }
     }
 
     /// The checkpoint metadata: format version, task, model config and tokenizer.
-    pub fn meta(cfg: &LmConfig, tokenizer: &crate::text::tokenizer::Tokenizer) -> serde_json::Value {
+    pub fn meta(
+        cfg: &LmConfig,
+        tokenizer: &crate::text::tokenizer::Tokenizer,
+    ) -> serde_json::Value {
         serde_json::json!({
             "format_version": crate::checkpoint::FORMAT_VERSION,
             "task": "lm",
@@ -204,7 +297,12 @@ impl LmTask {
 }
 
 /// Mean loss of `model` over a token stream, batched as PyTorch's example evaluates.
-pub fn evaluate(model: &mut LanguageModel, ids: &[u32], batch: usize, bptt: usize) -> crate::train::Stats {
+pub fn evaluate(
+    model: &mut LanguageModel,
+    ids: &[u32],
+    batch: usize,
+    bptt: usize,
+) -> crate::train::Stats {
     let s = crate::text::batch::batchify(ids, batch.max(1));
     let mut state = model.rnn.zero_state(s.batch);
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
@@ -234,23 +332,41 @@ impl crate::train::Task for LmTask {
         let (l, x, y) = self.train.window(self.starts[i], self.bptt);
         let scale = if self.sum_over_time { l as f32 } else { 1.0 };
         let state = std::mem::take(&mut self.state);
-        let o = self.model.train_window(x, y, l, self.train.batch, &state, scale, rng);
+        let o = self
+            .model
+            .train_window(x, y, l, self.train.batch, &state, scale, rng);
         // Truncated BPTT: the state's values carry over, its gradient does not.
         self.state = o.state;
-        crate::train::Stats { loss_sum: o.ce.sum, count: o.ce.count }
+        crate::train::Stats {
+            loss_sum: o.ce.sum,
+            count: o.ce.count,
+        }
     }
     fn validate(&mut self) -> Option<crate::train::Stats> {
         let v = self.valid.as_ref()?;
-        Some(evaluate(&mut self.model, v, self.eval_batch, self.eval_bptt))
+        Some(evaluate(
+            &mut self.model,
+            v,
+            self.eval_batch,
+            self.eval_bptt,
+        ))
     }
     fn save(&mut self, path: &std::path::Path) -> crate::error::Result<()> {
         let meta = Self::meta(&self.model.cfg, &self.tokenizer);
         crate::checkpoint::save(path, &self.model, &[], &meta)
     }
     fn carry(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        let mut v = vec![("carry.h".to_string(), vec![self.state.h.len()], self.state.h.clone())];
+        let mut v = vec![(
+            "carry.h".to_string(),
+            vec![self.state.h.len()],
+            self.state.h.clone(),
+        )];
         if !self.state.c.is_empty() {
-            v.push(("carry.c".to_string(), vec![self.state.c.len()], self.state.c.clone()));
+            v.push((
+                "carry.c".to_string(),
+                vec![self.state.c.len()],
+                self.state.c.clone(),
+            ));
         }
         v
     }
@@ -264,20 +380,41 @@ impl crate::train::Task for LmTask {
 }
 
 /// Loads a language-model checkpoint: its config, tokenizer and weights.
-pub fn load(path: &std::path::Path) -> crate::error::Result<(LanguageModel, crate::text::tokenizer::Tokenizer)> {
+pub fn load(
+    path: &std::path::Path,
+) -> crate::error::Result<(LanguageModel, crate::text::tokenizer::Tokenizer)> {
     use crate::error::Error;
     let ck = crate::checkpoint::open(path)?;
     if ck.meta["task"] != "lm" {
-        return Err(Error::format(path, format!("task is {}; expected \"lm\"", ck.meta["task"])));
+        return Err(Error::format(
+            path,
+            format!("task is {}; expected \"lm\"", ck.meta["task"]),
+        ));
     }
-    let cfg: LmConfig = serde_json::from_value(ck.meta["model"].clone()).map_err(|e| Error::format(path, format!("bad model config: {e}")))?;
+    let cfg: LmConfig = serde_json::from_value(ck.meta["model"].clone())
+        .map_err(|e| Error::format(path, format!("bad model config: {e}")))?;
     cfg.validate().map_err(|e| Error::format(path, e))?;
-    if cfg.vocab > 10_000_000 || cfg.embed > 1 << 16 || cfg.rnn.hidden > 1 << 16 || cfg.rnn.layers > 64 {
-        return Err(Error::format(path, "model sizes in the config are implausibly large"));
+    if cfg.vocab > 10_000_000
+        || cfg.embed > 1 << 16
+        || cfg.rnn.hidden > 1 << 16
+        || cfg.rnn.layers > 64
+    {
+        return Err(Error::format(
+            path,
+            "model sizes in the config are implausibly large",
+        ));
     }
-    let tok = crate::text::tokenizer::Tokenizer::from_json(&ck.meta["tokenizer"].to_string(), path)?;
+    let tok =
+        crate::text::tokenizer::Tokenizer::from_json(&ck.meta["tokenizer"].to_string(), path)?;
     if tok.len() != cfg.vocab {
-        return Err(Error::format(path, format!("tokenizer has {} tokens but the model's vocabulary is {}", tok.len(), cfg.vocab)));
+        return Err(Error::format(
+            path,
+            format!(
+                "tokenizer has {} tokens but the model's vocabulary is {}",
+                tok.len(),
+                cfg.vocab
+            ),
+        ));
     }
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
     let mut model = LanguageModel::new(cfg, &mut rng);
@@ -298,7 +435,14 @@ pub struct Sampling {
 pub fn sample(logits: &mut [f32], s: &Sampling, rng: &mut dyn RngCore) -> u32 {
     use rand::Rng;
     if s.greedy || s.temperature <= 0.0 {
-        return logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |a, (i, &v)| if v > a.1 { (i, v) } else { a }).0 as u32;
+        return logits
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |a, (i, &v)| if v > a.1 { (i, v) } else { a },
+            )
+            .0 as u32;
     }
     let inv = 1.0 / s.temperature;
     logits.iter_mut().for_each(|v| *v *= inv);
@@ -306,7 +450,11 @@ pub fn sample(logits: &mut [f32], s: &Sampling, rng: &mut dyn RngCore) -> u32 {
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
     if s.top_k > 0 || s.top_p < 1.0 {
         idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-        let mut keep = if s.top_k > 0 { s.top_k.min(idx.len()) } else { idx.len() };
+        let mut keep = if s.top_k > 0 {
+            s.top_k.min(idx.len())
+        } else {
+            idx.len()
+        };
         if s.top_p < 1.0 {
             let mut acc = 0.0;
             for (n, &i) in idx.iter().enumerate().take(keep) {
@@ -333,7 +481,14 @@ pub fn sample(logits: &mut [f32], s: &Sampling, rng: &mut dyn RngCore) -> u32 {
 /// Feeds `prompt` ids, then samples `max_tokens` tokens one at a time, calling
 /// `emit(id)` for each as soon as it is chosen (so the CLI can stream). Stops early when
 /// `emit` returns false.
-pub fn generate(model: &mut LanguageModel, prompt: &[u32], max_tokens: usize, s: &Sampling, rng: &mut dyn RngCore, mut emit: impl FnMut(u32) -> bool) {
+pub fn generate(
+    model: &mut LanguageModel,
+    prompt: &[u32],
+    max_tokens: usize,
+    s: &Sampling,
+    rng: &mut dyn RngCore,
+    mut emit: impl FnMut(u32) -> bool,
+) {
     let mut state = model.rnn.zero_state(1);
     let v = model.cfg.vocab;
     let mut last = None;
@@ -369,7 +524,14 @@ pub struct Stepper {
 impl Stepper {
     pub fn new(model: &LanguageModel) -> Stepper {
         let g = model.cfg.rnn.cell.gates() * model.cfg.rnn.hidden;
-        Stepper { x: Vec::new(), xg: vec![0.0; g], hg: vec![0.0; g], gates: vec![0.0; g], hn: vec![0.0; model.cfg.rnn.hidden], hp: Vec::new() }
+        Stepper {
+            x: Vec::new(),
+            xg: vec![0.0; g],
+            hg: vec![0.0; g],
+            gates: vec![0.0; g],
+            hn: vec![0.0; model.cfg.rnn.hidden],
+            hp: Vec::new(),
+        }
     }
 
     /// Runs token `id` and returns the next-token logits `[V]`; `state` is `[L, 1, H]`.
@@ -381,7 +543,8 @@ impl Stepper {
         let hsz = model.cfg.rnn.hidden;
         let kind = model.cfg.rnn.cell;
         self.x.clear();
-        self.x.extend_from_slice(&model.encoder.weight.w[id as usize * e..(id as usize + 1) * e]);
+        self.x
+            .extend_from_slice(&model.encoder.weight.w[id as usize * e..(id as usize + 1) * e]);
         for (l, dir) in model.rnn.dirs.iter().enumerate() {
             matvec(&mut self.xg, &dir.w_ih.w, &self.x, false);
             crate::engine::ops::add_bias_rows(&mut self.xg, &dir.b_ih.w);
@@ -395,8 +558,25 @@ impl Stepper {
             if !kind.folds_hidden_bias() {
                 crate::engine::ops::add_bias_rows(&mut self.hg, &dir.b_hh.w);
             }
-            let c: &mut [f32] = if kind.has_cell_state() { &mut state.c[l * hsz..(l + 1) * hsz] } else { &mut [] };
-            step_forward(kind, hsz, StepFwd { xg: &self.xg, hg: &self.hg, h_prev: &self.hp, h, c, gates: &mut self.gates, hn: &mut self.hn, active: &[true] });
+            let c: &mut [f32] = if kind.has_cell_state() {
+                &mut state.c[l * hsz..(l + 1) * hsz]
+            } else {
+                &mut []
+            };
+            step_forward(
+                kind,
+                hsz,
+                StepFwd {
+                    xg: &self.xg,
+                    hg: &self.hg,
+                    h_prev: &self.hp,
+                    h,
+                    c,
+                    gates: &mut self.gates,
+                    hn: &mut self.hn,
+                    active: &[true],
+                },
+            );
             let mut out = state.h[l * hsz..(l + 1) * hsz].to_vec();
             if model.rnn.residual_at(l) {
                 out.iter_mut().zip(&self.x).for_each(|(o, x)| *o += x);
@@ -415,7 +595,10 @@ impl Stepper {
         }
         let mut logits = vec![0.0; model.cfg.vocab];
         matvec(&mut logits, model.dec_w(), &self.x, false);
-        logits.iter_mut().zip(&model.decoder_bias.w).for_each(|(l, b)| *l += b);
+        logits
+            .iter_mut()
+            .zip(&model.decoder_bias.w)
+            .for_each(|(l, b)| *l += b);
         logits
     }
 }

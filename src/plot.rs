@@ -15,14 +15,27 @@ pub struct Series {
 fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
     });
 }
 
 /// Draws `series` into a 900×560 PNG at `path`.
-pub fn line_chart(path: &Path, title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> Result<()> {
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    series: &[Series],
+) -> Result<()> {
     register_font();
-    let pts = series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+    let pts = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.0.is_finite() && p.1.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {
         x0 = x0.min(x);
@@ -47,16 +60,28 @@ pub fn line_chart(path: &Path, title: &str, xlabel: &str, ylabel: &str, series: 
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
-        chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).label_style(("sans-serif", 14)).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc(xlabel)
+            .y_desc(ylabel)
+            .label_style(("sans-serif", 14))
+            .draw()?;
         let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
         for (i, s) in series.iter().enumerate() {
             let c = colors[i % colors.len()];
             chart
                 .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))?
                 .label(s.name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()?;
         root.present()?;
         Ok(())
     };
@@ -68,10 +93,18 @@ pub fn line_chart(path: &Path, title: &str, xlabel: &str, ylabel: &str, series: 
 /// both against training tokens.
 pub fn loss_curves(metrics: &Path, png: &Path) -> Result<()> {
     let text = std::fs::read_to_string(metrics).map_err(|e| Error::io(metrics, e))?;
-    let mut train = Series { name: "train loss".into(), points: Vec::new() };
-    let mut valid = Series { name: "validation loss".into(), points: Vec::new() };
+    let mut train = Series {
+        name: "train loss".into(),
+        points: Vec::new(),
+    };
+    let mut valid = Series {
+        name: "validation loss".into(),
+        points: Vec::new(),
+    };
     for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         let x = v["tokens"].as_f64();
         if let (Some(x), Some(l)) = (x, v["loss"].as_f64()) {
             train.points.push((x, l));
@@ -80,5 +113,11 @@ pub fn loss_curves(metrics: &Path, png: &Path) -> Result<()> {
             valid.points.push((x, l));
         }
     }
-    line_chart(png, "Loss (nats per token)", "training tokens", "loss", &[train, valid])
+    line_chart(
+        png,
+        "Loss (nats per token)",
+        "training tokens",
+        "loss",
+        &[train, valid],
+    )
 }

@@ -104,19 +104,42 @@ pub const MODEL_FILE: &str = "model.safetensors";
 
 /// Runs (or continues) training, writing into `out`. `run_meta` is stored in the train
 /// state so that `--resume` can rebuild the same task; `resume` is a state read back.
-pub fn train(task: &mut dyn Task, cfg: &TrainConfig, out: &Path, run_meta: &serde_json::Value, resume: Option<&checkpoint::Loaded>, show_progress: bool) -> Result<Summary> {
+pub fn train(
+    task: &mut dyn Task,
+    cfg: &TrainConfig,
+    out: &Path,
+    run_meta: &serde_json::Value,
+    resume: Option<&checkpoint::Loaded>,
+    show_progress: bool,
+) -> Result<Summary> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut opt = Optimizer::new(cfg.optim, cfg.lr);
-    let mut prog = Progress { epoch: 1, step: 0, lr: cfg.lr, best_valid: None, last_valid: None, tokens: 0, wall_s: 0.0, opt_step: 0 };
+    let mut prog = Progress {
+        epoch: 1,
+        step: 0,
+        lr: cfg.lr,
+        best_valid: None,
+        last_valid: None,
+        tokens: 0,
+        wall_s: 0.0,
+        opt_step: 0,
+    };
     if let Some(st) = resume {
-        prog = serde_json::from_value(st.meta["progress"].clone()).map_err(|e| Error::format(st.path(), format!("bad progress: {e}")))?;
+        prog = serde_json::from_value(st.meta["progress"].clone())
+            .map_err(|e| Error::format(st.path(), format!("bad progress: {e}")))?;
         st.load_into(task.model(), &["optim.", "carry."])?;
         let mut k = 0;
         let mut moments = Vec::new();
         task.model().visit(&mut |_| k += 1);
         for i in 0..k {
-            let m = st.tensor(&format!("optim.m.{i}")).map(|t| t.1).unwrap_or_default();
-            let v = st.tensor(&format!("optim.v.{i}")).map(|t| t.1).unwrap_or_default();
+            let m = st
+                .tensor(&format!("optim.m.{i}"))
+                .map(|t| t.1)
+                .unwrap_or_default();
+            let v = st
+                .tensor(&format!("optim.v.{i}"))
+                .map(|t| t.1)
+                .unwrap_or_default();
             moments.push((m, v));
         }
         opt.restore(prog.opt_step, prog.lr, moments);
@@ -127,20 +150,35 @@ pub fn train(task: &mut dyn Task, cfg: &TrainConfig, out: &Path, run_meta: &serd
         }
     }
     let metrics_path = out.join("metrics.jsonl");
-    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-    let mut log = |v: serde_json::Value| -> Result<()> { writeln!(metrics, "{v}").map_err(|e| Error::io(&metrics_path, e)) };
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| Error::io(&metrics_path, e))?;
+    let mut log = |v: serde_json::Value| -> Result<()> {
+        writeln!(metrics, "{v}").map_err(|e| Error::io(&metrics_path, e))
+    };
     let start = Instant::now() - std::time::Duration::from_secs_f64(prog.wall_s);
     let steps = task.steps_per_epoch();
     let total = (cfg.epochs * steps) as u64;
-    let bar = if show_progress { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
+    let bar = if show_progress {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_position(((prog.epoch - 1) * steps + prog.step) as u64);
     let out_of_budget = |p: &Progress, t: &Instant| {
-        cfg.token_budget.is_some_and(|b| p.tokens >= b) || cfg.time_budget_min.is_some_and(|m| t.elapsed().as_secs_f64() >= m * 60.0)
+        cfg.token_budget.is_some_and(|b| p.tokens >= b)
+            || cfg
+                .time_budget_min
+                .is_some_and(|m| t.elapsed().as_secs_f64() >= m * 60.0)
     };
     let mut stop = false;
     while prog.epoch <= cfg.epochs && !stop {
@@ -176,30 +214,39 @@ pub fn train(task: &mut dyn Task, cfg: &TrainConfig, out: &Path, run_meta: &serd
             epoch_stats.loss_sum += s.loss_sum;
             epoch_stats.count += s.count;
             bar.inc(1);
-            if prog.step % cfg.log_every.max(1) == 0 || prog.step == steps {
+            if prog.step.is_multiple_of(cfg.log_every.max(1)) || prog.step == steps {
                 let tps = tok_log as f64 / t_log.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("epoch {epoch} loss {:.3} ppl {:.1} {:.0} tok/s", window.mean(), window.mean().exp(), tps));
-                log(serde_json::json!({"epoch": epoch, "step": prog.step, "loss": window.mean(), "lr": prog.lr,
-                    "tokens_per_s": tps, "tokens": prog.tokens, "wall_s": start.elapsed().as_secs_f64()}))?;
+                bar.set_message(format!(
+                    "epoch {epoch} loss {:.3} ppl {:.1} {:.0} tok/s",
+                    window.mean(),
+                    window.mean().exp(),
+                    tps
+                ));
+                log(
+                    serde_json::json!({"epoch": epoch, "step": prog.step, "loss": window.mean(), "lr": prog.lr,
+                    "tokens_per_s": tps, "tokens": prog.tokens, "wall_s": start.elapsed().as_secs_f64()}),
+                )?;
                 window = Stats::default();
                 t_log = Instant::now();
                 tok_log = 0;
             }
-            if cfg.eval_every > 0 && prog.step % cfg.eval_every == 0 && prog.step < steps {
+            if cfg.eval_every > 0 && prog.step.is_multiple_of(cfg.eval_every) && prog.step < steps {
                 validate_and_keep(task, &mut prog, out, epoch, &start, &mut log)?;
             }
             if out_of_budget(&prog, &start) {
                 stop = true;
                 break;
             }
-            if cfg.save_every > 0 && prog.step % cfg.save_every == 0 && prog.step < steps {
+            if cfg.save_every > 0 && prog.step.is_multiple_of(cfg.save_every) && prog.step < steps {
                 prog.wall_s = start.elapsed().as_secs_f64();
                 save_state(task, &opt, &prog, out, run_meta)?;
             }
         }
         let v = validate_and_keep(task, &mut prog, out, epoch, &start, &mut log)?;
-        log(serde_json::json!({"epoch": epoch, "train_loss": epoch_stats.mean(), "train_ppl": epoch_stats.mean().exp(),
-            "valid_loss": v, "valid_ppl": v.map(f64::exp), "lr": prog.lr, "wall_s": start.elapsed().as_secs_f64(), "epoch_end": true}))?;
+        log(
+            serde_json::json!({"epoch": epoch, "train_loss": epoch_stats.mean(), "train_ppl": epoch_stats.mean().exp(),
+            "valid_loss": v, "valid_ppl": v.map(f64::exp), "lr": prog.lr, "wall_s": start.elapsed().as_secs_f64(), "epoch_end": true}),
+        )?;
         if !stop {
             prog.epoch += 1;
             prog.step = 0;
@@ -209,19 +256,31 @@ pub fn train(task: &mut dyn Task, cfg: &TrainConfig, out: &Path, run_meta: &serd
         let _ = crate::plot::loss_curves(&metrics_path, &out.join("loss.png"));
     }
     bar.finish_and_clear();
-    Ok(Summary { best_valid: prog.best_valid, progress: prog })
+    Ok(Summary {
+        best_valid: prog.best_valid,
+        progress: prog,
+    })
 }
 
 type LogFn<'a> = dyn FnMut(serde_json::Value) -> Result<()> + 'a;
 
 /// Validates, logs, and writes model.safetensors when the loss is the best so far.
-fn validate_and_keep(task: &mut dyn Task, prog: &mut Progress, out: &Path, epoch: usize, start: &Instant, log: &mut LogFn) -> Result<Option<f64>> {
+fn validate_and_keep(
+    task: &mut dyn Task,
+    prog: &mut Progress,
+    out: &Path,
+    epoch: usize,
+    start: &Instant,
+    log: &mut LogFn,
+) -> Result<Option<f64>> {
     let v = task.validate().map(|s| s.mean());
     prog.last_valid = v;
     match v {
         Some(v) => {
-            log(serde_json::json!({"epoch": epoch, "step": prog.step, "valid_loss": v, "valid_ppl": v.exp(),
-                "tokens": prog.tokens, "wall_s": start.elapsed().as_secs_f64()}))?;
+            log(
+                serde_json::json!({"epoch": epoch, "step": prog.step, "valid_loss": v, "valid_ppl": v.exp(),
+                "tokens": prog.tokens, "wall_s": start.elapsed().as_secs_f64()}),
+            )?;
             if prog.best_valid.is_none_or(|b| v < b) {
                 prog.best_valid = Some(v);
                 task.save(&out.join(MODEL_FILE))?;
@@ -232,7 +291,13 @@ fn validate_and_keep(task: &mut dyn Task, prog: &mut Progress, out: &Path, epoch
     Ok(v)
 }
 
-fn save_state(task: &mut dyn Task, opt: &Optimizer, prog: &Progress, out: &Path, run_meta: &serde_json::Value) -> Result<()> {
+fn save_state(
+    task: &mut dyn Task,
+    opt: &Optimizer,
+    prog: &Progress,
+    out: &Path,
+    run_meta: &serde_json::Value,
+) -> Result<()> {
     let mut extra: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for (i, (m, v)) in opt.moments().iter().enumerate() {
         if !m.is_empty() {
@@ -243,7 +308,10 @@ fn save_state(task: &mut dyn Task, opt: &Optimizer, prog: &Progress, out: &Path,
         }
     }
     extra.extend(task.carry());
-    let refs: Vec<(String, Vec<usize>, &[f32])> = extra.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..])).collect();
+    let refs: Vec<(String, Vec<usize>, &[f32])> = extra
+        .iter()
+        .map(|(n, s, d)| (n.clone(), s.clone(), &d[..]))
+        .collect();
     let mut prog = prog.clone();
     prog.opt_step = opt.step;
     let meta = serde_json::json!({"format_version": checkpoint::FORMAT_VERSION, "run": run_meta, "progress": prog});
@@ -257,5 +325,10 @@ pub fn state_path(dir: &Path) -> PathBuf {
 
 /// Writes a small JSON file atomically (used for summaries).
 pub fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
-    write_atomic(path, serde_json::to_string_pretty(v).unwrap_or_default().as_bytes())
+    write_atomic(
+        path,
+        serde_json::to_string_pretty(v)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
 }

@@ -73,7 +73,12 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
     let name = format!("{:?}-{}x{}", cfg.rnn.cell, cfg.rnn.layers, cfg.rnn.hidden).to_lowercase();
     let rate = if gen {
         let n = a.steps.unwrap_or(2000);
-        let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, greedy: false };
+        let s = Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            greedy: false,
+        };
         let mut count = 0usize;
         let mut start = Instant::now();
         rnnkit::lm::generate(&mut model, &[1], n + 20, &s, &mut rng, |_| {
@@ -85,8 +90,12 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         });
         n as f64 / start.elapsed().as_secs_f64()
     } else {
-        let x: Vec<u32> = (0..t * b).map(|_| rng.random_range(0..vocab as u32)).collect();
-        let y: Vec<u32> = (0..t * b).map(|_| rng.random_range(0..vocab as u32)).collect();
+        let x: Vec<u32> = (0..t * b)
+            .map(|_| rng.random_range(0..vocab as u32))
+            .collect();
+        let y: Vec<u32> = (0..t * b)
+            .map(|_| rng.random_range(0..vocab as u32))
+            .collect();
         let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, 1.0);
         let state = model.rnn.zero_state(b);
         let mut step = |model: &mut LanguageModel| {
@@ -108,7 +117,9 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
     let rss = peak_rss_mib();
     let threads = rnnkit::engine::ops::threads();
     if a.json {
-        super::print_json(&serde_json::json!({"name": name, "tokens_per_s": rate, "peak_rss_mib": rss, "threads": threads}));
+        super::print_json(
+            &serde_json::json!({"name": name, "tokens_per_s": rate, "peak_rss_mib": rss, "threads": threads}),
+        );
     } else {
         println!("{name:28} {rate:10.0} tokens/s   (peak RSS {rss:.0} MiB, {threads} threads)");
     }
@@ -119,6 +130,10 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -233,10 +233,20 @@ pub fn apply_preset(a: &mut TrainArgs) {
             def!(m.embed, h);
             def!(m.hidden, h);
             def!(m.dropout, if medium { 0.5 } else { 0.0 });
-            def!(m.init, format!("uniform:{}", if medium { 0.05 } else { 0.1 }));
+            def!(
+                m.init,
+                format!("uniform:{}", if medium { 0.05 } else { 0.1 })
+            );
             def!(a.optim, "sgd".into());
             def!(a.lr, 1.0);
-            def!(a.schedule, if medium { "step:6:1.2".into() } else { "step:4:2".into() });
+            def!(
+                a.schedule,
+                if medium {
+                    "step:6:1.2".into()
+                } else {
+                    "step:4:2".into()
+                }
+            );
             def!(a.clip, 5.0);
             def!(a.sum_over_time, true);
             def!(a.batch_size, 20);
@@ -268,14 +278,28 @@ pub fn apply_preset(a: &mut TrainArgs) {
     def!(m.dropout, 0.0);
     def!(m.init, "pytorch".into());
     def!(a.optim, "sgd".into());
-    def!(a.lr, if a.optim.as_deref() == Some("sgd") { 20.0 } else { 1e-3 });
+    def!(
+        a.lr,
+        if a.optim.as_deref() == Some("sgd") {
+            20.0
+        } else {
+            1e-3
+        }
+    );
     def!(a.schedule, "constant".into());
     def!(a.clip, 0.25);
     def!(a.sum_over_time, false);
     def!(a.batch_size, 20);
     def!(a.bptt, 35);
     def!(a.epochs, 10);
-    def!(a.tokenizer, if a.data.as_deref() == Some("tinyshakespeare") { "char".into() } else { "word".into() });
+    def!(
+        a.tokenizer,
+        if a.data.as_deref() == Some("tinyshakespeare") {
+            "char".into()
+        } else {
+            "word".into()
+        }
+    );
 }
 
 pub fn parse_init(s: &str) -> anyhow::Result<Init> {
@@ -283,7 +307,10 @@ pub fn parse_init(s: &str) -> anyhow::Result<Init> {
         "pytorch" => Init::Pytorch,
         "xavier" => Init::Xavier,
         "orthogonal" => Init::Orthogonal,
-        _ => match s.strip_prefix("uniform:").and_then(|a| a.parse::<f32>().ok()) {
+        _ => match s
+            .strip_prefix("uniform:")
+            .and_then(|a| a.parse::<f32>().ok())
+        {
             Some(a) => Init::Uniform { a },
             None => bail!("--init {s:?}: expected pytorch, uniform:A, xavier or orthogonal"),
         },
@@ -293,7 +320,8 @@ pub fn parse_init(s: &str) -> anyhow::Result<Init> {
 /// The LM configuration from (preset-filled) model options.
 pub fn lm_config(m: &ModelArgs, vocab: usize) -> anyhow::Result<LmConfig> {
     let cell_s = m.cell.as_deref().unwrap_or("lstm");
-    let cell = CellKind::parse(cell_s).ok_or_else(|| anyhow!("--cell {cell_s:?}: expected rnn, rnn_relu, lstm or gru"))?;
+    let cell = CellKind::parse(cell_s)
+        .ok_or_else(|| anyhow!("--cell {cell_s:?}: expected rnn, rnn_relu, lstm or gru"))?;
     let dropout_kind = match m.dropout_kind.as_deref().unwrap_or("standard") {
         "standard" => DropoutKind::Standard,
         "variational" | "locked" => DropoutKind::Variational,
@@ -307,13 +335,26 @@ pub fn lm_config(m: &ModelArgs, vocab: usize) -> anyhow::Result<LmConfig> {
     };
     let embed = m.embed.unwrap_or(200);
     let dropout = m.dropout.unwrap_or(0.0);
-    let mut rnn = RnnConfig::new(cell, embed, m.hidden.unwrap_or(embed), m.layers.unwrap_or(2));
+    let mut rnn = RnnConfig::new(
+        cell,
+        embed,
+        m.hidden.unwrap_or(embed),
+        m.layers.unwrap_or(2),
+    );
     rnn.bidirectional = m.bidirectional;
     rnn.dropout = m.layer_dropout.unwrap_or(dropout);
     rnn.dropout_kind = dropout_kind;
     rnn.residual = m.residual;
     rnn.norm = norm;
-    let cfg = LmConfig { vocab, embed, rnn, dropout, dropout_kind, tied: m.tied, init: parse_init(m.init.as_deref().unwrap_or("pytorch"))? };
+    let cfg = LmConfig {
+        vocab,
+        embed,
+        rnn,
+        dropout,
+        dropout_kind,
+        tied: m.tied,
+        init: parse_init(m.init.as_deref().unwrap_or("pytorch"))?,
+    };
     cfg.validate().map_err(|e| anyhow!(e))?;
     Ok(cfg)
 }
@@ -321,20 +362,38 @@ pub fn lm_config(m: &ModelArgs, vocab: usize) -> anyhow::Result<LmConfig> {
 fn parse_optim(a: &TrainArgs) -> anyhow::Result<OptimKind> {
     let wd = a.weight_decay.unwrap_or(0.0);
     Ok(match a.optim.as_deref().unwrap_or("sgd") {
-        "sgd" => OptimKind::Sgd { momentum: a.momentum.unwrap_or(0.0) },
-        "adam" => OptimKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: wd },
-        "adamw" => OptimKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: a.weight_decay.unwrap_or(0.01) },
+        "sgd" => OptimKind::Sgd {
+            momentum: a.momentum.unwrap_or(0.0),
+        },
+        "adam" => OptimKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: wd,
+        },
+        "adamw" => OptimKind::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: a.weight_decay.unwrap_or(0.01),
+        },
         s => bail!("--optim {s:?}: expected sgd, adam or adamw"),
     })
 }
 
 fn parse_schedule(s: &str) -> anyhow::Result<Schedule> {
     let parts: Vec<&str> = s.split(':').collect();
-    let bad = || anyhow!("--schedule {s:?}: expected constant, step:AFTER:FACTOR or plateau:FACTOR");
+    let bad =
+        || anyhow!("--schedule {s:?}: expected constant, step:AFTER:FACTOR or plateau:FACTOR");
     Ok(match parts.as_slice() {
         ["constant"] => Schedule::Constant,
-        ["step", after, factor] => Schedule::StepDecay { after: after.parse().map_err(|_| bad())?, factor: factor.parse().map_err(|_| bad())? },
-        ["plateau", factor] => Schedule::Plateau { factor: factor.parse().map_err(|_| bad())? },
+        ["step", after, factor] => Schedule::StepDecay {
+            after: after.parse().map_err(|_| bad())?,
+            factor: factor.parse().map_err(|_| bad())?,
+        },
+        ["plateau", factor] => Schedule::Plateau {
+            factor: factor.parse().map_err(|_| bad())?,
+        },
         _ => return Err(bad()),
     })
 }
@@ -350,9 +409,16 @@ pub fn load_corpus(a: &TrainArgs) -> anyhow::Result<Corpus> {
     use rnnkit::text::read::read_nonempty;
     if let Some(train) = &a.train {
         let opt = |p: &Option<PathBuf>| p.as_deref().map(read_nonempty).transpose();
-        return Ok(Corpus { train: read_nonempty(train)?, valid: opt(&a.valid)?, test: opt(&a.test)? });
+        return Ok(Corpus {
+            train: read_nonempty(train)?,
+            valid: opt(&a.valid)?,
+            test: opt(&a.test)?,
+        });
     }
-    let name = a.data.as_deref().ok_or_else(|| anyhow!("give --data NAME, --train FILE or a --preset"))?;
+    let name = a
+        .data
+        .as_deref()
+        .ok_or_else(|| anyhow!("give --data NAME, --train FILE or a --preset"))?;
     let dir = rnnkit::data::resolve(name)?;
     match name {
         "ptb" => Ok(Corpus {
@@ -377,9 +443,14 @@ fn train_cmd(mut a: TrainArgs) -> anyhow::Result<()> {
             let st = rnnkit::checkpoint::open(&train::state_path(&dir))?;
             let saved: TrainArgs = serde_json::from_value(st.meta["run"]["args"].clone())
                 .map_err(|e| Error::format(st.path(), format!("bad run arguments: {e}")))?;
-            let (threads, quiet, json) = (a.threads, a.quiet, a.json);
+            // A resumed run keeps every saved option except where it runs, how it reports,
+            // and its budgets, which belong to this invocation.
+            let (threads, quiet, json, max_tokens, minutes) =
+                (a.threads, a.quiet, a.json, a.max_tokens, a.minutes);
             a = saved;
             a.out = Some(dir);
+            a.max_tokens = max_tokens;
+            a.minutes = minutes;
             a.threads = threads.or(a.threads);
             a.quiet = quiet;
             a.json = json;
@@ -389,29 +460,56 @@ fn train_cmd(mut a: TrainArgs) -> anyhow::Result<()> {
     };
     apply_preset(&mut a);
     set_threads_cmd(a.threads);
-    let out = a.out.clone().ok_or_else(|| anyhow!("--out DIR is required (or --resume DIR)"))?;
+    let out = a
+        .out
+        .clone()
+        .ok_or_else(|| anyhow!("--out DIR is required (or --resume DIR)"))?;
     let corpus = load_corpus(&a)?;
     let kind_s = a.tokenizer.as_deref().unwrap_or("word");
-    let kind = Kind::parse(kind_s).ok_or_else(|| anyhow!("--tokenizer {kind_s:?}: expected char, word, ptb or bpe"))?;
-    let tok = Tokenizer::train(&[&corpus.train], &TrainOptions { kind, min_freq: a.min_freq.unwrap_or(1), max_size: a.vocab_size })?;
+    let kind = Kind::parse(kind_s)
+        .ok_or_else(|| anyhow!("--tokenizer {kind_s:?}: expected char, word, ptb or bpe"))?;
+    let tok = Tokenizer::train(
+        &[&corpus.train],
+        &TrainOptions {
+            kind,
+            min_freq: a.min_freq.unwrap_or(1),
+            max_size: a.vocab_size,
+        },
+    )?;
     let cfg = lm_config(&a.model, tok.len())?;
     let train_ids = tok.encode(&corpus.train);
     let valid_ids = corpus.valid.as_deref().map(|v| tok.encode(v));
     let (batch, bptt) = (a.batch_size.unwrap_or(20), a.bptt.unwrap_or(35));
     if train_ids.len() < batch * 2 {
-        bail!("training text has {} tokens: too few for batch size {batch}", train_ids.len());
+        bail!(
+            "training text has {} tokens: too few for batch size {batch}",
+            train_ids.len()
+        );
     }
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(a.seed);
     let mut model = LanguageModel::new(cfg.clone(), &mut rng);
     if let Some(init) = &a.init_from {
         let (m, _) = rnnkit::lm::load(init)?;
         if m.cfg.vocab != cfg.vocab {
-            bail!("--init-from {}: vocabulary of {} tokens, this run has {}", init.display(), m.cfg.vocab, cfg.vocab);
+            bail!(
+                "--init-from {}: vocabulary of {} tokens, this run has {}",
+                init.display(),
+                m.cfg.vocab,
+                cfg.vocab
+            );
         }
         let ck = rnnkit::checkpoint::open(init)?;
         ck.load_into(&mut model, &[])?;
     }
-    let mut task = LmTask::new(model, tok, &train_ids, valid_ids, batch, bptt, a.sum_over_time.unwrap_or(false));
+    let mut task = LmTask::new(
+        model,
+        tok,
+        &train_ids,
+        valid_ids,
+        batch,
+        bptt,
+        a.sum_over_time.unwrap_or(false),
+    );
     if kind == Kind::Char {
         task.eval_batch = 16;
         task.eval_bptt = 100;
@@ -430,11 +528,29 @@ fn train_cmd(mut a: TrainArgs) -> anyhow::Result<()> {
         eval_every: a.eval_every.unwrap_or(0),
     };
     let meta = serde_json::json!({"args": a});
-    let summary = train::train(&mut task, &tcfg, &out, &meta, resume_state.as_ref(), !a.quiet)?;
+    let summary = train::train(
+        &mut task,
+        &tcfg,
+        &out,
+        &meta,
+        resume_state.as_ref(),
+        !a.quiet,
+    )?;
     // Test loss of the best checkpoint.
     let (mut best, _) = rnnkit::lm::load(&out.join(train::MODEL_FILE))?;
-    let test = corpus.test.as_deref().map(|t| rnnkit::lm::evaluate(&mut best, &task.tokenizer.encode(t), task.eval_batch, task.eval_bptt).mean());
-    let valid = task.valid.as_ref().map(|v| rnnkit::lm::evaluate(&mut best, v, task.eval_batch, task.eval_bptt).mean());
+    let test = corpus.test.as_deref().map(|t| {
+        rnnkit::lm::evaluate(
+            &mut best,
+            &task.tokenizer.encode(t),
+            task.eval_batch,
+            task.eval_bptt,
+        )
+        .mean()
+    });
+    let valid = task
+        .valid
+        .as_ref()
+        .map(|v| rnnkit::lm::evaluate(&mut best, v, task.eval_batch, task.eval_bptt).mean());
     let p = &summary.progress;
     let res = serde_json::json!({
         "valid_loss": valid, "valid_ppl": valid.map(f64::exp), "test_loss": test, "test_ppl": test.map(f64::exp),
@@ -445,7 +561,12 @@ fn train_cmd(mut a: TrainArgs) -> anyhow::Result<()> {
     if a.json {
         super::print_json(&res);
     } else {
-        println!("valid ppl {}  test ppl {}  ({:.0} s)", fmt_opt(valid.map(f64::exp)), fmt_opt(test.map(f64::exp)), p.wall_s);
+        println!(
+            "valid ppl {}  test ppl {}  ({:.0} s)",
+            fmt_opt(valid.map(f64::exp)),
+            fmt_opt(test.map(f64::exp)),
+            p.wall_s
+        );
     }
     Ok(())
 }
@@ -464,7 +585,12 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     let text = rnnkit::text::read::read_nonempty(&a.data)?;
     let ids = tok.encode(&text);
     if ids.len() < a.batch_size.max(1) + 1 {
-        bail!("{}: only {} tokens; need more than the batch size {}", a.data.display(), ids.len(), a.batch_size);
+        bail!(
+            "{}: only {} tokens; need more than the batch size {}",
+            a.data.display(),
+            ids.len(),
+            a.batch_size
+        );
     }
     let st = rnnkit::lm::evaluate(&mut model, &ids, a.batch_size, a.bptt);
     let loss = st.mean();
@@ -475,7 +601,11 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     if a.json {
         super::print_json(&res);
     } else {
-        println!("loss {loss:.4} nats/token  ppl {:.2}  tokens {}", loss.exp(), st.count);
+        println!(
+            "loss {loss:.4} nats/token  ppl {:.2}  tokens {}",
+            loss.exp(),
+            st.count
+        );
         if let Some(b) = res.get("bpc") {
             println!("bpc {:.4}", b.as_f64().unwrap_or(0.0));
         }
@@ -490,7 +620,12 @@ fn gen_cmd(a: GenArgs) -> anyhow::Result<()> {
     }
     let (mut model, tok) = rnnkit::lm::load(&a.model)?;
     let prompt = tok.encode(&a.prompt);
-    let s = Sampling { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, greedy: a.greedy };
+    let s = Sampling {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        greedy: a.greedy,
+    };
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(a.seed);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -521,7 +656,9 @@ fn gen_cmd(a: GenArgs) -> anyhow::Result<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     if a.json {
-        super::print_json(&serde_json::json!({"prompt": a.prompt, "text": text, "tokens": n, "tokens_per_s": n as f64 / secs.max(1e-9)}));
+        super::print_json(
+            &serde_json::json!({"prompt": a.prompt, "text": text, "tokens": n, "tokens_per_s": n as f64 / secs.max(1e-9)}),
+        );
     } else {
         writeln!(out)?;
     }

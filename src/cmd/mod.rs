@@ -1,13 +1,18 @@
 //! Subcommand definitions (clap) and dispatch.
 
 mod bench;
+mod demo;
 mod lm;
 mod tokenizer;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rnnkit", version, about = "Recurrent neural networks (RNN, LSTM, GRU) for text, on the CPU")]
+#[command(
+    name = "rnnkit",
+    version,
+    about = "Recurrent neural networks (RNN, LSTM, GRU) for text, on the CPU"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -15,6 +20,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Train a small character LSTM for two minutes, then print a sample.
+    Demo(demo::DemoArgs),
     /// Causal language models: train, evaluate, generate.
     #[command(subcommand)]
     Lm(lm::LmCmd),
@@ -31,6 +38,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(a) => demo::run(a),
         Command::Lm(c) => lm::run(c),
         Command::Tokenizer(c) => tokenizer::run(c),
         Command::Data(c) => tokenizer::run_data(c),
@@ -44,5 +52,7 @@ pub fn print_json(v: &serde_json::Value) {
 }
 
 pub fn set_threads(t: Option<usize>) {
-    rnnkit::engine::ops::set_threads(t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())));
+    rnnkit::engine::ops::set_threads(
+        t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    );
 }

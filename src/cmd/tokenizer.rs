@@ -65,9 +65,20 @@ fn kind(s: &str) -> anyhow::Result<Kind> {
 pub fn run(c: TokCmd) -> anyhow::Result<()> {
     match c {
         TokCmd::Train(a) => {
-            let texts = a.files.iter().map(|f| read_nonempty(f)).collect::<Result<Vec<_>, _>>()?;
+            let texts = a
+                .files
+                .iter()
+                .map(|f| read_nonempty(f))
+                .collect::<Result<Vec<_>, _>>()?;
             let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-            let t = Tokenizer::train(&refs, &TrainOptions { kind: kind(&a.kind)?, min_freq: a.min_freq, max_size: a.vocab_size })?;
+            let t = Tokenizer::train(
+                &refs,
+                &TrainOptions {
+                    kind: kind(&a.kind)?,
+                    min_freq: a.min_freq,
+                    max_size: a.vocab_size,
+                },
+            )?;
             t.save(&a.out)?;
             println!("{} tokens -> {}", t.len(), a.out.display());
             Ok(())
@@ -79,7 +90,14 @@ pub fn run(c: TokCmd) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             for k in a.kind.split(',') {
                 let k = kind(k.trim())?;
-                let t = Tokenizer::train(&[&train], &TrainOptions { kind: k, min_freq: a.min_freq, max_size: a.vocab_size })?;
+                let t = Tokenizer::train(
+                    &[&train],
+                    &TrainOptions {
+                        kind: k,
+                        min_freq: a.min_freq,
+                        max_size: a.vocab_size,
+                    },
+                )?;
                 let mut n = 0usize;
                 let mut unk = 0usize;
                 for l in &lines {
@@ -91,11 +109,22 @@ pub fn run(c: TokCmd) -> anyhow::Result<()> {
                     "tokens_per_sentence": n as f64 / lines.len().max(1) as f64, "unk_rate": unk as f64 / n.max(1) as f64}));
             }
             if a.json {
-                super::print_json(&serde_json::json!({"train": a.train, "eval": a.eval, "sentences": lines.len(), "tokenizers": rows}));
+                super::print_json(
+                    &serde_json::json!({"train": a.train, "eval": a.eval, "sentences": lines.len(), "tokenizers": rows}),
+                );
             } else {
-                println!("{:6} {:>10} {:>20} {:>10}", "kind", "vocab", "tokens/sentence", "unk rate");
+                println!(
+                    "{:6} {:>10} {:>20} {:>10}",
+                    "kind", "vocab", "tokens/sentence", "unk rate"
+                );
                 for r in rows {
-                    println!("{:6} {:>10} {:>20.2} {:>9.3}%", r["kind"].as_str().unwrap_or(""), r["vocab_size"], r["tokens_per_sentence"].as_f64().unwrap_or(0.0), 100.0 * r["unk_rate"].as_f64().unwrap_or(0.0));
+                    println!(
+                        "{:6} {:>10} {:>20.2} {:>9.3}%",
+                        r["kind"].as_str().unwrap_or(""),
+                        r["vocab_size"],
+                        r["tokens_per_sentence"].as_f64().unwrap_or(0.0),
+                        100.0 * r["unk_rate"].as_f64().unwrap_or(0.0)
+                    );
                 }
             }
             Ok(())
@@ -115,8 +144,15 @@ pub fn run_data(c: DataCmd) -> anyhow::Result<()> {
                 super::print_json(&serde_json::json!({"datasets": rows}));
             } else {
                 for r in rows {
-                    let loc = r["found"].as_str().map_or("not found".to_string(), |s| s.to_string());
-                    println!("{:16} {:60} {}", r["name"].as_str().unwrap_or(""), r["note"].as_str().unwrap_or(""), loc);
+                    let loc = r["found"]
+                        .as_str()
+                        .map_or("not found".to_string(), |s| s.to_string());
+                    println!(
+                        "{:16} {:60} {}",
+                        r["name"].as_str().unwrap_or(""),
+                        r["note"].as_str().unwrap_or(""),
+                        loc
+                    );
                 }
             }
             if false {

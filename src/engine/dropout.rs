@@ -22,7 +22,14 @@ pub struct Mask {
 
 /// Applies dropout in place to x `[t, b, f]` (`t·b·f = x.len()`, `bf = b·f`) and returns
 /// the mask, or `None` when nothing is dropped (p = 0 or evaluation).
-pub fn forward(x: &mut [f32], bf: usize, p: f32, kind: DropoutKind, train: bool, rng: &mut dyn RngCore) -> Option<Mask> {
+pub fn forward(
+    x: &mut [f32],
+    bf: usize,
+    p: f32,
+    kind: DropoutKind,
+    train: bool,
+    rng: &mut dyn RngCore,
+) -> Option<Mask> {
     if !train || p <= 0.0 || x.is_empty() {
         return None;
     }
@@ -31,7 +38,9 @@ pub fn forward(x: &mut [f32], bf: usize, p: f32, kind: DropoutKind, train: bool,
         DropoutKind::Standard => x.len(),
         DropoutKind::Variational => bf,
     };
-    let mask: Vec<f32> = (0..n).map(|_| if rng.random::<f32>() < p { 0.0 } else { keep }).collect();
+    let mask: Vec<f32> = (0..n)
+        .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
+        .collect();
     let m = Mask { mask, period: n };
     apply(x, &m);
     Some(m)

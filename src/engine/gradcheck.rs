@@ -18,7 +18,16 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-    (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed.wrapping_mul(97))) % 1000) as f32 / 500.0 - 1.0).collect()
+    (0..n)
+        .map(|i| {
+            (((i as u32)
+                .wrapping_mul(2654435761)
+                .wrapping_add(seed.wrapping_mul(97)))
+                % 1000) as f32
+                / 500.0
+                - 1.0
+        })
+        .collect()
 }
 
 fn param(name: &str, shape: &[usize], seed: u32) -> Param {
@@ -99,16 +108,37 @@ fn run_rnn(h: &mut RnnHarness, backward: bool) -> f64 {
     let mut rng = StdRng::seed_from_u64(h.dropout_seed);
     let st = h.with_state.then(|| State {
         h: h.h0.w.clone(),
-        c: if h.rnn.cfg.cell.has_cell_state() { h.c0.w.clone() } else { Vec::new() },
+        c: if h.rnn.cfg.cell.has_cell_state() {
+            h.c0.w.clone()
+        } else {
+            Vec::new()
+        },
     });
-    let (y, fin, cache) = h.rnn.forward(&h.x.w, t, b, h.lengths.as_deref(), st.as_ref(), true, true, &mut rng);
+    let (y, fin, cache) = h.rnn.forward(
+        &h.x.w,
+        t,
+        b,
+        h.lengths.as_deref(),
+        st.as_ref(),
+        true,
+        true,
+        &mut rng,
+    );
     let ry = pseudo(y.len(), 5);
     let rh = pseudo(fin.h.len(), 6);
     let rc = pseudo(fin.c.len(), 7);
-    let dot = |a: &[f32], r: &[f32]| a.iter().zip(r).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
+    let dot = |a: &[f32], r: &[f32]| {
+        a.iter()
+            .zip(r)
+            .map(|(&x, &y)| x as f64 * y as f64)
+            .sum::<f64>()
+    };
     // The squared term makes the loss depend on y non-linearly, so BatchNorm's and
     // LayerNorm's input gradients (orthogonal to constants) are exercised too.
-    let loss = dot(&y, &ry) + 0.5 * y.iter().map(|&v| (v * v) as f64).sum::<f64>() + dot(&fin.h, &rh) + dot(&fin.c, &rc);
+    let loss = dot(&y, &ry)
+        + 0.5 * y.iter().map(|&v| (v * v) as f64).sum::<f64>()
+        + dot(&fin.h, &rh)
+        + dot(&fin.c, &rc);
     if backward {
         let dy: Vec<f32> = y.iter().zip(&ry).map(|(v, r)| v + r).collect();
         let ds = State { h: rh, c: rc };
@@ -122,7 +152,13 @@ fn run_rnn(h: &mut RnnHarness, backward: bool) -> f64 {
     loss
 }
 
-fn harness(cfg: RnnConfig, t: usize, b: usize, lengths: Option<Vec<usize>>, with_state: bool) -> RnnHarness {
+fn harness(
+    cfg: RnnConfig,
+    t: usize,
+    b: usize,
+    lengths: Option<Vec<usize>>,
+    with_state: bool,
+) -> RnnHarness {
     let mut rng = StdRng::seed_from_u64(3);
     let n = cfg.layers * cfg.dirs() * b * cfg.hidden;
     let input = cfg.input;
@@ -140,7 +176,12 @@ fn harness(cfg: RnnConfig, t: usize, b: usize, lengths: Option<Vec<usize>>, with
     }
 }
 
-const CELLS: [CellKind; 4] = [CellKind::Rnn, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru];
+const CELLS: [CellKind; 4] = [
+    CellKind::Rnn,
+    CellKind::RnnRelu,
+    CellKind::Lstm,
+    CellKind::Gru,
+];
 
 #[test]
 fn every_cell_direction_depth_and_length_mode() {
@@ -164,7 +205,11 @@ fn every_cell_direction_depth_and_length_mode() {
 fn residual_norms_and_dropout() {
     for cell in [CellKind::Lstm, CellKind::Gru] {
         for norm in [NormKind::None, NormKind::Layer, NormKind::Batch] {
-            for (dropout, kind) in [(0.0, DropoutKind::Standard), (0.3, DropoutKind::Standard), (0.3, DropoutKind::Variational)] {
+            for (dropout, kind) in [
+                (0.0, DropoutKind::Standard),
+                (0.3, DropoutKind::Standard),
+                (0.3, DropoutKind::Variational),
+            ] {
                 for lengths in [None, Some(vec![3, 1, 2])] {
                     let mut cfg = RnnConfig::new(cell, 4, 4, 3);
                     cfg.residual = true;
@@ -185,17 +230,25 @@ fn padding_steps_leave_state_and_output_alone() {
     cfg.bidirectional = true;
     let mut h = harness(cfg, 5, 2, Some(vec![5, 2]), false);
     let mut rng = StdRng::seed_from_u64(0);
-    let (y, fin, _) = h.rnn.forward(&h.x.w, 5, 2, Some(&[5, 2]), None, false, false, &mut rng);
+    let (y, fin, _) = h
+        .rnn
+        .forward(&h.x.w, 5, 2, Some(&[5, 2]), None, false, false, &mut rng);
     // The short sequence alone, with T = 2, must give the same outputs and final state.
-    let x_short: Vec<f32> = (0..2).flat_map(|t| h.x.w[(t * 2 + 1) * 3..(t * 2 + 2) * 3].to_vec()).collect();
-    let (y2, fin2, _) = h.rnn.forward(&x_short, 2, 1, None, None, false, false, &mut rng);
+    let x_short: Vec<f32> = (0..2)
+        .flat_map(|t| h.x.w[(t * 2 + 1) * 3..(t * 2 + 2) * 3].to_vec())
+        .collect();
+    let (y2, fin2, _) = h
+        .rnn
+        .forward(&x_short, 2, 1, None, None, false, false, &mut rng);
     for t in 0..2 {
         for j in 0..8 {
             assert!((y[(t * 2 + 1) * 8 + j] - y2[t * 8 + j]).abs() < 1e-6);
         }
     }
     for t in 2..5 {
-        assert!(y[(t * 2 + 1) * 8..(t * 2 + 2) * 8].iter().all(|&v| v == 0.0));
+        assert!(y[(t * 2 + 1) * 8..(t * 2 + 2) * 8]
+            .iter()
+            .all(|&v| v == 0.0));
     }
     for k in 0..4 {
         for j in 0..4 {
@@ -227,10 +280,22 @@ fn linear_embedding_and_cross_entropy() {
     let ids: Vec<u32> = vec![1, 4, 4, 0];
     let targets: Vec<u32> = vec![3, IGNORE, 6, 0];
     for red in [Reduction::Mean, Reduction::Sum] {
-        let mut m = Plain { params: vec![emb.weight.clone(), lin.weight.clone(), lin.bias.clone().unwrap()], f: () };
+        let mut m = Plain {
+            params: vec![
+                emb.weight.clone(),
+                lin.weight.clone(),
+                lin.bias.clone().unwrap(),
+            ],
+            f: (),
+        };
         check(&mut m, |m: &mut Plain<()>, backward| {
-            let mut e = Embedding { weight: m.params[0].clone() };
-            let mut l = Linear { weight: m.params[1].clone(), bias: Some(m.params[2].clone()) };
+            let mut e = Embedding {
+                weight: m.params[0].clone(),
+            };
+            let mut l = Linear {
+                weight: m.params[1].clone(),
+                bias: Some(m.params[2].clone()),
+            };
             let mut x = vec![0.0; 4 * 5];
             e.forward(&ids, &mut x);
             let mut y = vec![0.0; 4 * 7];
@@ -260,13 +325,23 @@ fn linear_embedding_and_cross_entropy() {
 fn layer_norm_and_batch_norm_alone() {
     let x = param("x", &[6, 5], 4);
     let ln = LayerNorm::new("ln", 5);
-    let mut m = Plain { params: vec![x.clone(), param("ln.weight", &[5], 8), ln.bias.clone()], f: () };
+    let mut m = Plain {
+        params: vec![x.clone(), param("ln.weight", &[5], 8), ln.bias.clone()],
+        f: (),
+    };
     check(&mut m, |m: &mut Plain<()>, backward| {
-        let mut l = LayerNorm { weight: m.params[1].clone(), bias: m.params[2].clone() };
+        let mut l = LayerNorm {
+            weight: m.params[1].clone(),
+            bias: m.params[2].clone(),
+        };
         let mut y = m.params[0].w.clone();
         let c = l.forward(&mut y);
         let r = pseudo(y.len(), 3);
-        let loss: f64 = y.iter().zip(&r).map(|(a, b)| (a * b) as f64 + 0.5 * (a * a) as f64).sum();
+        let loss: f64 = y
+            .iter()
+            .zip(&r)
+            .map(|(a, b)| (a * b) as f64 + 0.5 * (a * a) as f64)
+            .sum();
         if backward {
             let mut dy: Vec<f32> = y.iter().zip(&r).map(|(a, b)| a + b).collect();
             l.backward(&c, &mut dy);
@@ -277,7 +352,10 @@ fn layer_norm_and_batch_norm_alone() {
         loss
     });
     let valid = vec![true, true, false, true, true, false];
-    let mut m = Plain { params: vec![x, param("bn.weight", &[5], 8), param("bn.bias", &[5], 9)], f: () };
+    let mut m = Plain {
+        params: vec![x, param("bn.weight", &[5], 8), param("bn.bias", &[5], 9)],
+        f: (),
+    };
     check(&mut m, |m: &mut Plain<()>, backward| {
         let mut bn = BatchNorm::new("bn", 5);
         bn.weight = m.params[1].clone();

@@ -47,25 +47,30 @@ pub fn orthogonal_blocks(p: &mut Param, blocks: usize, rng: &mut dyn RngCore) {
     let rows = p.shape[0] / blocks;
     for blk in 0..blocks {
         // Orthonormalise along the longer dimension.
-        let (n, d, transpose) = if rows <= cols { (rows, cols, false) } else { (cols, rows, true) };
-        let mut m: Vec<Vec<f32>> = (0..n).map(|_| (0..d).map(|_| normal(rng)).collect()).collect();
+        let (n, d, transpose) = if rows <= cols {
+            (rows, cols, false)
+        } else {
+            (cols, rows, true)
+        };
+        let mut m: Vec<Vec<f32>> = (0..n)
+            .map(|_| (0..d).map(|_| normal(rng)).collect())
+            .collect();
         for i in 0..n {
             for j in 0..i {
-                let proj: f32 = (0..d).map(|q| m[i][q] * m[j][q]).sum();
-                for q in 0..d {
-                    m[i][q] -= proj * m[j][q];
-                }
+                let (done, rest) = m.split_at_mut(i);
+                let (row, prev) = (&mut rest[0], &done[j]);
+                let proj: f32 = row.iter().zip(prev).map(|(a, b)| a * b).sum();
+                row.iter_mut().zip(prev).for_each(|(a, b)| *a -= proj * b);
             }
             let norm = m[i].iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
             for v in &mut m[i] {
                 *v /= norm;
             }
         }
-        for r in 0..rows {
-            for c in 0..cols {
-                let v = if transpose { m[c][r] } else { m[r][c] };
-                p.w[(blk * rows + r) * cols + c] = v;
-            }
+        let block = &mut p.w[blk * rows * cols..(blk + 1) * rows * cols];
+        for (idx, w) in block.iter_mut().enumerate() {
+            let (r, c) = (idx / cols, idx % cols);
+            *w = if transpose { m[c][r] } else { m[r][c] };
         }
     }
 }

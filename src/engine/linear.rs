@@ -13,7 +13,13 @@ pub struct Linear {
 
 impl Linear {
     /// PyTorch's default init: U(−1/√in, 1/√in) for weight and bias.
-    pub fn new(prefix: &str, input: usize, output: usize, bias: bool, rng: &mut dyn RngCore) -> Linear {
+    pub fn new(
+        prefix: &str,
+        input: usize,
+        output: usize,
+        bias: bool,
+        rng: &mut dyn RngCore,
+    ) -> Linear {
         let a = 1.0 / (input as f32).sqrt();
         let mut weight = Param::zeros(format!("{prefix}.weight"), &[output, input]);
         super::init::uniform(&mut weight, a, rng);
@@ -35,13 +41,29 @@ impl Linear {
 
     /// x `[n, in]` → y `[n, out]`.
     pub fn forward(&self, x: &[f32], y: &mut [f32]) {
-        forward(x, &self.weight.w, self.bias.as_ref().map(|b| &b.w[..]), self.input(), self.output(), y);
+        forward(
+            x,
+            &self.weight.w,
+            self.bias.as_ref().map(|b| &b.w[..]),
+            self.input(),
+            self.output(),
+            y,
+        );
     }
 
     /// Accumulates dW, db from x `[n, in]` and dy `[n, out]`; writes dx `[n, in]` if asked.
     pub fn backward(&mut self, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>) {
         let (i, o) = (self.input(), self.output());
-        backward(x, dy, &self.weight.w, &mut self.weight.g, self.bias.as_mut().map(|b| &mut b.g[..]), i, o, dx);
+        backward(
+            x,
+            dy,
+            &self.weight.w,
+            &mut self.weight.g,
+            self.bias.as_mut().map(|b| &mut b.g[..]),
+            i,
+            o,
+            dx,
+        );
     }
 }
 

@@ -24,7 +24,13 @@ pub struct CeOut {
 /// Computes the loss and, in place, turns `logits` into dloss/dlogits for the chosen
 /// reduction, scaled by `scale` (Zaremba's recipe multiplies the mean by the BPTT length).
 /// Doing it in place avoids a second `[n, v]` buffer, the largest one in an LM.
-pub fn cross_entropy_backward(logits: &mut [f32], targets: &[u32], v: usize, red: Reduction, scale: f32) -> CeOut {
+pub fn cross_entropy_backward(
+    logits: &mut [f32],
+    targets: &[u32],
+    v: usize,
+    red: Reduction,
+    scale: f32,
+) -> CeOut {
     let count = targets.iter().filter(|&&t| t != IGNORE).count();
     let k = match red {
         Reduction::Mean => scale / count.max(1) as f32,
@@ -90,7 +96,11 @@ pub fn softmax_in_place(row: &mut [f32]) -> (f64, f32) {
             mx[i] = mx[i].max(c[i]);
         }
     }
-    let m = rest.iter().chain(mx.iter()).copied().fold(f32::NEG_INFINITY, f32::max);
+    let m = rest
+        .iter()
+        .chain(mx.iter())
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
     let mut acc = [0f32; 8];
     let mut chunks = row.chunks_exact_mut(8);
     for c in &mut chunks {

@@ -42,7 +42,10 @@ impl LayerNorm {
     pub fn new(prefix: &str, f: usize) -> LayerNorm {
         let mut weight = Param::zeros(format!("{prefix}.weight"), &[f]);
         weight.w.fill(1.0);
-        LayerNorm { weight, bias: Param::zeros(format!("{prefix}.bias"), &[f]) }
+        LayerNorm {
+            weight,
+            bias: Param::zeros(format!("{prefix}.bias"), &[f]),
+        }
     }
 
     /// x `[n, f]` normalised in place over each row's f features.
@@ -62,7 +65,12 @@ impl LayerNorm {
                 row[j] = xh[j] * self.weight.w[j] + self.bias.w[j];
             }
         }
-        NormCache { xhat, rstd, valid: Vec::new(), fixed: false }
+        NormCache {
+            xhat,
+            rstd,
+            valid: Vec::new(),
+            fixed: false,
+        }
     }
 
     /// dy `[n, f]` → dx in place; accumulates dγ, dβ.
@@ -119,7 +127,13 @@ impl BatchNorm {
         let mut running_var = Param::zeros(format!("{prefix}.running_var"), &[f]);
         running_var.w.fill(1.0);
         running_var.frozen = true;
-        BatchNorm { weight, bias: Param::zeros(format!("{prefix}.bias"), &[f]), running_mean, running_var, momentum: 0.1 }
+        BatchNorm {
+            weight,
+            bias: Param::zeros(format!("{prefix}.bias"), &[f]),
+            running_mean,
+            running_var,
+            momentum: 0.1,
+        }
     }
 
     /// x `[n, f]` in place. `valid[n]` (empty = all rows) keeps padding out of the statistics;
@@ -155,7 +169,12 @@ impl BatchNorm {
             }
             (mean.iter().map(|&m| m as f32).collect::<Vec<_>>(), rstd)
         } else {
-            let rstd = self.running_var.w.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect();
+            let rstd = self
+                .running_var
+                .w
+                .iter()
+                .map(|v| 1.0 / (v + EPS).sqrt())
+                .collect();
             (self.running_mean.w.clone(), rstd)
         };
         let mut xhat = vec![0.0; x.len()];
@@ -166,7 +185,12 @@ impl BatchNorm {
                 x[i] = xhat[i] * self.weight.w[j] + self.bias.w[j];
             }
         }
-        NormCache { xhat, rstd, valid: valid.to_vec(), fixed: !train }
+        NormCache {
+            xhat,
+            rstd,
+            valid: valid.to_vec(),
+            fixed: !train,
+        }
     }
 
     /// dy `[n, f]` → dx in place; accumulates dγ, dβ.

@@ -14,7 +14,9 @@ pub fn set_threads(n: usize) {
     THREADS.store(n, Ordering::Relaxed);
     // The global pool can only be built once; a second call keeps the first pool,
     // which is fine because `gemm` is told the thread count on every call.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
 }
 
 /// Threads in use: the value from [`set_threads`], else the machine's core count.
@@ -42,7 +44,10 @@ pub fn matmul(
     tb: bool,
     accumulate: bool,
 ) {
-    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n, "matmul shapes");
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        "matmul shapes"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -107,7 +112,12 @@ pub fn matmul_strided(
         return;
     }
     let last = |rs: usize, cs: usize, r: usize, cc: usize| (r - 1) * rs + (cc - 1) * cs;
-    assert!(last(c_rs, 1, m, n) < c.len() && last(a_rs, a_cs, m, k) < a.len() && last(b_rs, b_cs, k, n) < b.len(), "matmul_strided shapes");
+    assert!(
+        last(c_rs, 1, m, n) < c.len()
+            && last(a_rs, a_cs, m, k) < a.len()
+            && last(b_rs, b_cs, k, n) < b.len(),
+        "matmul_strided shapes"
+    );
     // SAFETY: the assert bounds the last element each operand's strides reach.
     unsafe {
         gemm::gemm(

@@ -7,10 +7,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OptimKind {
-    Sgd { momentum: f32 },
-    Adam { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    Sgd {
+        momentum: f32,
+    },
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
     /// Decoupled weight decay (Loshchilov & Hutter).
-    AdamW { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    AdamW {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
 }
 
 /// Optimizer state, one slot per parameter in the model's visit order. Serialisable so a
@@ -26,7 +38,13 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(kind: OptimKind, lr: f32) -> Optimizer {
-        Optimizer { kind, lr, step: 0, m: Vec::new(), v: Vec::new() }
+        Optimizer {
+            kind,
+            lr,
+            step: 0,
+            m: Vec::new(),
+            v: Vec::new(),
+        }
     }
 
     /// First and second moments per parameter (empty where unused), for saving.
@@ -82,7 +100,18 @@ fn update_one(kind: OptimKind, lr: f32, t: i32, p: &mut Param, m: &mut Vec<f32>,
                 }
             }
         }
-        OptimKind::Adam { beta1, beta2, eps, weight_decay } | OptimKind::AdamW { beta1, beta2, eps, weight_decay } => {
+        OptimKind::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        }
+        | OptimKind::AdamW {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => {
             let decoupled = matches!(kind, OptimKind::AdamW { .. });
             if m.is_empty() {
                 *m = vec![0.0; p.len()];
@@ -129,9 +158,14 @@ pub fn clip_grad_norm(model: &mut dyn Module, max_norm: f32) -> f32 {
 pub enum Schedule {
     Constant,
     /// Zaremba et al.: lr ← lr / factor at the start of every epoch after `after`.
-    StepDecay { after: usize, factor: f32 },
+    StepDecay {
+        after: usize,
+        factor: f32,
+    },
     /// lr ← lr / factor when validation loss did not improve on the best so far.
-    Plateau { factor: f32 },
+    Plateau {
+        factor: f32,
+    },
 }
 
 impl Schedule {

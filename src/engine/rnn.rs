@@ -16,10 +16,10 @@ use super::dropout::{self, DropoutKind, Mask};
 use super::init::{self, Init};
 use super::norm::{BatchNorm, LayerNorm, NormCache, NormKind};
 use super::ops::{add_bias_rows, matmul, matmul_strided, sum_rows_into, threads};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use super::param::{Module, Param};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One direction of one layer. Weights `[G·H, I]`, `[G·H, H]`, biases `[G·H]`.
 #[derive(Clone, Debug)]
@@ -108,7 +108,11 @@ struct SpinBarrier {
 
 impl SpinBarrier {
     fn new(n: usize) -> SpinBarrier {
-        SpinBarrier { n, count: AtomicUsize::new(0), gen: AtomicUsize::new(0) }
+        SpinBarrier {
+            n,
+            count: AtomicUsize::new(0),
+            gen: AtomicUsize::new(0),
+        }
     }
     fn wait(&self) {
         if self.n == 1 {
@@ -147,20 +151,40 @@ fn run_parts(parts: usize, f: impl Fn(usize) + Sync) {
 
 /// Copies the `u` units from `j0` of each of `blocks` gate blocks of every row of
 /// `src [rows, blocks·h]` into `dst [rows, blocks·u]`, or back when `to_full`.
-fn gather_units(full: &[f32], local: &mut [f32], rows: usize, blocks: usize, h: usize, j0: usize, u: usize) {
+fn gather_units(
+    full: &[f32],
+    local: &mut [f32],
+    rows: usize,
+    blocks: usize,
+    h: usize,
+    j0: usize,
+    u: usize,
+) {
     for r in 0..rows {
         for k in 0..blocks {
-            local[(r * blocks + k) * u..][..u].copy_from_slice(&full[(r * blocks + k) * h + j0..][..u]);
+            local[(r * blocks + k) * u..][..u]
+                .copy_from_slice(&full[(r * blocks + k) * h + j0..][..u]);
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// # Safety
 /// The written segments (units `j0..j0+u` of each block) belong to this thread alone.
-unsafe fn scatter_units(full: Shared, off: usize, local: &[f32], rows: usize, blocks: usize, h: usize, j0: usize, u: usize) {
+unsafe fn scatter_units(
+    full: Shared,
+    off: usize,
+    local: &[f32],
+    rows: usize,
+    blocks: usize,
+    h: usize,
+    j0: usize,
+    u: usize,
+) {
     for r in 0..rows {
         for k in 0..blocks {
-            full.seg(off + (r * blocks + k) * h + j0, u).copy_from_slice(&local[(r * blocks + k) * u..][..u]);
+            full.seg(off + (r * blocks + k) * h + j0, u)
+                .copy_from_slice(&local[(r * blocks + k) * u..][..u]);
         }
     }
 }
@@ -184,7 +208,14 @@ fn unit_range(h: usize, parts: usize, p: usize) -> (usize, usize) {
 }
 
 impl RnnDir {
-    pub fn new(prefix: &str, suffix: &str, kind: CellKind, input: usize, hidden: usize, reverse: bool) -> RnnDir {
+    pub fn new(
+        prefix: &str,
+        suffix: &str,
+        kind: CellKind,
+        input: usize,
+        hidden: usize,
+        reverse: bool,
+    ) -> RnnDir {
         let g = kind.gates() * hidden;
         let p = |n: &str, s: &[usize]| Param::zeros(format!("{prefix}.{n}{suffix}"), s);
         RnnDir {
@@ -225,7 +256,9 @@ impl RnnDir {
             // Split evenly over the two bias vectors so their sum gains `forget_bias`.
             let h = self.hidden;
             for b in [&mut self.b_ih, &mut self.b_hh] {
-                b.w[h..2 * h].iter_mut().for_each(|v| *v += forget_bias / 2.0);
+                b.w[h..2 * h]
+                    .iter_mut()
+                    .for_each(|v| *v += forget_bias / 2.0);
             }
         }
     }
@@ -255,7 +288,11 @@ impl RnnDir {
     /// dh_{t−1} = dG · W_hh restricted to a thread's units.
     fn pack_cols(&self, j0: usize, u: usize) -> Vec<f32> {
         let h = self.hidden;
-        self.w_hh.w.chunks_exact(h).flat_map(|row| row[j0..j0 + u].iter().copied()).collect()
+        self.w_hh
+            .w
+            .chunks_exact(h)
+            .flat_map(|row| row[j0..j0 + u].iter().copied())
+            .collect()
     }
 
     /// x `[T, B, I]` → y `[T, B, H]` written with row stride `y_stride` at column
@@ -295,14 +332,28 @@ impl RnnDir {
             b,
             x: Vec::new(),
             hs: vec![0.0; slots * bh],
-            cs: if lstm && keep { vec![0.0; (t + 1) * bh] } else { Vec::new() },
-            gates: if keep { vec![0.0; t * b * g] } else { Vec::new() },
-            hn: if gru && keep { vec![0.0; t * bh] } else { Vec::new() },
+            cs: if lstm && keep {
+                vec![0.0; (t + 1) * bh]
+            } else {
+                Vec::new()
+            },
+            gates: if keep {
+                vec![0.0; t * b * g]
+            } else {
+                Vec::new()
+            },
+            hn: if gru && keep {
+                vec![0.0; t * bh]
+            } else {
+                Vec::new()
+            },
             active: active.to_vec(),
         };
         if keep {
             cache.x = if self.reverse {
-                (0..t).flat_map(|s| x[order(s) * b * i..(order(s) + 1) * b * i].iter().copied()).collect()
+                (0..t)
+                    .flat_map(|s| x[order(s) * b * i..(order(s) + 1) * b * i].iter().copied())
+                    .collect()
             } else {
                 x.to_vec()
             };
@@ -314,7 +365,12 @@ impl RnnDir {
         let slot = |s: usize| if keep { s } else { s % 2 };
         let parts = loop_threads(b, hs, gates);
         let barrier = SpinBarrier::new(parts);
-        let (sh_hs, sh_cs, sh_g, sh_hn) = (Shared::new(&mut cache.hs), Shared::new(&mut cache.cs), Shared::new(&mut cache.gates), Shared::new(&mut cache.hn));
+        let (sh_hs, sh_cs, sh_g, sh_hn) = (
+            Shared::new(&mut cache.hs),
+            Shared::new(&mut cache.cs),
+            Shared::new(&mut cache.gates),
+            Shared::new(&mut cache.hn),
+        );
         let (sh_y, sh_h, sh_c) = (Shared::new(y), Shared::new(h), Shared::new(c));
         let xg = &xg;
         run_parts(parts, |p| {
@@ -347,10 +403,31 @@ impl RnnDir {
                 if gru {
                     add_bias_rows(&mut hg, &bias);
                 }
-                gather_units(&xg[tau * b * g..(tau + 1) * b * g], &mut xl, b, gates, hs, j0, u);
+                gather_units(
+                    &xg[tau * b * g..(tau + 1) * b * g],
+                    &mut xl,
+                    b,
+                    gates,
+                    hs,
+                    j0,
+                    u,
+                );
                 gather_units(h_prev, &mut hp, b, 1, hs, j0, u);
                 let act = &active[tau * b..(tau + 1) * b];
-                step_forward(self.kind, u, StepFwd { xg: &xl, hg: &hg, h_prev: &hp, h: &mut hl, c: &mut cl, gates: &mut gl, hn: &mut hnl, active: act });
+                step_forward(
+                    self.kind,
+                    u,
+                    StepFwd {
+                        xg: &xl,
+                        hg: &hg,
+                        h_prev: &hp,
+                        h: &mut hl,
+                        c: &mut cl,
+                        gates: &mut gl,
+                        hn: &mut hnl,
+                        active: act,
+                    },
+                );
                 // SAFETY: every segment below covers units j0..j0+u only, owned by this thread.
                 unsafe {
                     scatter_units(sh_hs, slot(s + 1) * bh, &hl, b, 1, hs, j0, u);
@@ -408,10 +485,19 @@ impl RnnDir {
         let lstm = self.kind.has_cell_state();
         let order = |s: usize| if self.reverse { t - 1 - s } else { s };
         let mut dxg = vec![0.0; t * b * g];
-        let mut dhg = if gru { vec![0.0; t * b * g] } else { Vec::new() };
+        let mut dhg = if gru {
+            vec![0.0; t * b * g]
+        } else {
+            Vec::new()
+        };
         let parts = loop_threads(b, hs, gates);
         let barrier = SpinBarrier::new(parts);
-        let (sh_dxg, sh_dhg, sh_dh, sh_dc) = (Shared::new(&mut dxg), Shared::new(&mut dhg), Shared::new(dh), Shared::new(dc));
+        let (sh_dxg, sh_dhg, sh_dh, sh_dc) = (
+            Shared::new(&mut dxg),
+            Shared::new(&mut dhg),
+            Shared::new(dh),
+            Shared::new(dc),
+        );
         run_parts(parts, |p| {
             let (j0, u) = unit_range(hs, parts, p);
             if u == 0 {
@@ -424,7 +510,13 @@ impl RnnDir {
             let gu = gates * u;
             let mut dhl = vec![0.0; b * u];
             let mut dcl = vec![0.0; if lstm { b * u } else { 0 }];
-            let (mut gl, mut hnl, mut hpl, mut cpl, mut cl) = (vec![0.0; b * gu], vec![0.0; b * u], vec![0.0; b * u], vec![0.0; b * u], vec![0.0; b * u]);
+            let (mut gl, mut hnl, mut hpl, mut cpl, mut cl) = (
+                vec![0.0; b * gu],
+                vec![0.0; b * u],
+                vec![0.0; b * u],
+                vec![0.0; b * u],
+                vec![0.0; b * u],
+            );
             let mut dxl = vec![0.0; b * gu];
             let mut dhgl = vec![0.0; if gru { b * gu } else { 0 }];
             // SAFETY: dh and dc are read here and written only at the end, own units each.
@@ -440,22 +532,52 @@ impl RnnDir {
                 for (bi, &a) in act.iter().enumerate() {
                     if a {
                         let row = &dy[(tau * b + bi) * dy_stride + dy_off + j0..][..u];
-                        dhl[bi * u..(bi + 1) * u].iter_mut().zip(row).for_each(|(d, v)| *d += v);
+                        dhl[bi * u..(bi + 1) * u]
+                            .iter_mut()
+                            .zip(row)
+                            .for_each(|(d, v)| *d += v);
                     }
                 }
-                gather_units(&cache.gates[s * b * g..(s + 1) * b * g], &mut gl, b, gates, hs, j0, u);
+                gather_units(
+                    &cache.gates[s * b * g..(s + 1) * b * g],
+                    &mut gl,
+                    b,
+                    gates,
+                    hs,
+                    j0,
+                    u,
+                );
                 gather_units(&cache.hs[s * bh..(s + 1) * bh], &mut hpl, b, 1, hs, j0, u);
                 if gru {
                     gather_units(&cache.hn[s * bh..(s + 1) * bh], &mut hnl, b, 1, hs, j0, u);
                 }
                 if lstm {
                     gather_units(&cache.cs[s * bh..(s + 1) * bh], &mut cpl, b, 1, hs, j0, u);
-                    gather_units(&cache.cs[(s + 1) * bh..(s + 2) * bh], &mut cl, b, 1, hs, j0, u);
+                    gather_units(
+                        &cache.cs[(s + 1) * bh..(s + 2) * bh],
+                        &mut cl,
+                        b,
+                        1,
+                        hs,
+                        j0,
+                        u,
+                    );
                 }
                 step_backward(
                     self.kind,
                     u,
-                    StepBwd { gates: &gl, hn: &hnl, h_prev: &hpl, c_prev: &cpl, c: &cl, dh: &mut dhl, dc: &mut dcl, dxg: &mut dxl, dhg: &mut dhgl, active: act },
+                    StepBwd {
+                        gates: &gl,
+                        hn: &hnl,
+                        h_prev: &hpl,
+                        c_prev: &cpl,
+                        c: &cl,
+                        dh: &mut dhl,
+                        dc: &mut dcl,
+                        dxg: &mut dxl,
+                        dhg: &mut dhgl,
+                        active: act,
+                    },
                 );
                 // SAFETY: own units of step s's slots.
                 unsafe {
@@ -467,7 +589,13 @@ impl RnnDir {
                 barrier.wait();
                 // dh_{t−1}[:, own units] += dG_h [B, G·H] · W_hh[:, own units]
                 // SAFETY: step s's slots are complete (barrier) and no longer written.
-                let dgh = unsafe { if gru { sh_dhg.read(s * b * g, b * g) } else { sh_dxg.read(s * b * g, b * g) } };
+                let dgh = unsafe {
+                    if gru {
+                        sh_dhg.read(s * b * g, b * g)
+                    } else {
+                        sh_dxg.read(s * b * g, b * g)
+                    }
+                };
                 matmul_strided(b, u, g, &mut dhl, u, dgh, g, 1, &w_cols, u, 1, true);
             }
             // SAFETY: own units.
@@ -480,15 +608,48 @@ impl RnnDir {
         });
         let dgh_all = if gru { &dhg } else { &dxg };
         // Weight gradients as whole-sequence GEMMs: [G·H, T·B] × [T·B, ·].
-        matmul(g, i, t * b, &mut self.w_ih.g, &dxg, true, &cache.x, false, true);
-        matmul(g, hs, t * b, &mut self.w_hh.g, dgh_all, true, &cache.hs[..t * bh], false, true);
+        matmul(
+            g,
+            i,
+            t * b,
+            &mut self.w_ih.g,
+            &dxg,
+            true,
+            &cache.x,
+            false,
+            true,
+        );
+        matmul(
+            g,
+            hs,
+            t * b,
+            &mut self.w_hh.g,
+            dgh_all,
+            true,
+            &cache.hs[..t * bh],
+            false,
+            true,
+        );
         sum_rows_into(&mut self.b_ih.g, &dxg);
         sum_rows_into(&mut self.b_hh.g, dgh_all);
         if self.reverse {
             let mut tmp = vec![0.0; t * b * i];
-            matmul(t * b, i, g, &mut tmp, &dxg, false, &self.w_ih.w, false, false);
+            matmul(
+                t * b,
+                i,
+                g,
+                &mut tmp,
+                &dxg,
+                false,
+                &self.w_ih.w,
+                false,
+                false,
+            );
             for s in 0..t {
-                let (src, dst) = (&tmp[s * b * i..(s + 1) * b * i], &mut dx[order(s) * b * i..(order(s) + 1) * b * i]);
+                let (src, dst) = (
+                    &tmp[s * b * i..(s + 1) * b * i],
+                    &mut dx[order(s) * b * i..(order(s) + 1) * b * i],
+                );
                 if dx_accumulate {
                     dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
                 } else {
@@ -496,7 +657,17 @@ impl RnnDir {
                 }
             }
         } else {
-            matmul(t * b, i, g, dx, &dxg, false, &self.w_ih.w, false, dx_accumulate);
+            matmul(
+                t * b,
+                i,
+                g,
+                dx,
+                &dxg,
+                false,
+                &self.w_ih.w,
+                false,
+                dx_accumulate,
+            );
         }
     }
 }
@@ -562,6 +733,7 @@ impl RnnConfig {
 }
 
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Norm {
     Layer(LayerNorm),
     Batch(BatchNorm),
@@ -592,7 +764,13 @@ pub struct RnnCache {
 
 impl Rnn {
     /// Parameter names are `{prefix}.weight_ih_l{k}[_reverse]` etc. as in PyTorch.
-    pub fn new(prefix: &str, cfg: RnnConfig, scheme: Init, forget_bias: f32, rng: &mut dyn RngCore) -> Rnn {
+    pub fn new(
+        prefix: &str,
+        cfg: RnnConfig,
+        scheme: Init,
+        forget_bias: f32,
+        rng: &mut dyn RngCore,
+    ) -> Rnn {
         let mut dirs = Vec::new();
         let mut norms = Vec::new();
         for l in 0..cfg.layers {
@@ -616,11 +794,22 @@ impl Rnn {
     /// A zero state for batch `b`: h, c `[L·D, B, H]`.
     pub fn zero_state(&self, b: usize) -> State {
         let n = self.cfg.layers * self.cfg.dirs() * b * self.cfg.hidden;
-        State { h: vec![0.0; n], c: if self.cfg.cell.has_cell_state() { vec![0.0; n] } else { Vec::new() } }
+        State {
+            h: vec![0.0; n],
+            c: if self.cfg.cell.has_cell_state() {
+                vec![0.0; n]
+            } else {
+                Vec::new()
+            },
+        }
     }
 
     pub fn residual_at(&self, l: usize) -> bool {
-        let input = if l == 0 { self.cfg.input } else { self.cfg.output() };
+        let input = if l == 0 {
+            self.cfg.input
+        } else {
+            self.cfg.output()
+        };
         self.cfg.residual && l > 0 && input == self.cfg.output()
     }
 
@@ -660,8 +849,23 @@ impl Rnn {
                 let k = l * nd + d;
                 let sl = k * b * hs..(k + 1) * b * hs;
                 let mut cdummy = Vec::new();
-                let c = if lstm { &mut st.c[sl.clone()] } else { &mut cdummy[..] };
-                let dc = self.dirs[k].forward(&xin, t, b, &active, &mut st.h[sl], c, &mut y, out, d * hs, keep);
+                let c = if lstm {
+                    &mut st.c[sl.clone()]
+                } else {
+                    &mut cdummy[..]
+                };
+                let dc = self.dirs[k].forward(
+                    &xin,
+                    t,
+                    b,
+                    &active,
+                    &mut st.h[sl],
+                    c,
+                    &mut y,
+                    out,
+                    d * hs,
+                    keep,
+                );
                 dcs.push(dc);
             }
             let residual = self.residual_at(l);
@@ -673,7 +877,11 @@ impl Rnn {
             let norm = match self.norms.get_mut(l) {
                 Some(Norm::Layer(n)) => Some(n.forward(&mut y)),
                 Some(Norm::Batch(n)) => {
-                    let valid = if lengths.is_some() { active.clone() } else { Vec::new() };
+                    let valid = if lengths.is_some() {
+                        active.clone()
+                    } else {
+                        Vec::new()
+                    };
                     Some(n.forward(&mut y, &valid, train))
                 }
                 None => None,
@@ -693,13 +901,23 @@ impl Rnn {
             });
             cur = y;
         }
-        let cache = RnnCache { t, b, active, layers: if keep { caches } else { Vec::new() } };
+        let cache = RnnCache {
+            t,
+            b,
+            active,
+            layers: if keep { caches } else { Vec::new() },
+        };
         (cur, st, cache)
     }
 
     /// dy `[T, B, D·H]` and dL/d(final state) (`None`: zero) → (dx `[T, B, I]`,
     /// dL/d(initial state)). Accumulates every parameter gradient.
-    pub fn backward(&mut self, cache: RnnCache, dy: &[f32], dstate: Option<&State>) -> (Vec<f32>, State) {
+    pub fn backward(
+        &mut self,
+        cache: RnnCache,
+        dy: &[f32],
+        dstate: Option<&State>,
+    ) -> (Vec<f32>, State) {
         let cfg = self.cfg.clone();
         let (t, b) = (cache.t, cache.b);
         let (hs, nd, out) = (cfg.hidden, cfg.dirs(), cfg.output());
@@ -723,8 +941,21 @@ impl Rnn {
                 let k = l * nd + d;
                 let sl = k * b * hs..(k + 1) * b * hs;
                 let mut cdummy = Vec::new();
-                let dc = if lstm { &mut ds.c[sl.clone()] } else { &mut cdummy[..] };
-                self.dirs[k].backward(&lc.dirs[d], &dcur, out, d * hs, &mut ds.h[sl], dc, &mut dx, d > 0);
+                let dc = if lstm {
+                    &mut ds.c[sl.clone()]
+                } else {
+                    &mut cdummy[..]
+                };
+                self.dirs[k].backward(
+                    &lc.dirs[d],
+                    &dcur,
+                    out,
+                    d * hs,
+                    &mut ds.h[sl],
+                    dc,
+                    &mut dx,
+                    d > 0,
+                );
             }
             dropout::backward(&mut dx, lc.mask.as_ref());
             if lc.residual {

@@ -28,7 +28,11 @@ impl Stream {
     pub fn window(&self, i: usize, bptt: usize) -> (usize, &[u32], &[u32]) {
         let l = bptt.min(self.rows - 1 - i);
         let b = self.batch;
-        (l, &self.data[i * b..(i + l) * b], &self.data[(i + 1) * b..(i + 1 + l) * b])
+        (
+            l,
+            &self.data[i * b..(i + l) * b],
+            &self.data[(i + 1) * b..(i + 1 + l) * b],
+        )
     }
 
     /// Start rows of the windows of one pass over the stream.

@@ -10,7 +10,11 @@ pub fn read_text(path: &Path) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         let off = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..off].iter().filter(|&&b| b == b'\n').count() + 1;
-        Error::input(path, line, format!("invalid UTF-8 at byte offset {off}; expected UTF-8 text"))
+        Error::input(
+            path,
+            line,
+            format!("invalid UTF-8 at byte offset {off}; expected UTF-8 text"),
+        )
     })
 }
 

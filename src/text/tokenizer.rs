@@ -98,18 +98,24 @@ impl Tokenizer {
         }
         let mut counts: HashMap<String, usize> = HashMap::new();
         for text in texts {
-            Self::pieces(opt.kind, text, |p| *counts.entry(p.to_string()).or_default() += 1);
+            Self::pieces(opt.kind, text, |p| {
+                *counts.entry(p.to_string()).or_default() += 1
+            });
         }
         let specials: &[&str] = match opt.kind {
             Kind::Char => &[UNK],
             _ => &[UNK, PAD, BOS, EOS],
         };
-        let mut words: Vec<(String, usize)> =
-            counts.into_iter().filter(|(w, c)| *c >= opt.min_freq.max(1) && !specials.contains(&w.as_str())).collect();
+        let mut words: Vec<(String, usize)> = counts
+            .into_iter()
+            .filter(|(w, c)| *c >= opt.min_freq.max(1) && !specials.contains(&w.as_str()))
+            .collect();
         // Most frequent first; ties by the token itself, so the vocabulary is deterministic.
         words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let mut vocab: Vec<String> = specials.iter().map(|s| s.to_string()).collect();
-        let room = opt.max_size.map_or(usize::MAX, |m| m.saturating_sub(vocab.len()));
+        let room = opt
+            .max_size
+            .map_or(usize::MAX, |m| m.saturating_sub(vocab.len()));
         vocab.extend(words.into_iter().take(room).map(|(w, _)| w));
         Ok(Self::from_vocab(opt.kind, vocab, None))
     }
@@ -117,24 +123,42 @@ impl Tokenizer {
     fn train_bpe(texts: &[&str], opt: &TrainOptions) -> Result<Tokenizer> {
         use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
         use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-        use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, TokenizerBuilder};
-        let err = |e: Box<dyn std::error::Error + Send + Sync>| Error::Usage(format!("BPE training failed: {e}"));
+        use tokenizers::{
+            AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper,
+            PreTokenizerWrapper, TokenizerBuilder,
+        };
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| {
+            Error::Usage(format!("BPE training failed: {e}"))
+        };
         let mut trainer = BpeTrainerBuilder::new()
             .vocab_size(opt.max_size.unwrap_or(8000))
             .min_frequency(opt.min_freq.max(1) as u64)
-            .special_tokens(vec![AddedToken::from(UNK, true), AddedToken::from(EOS, true)])
+            .special_tokens(vec![
+                AddedToken::from(UNK, true),
+                AddedToken::from(EOS, true),
+            ])
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .show_progress(false)
             .build();
-        let mut tk = TokenizerBuilder::<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>::new()
-            .with_model(BPE::default())
-            .with_normalizer(None)
-            .with_pre_tokenizer(Some(ByteLevel::new(false, true, true).into()))
-            .with_post_processor(None)
-            .with_decoder(Some(ByteLevel::new(false, true, true).into()))
-            .build()
-            .map_err(err)?;
-        tk.train(&mut trainer, texts.iter().flat_map(|t| t.split_inclusive('\n'))).map_err(err)?;
+        let mut tk = TokenizerBuilder::<
+            BPE,
+            NormalizerWrapper,
+            PreTokenizerWrapper,
+            PostProcessorWrapper,
+            DecoderWrapper,
+        >::new()
+        .with_model(BPE::default())
+        .with_normalizer(None)
+        .with_pre_tokenizer(Some(ByteLevel::new(false, true, true).into()))
+        .with_post_processor(None)
+        .with_decoder(Some(ByteLevel::new(false, true, true).into()))
+        .build()
+        .map_err(err)?;
+        tk.train(
+            &mut trainer,
+            texts.iter().flat_map(|t| t.split_inclusive('\n')),
+        )
+        .map_err(err)?;
         let tk: tokenizers::Tokenizer = tk.into();
         let json = tk.to_string(false).map_err(err)?;
         Self::from_bpe_json(&json, Path::new("<trained>"))
@@ -142,8 +166,9 @@ impl Tokenizer {
 
     /// Loads a BPE tokenizer from tokenizer.json text.
     pub fn from_bpe_json(json: &str, file: &Path) -> Result<Tokenizer> {
-        let tk: tokenizers::Tokenizer =
-            json.parse().map_err(|e| Error::format(file, format!("not a tokenizers tokenizer.json: {e}")))?;
+        let tk: tokenizers::Tokenizer = json
+            .parse()
+            .map_err(|e| Error::format(file, format!("not a tokenizers tokenizer.json: {e}")))?;
         let mut pairs: Vec<(String, u32)> = tk.get_vocab(true).into_iter().collect();
         pairs.sort_by_key(|p| p.1);
         let vocab: Vec<String> = pairs.into_iter().map(|p| p.0).collect();
@@ -153,14 +178,27 @@ impl Tokenizer {
     }
 
     fn from_vocab(kind: Kind, vocab: Vec<String>, bpe_json: Option<String>) -> Tokenizer {
-        let index = vocab.iter().enumerate().map(|(i, w)| (w.clone(), i as u32)).collect();
-        Tokenizer { kind, vocab, bpe_json, index, bpe: None }
+        let index = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), i as u32))
+            .collect();
+        Tokenizer {
+            kind,
+            vocab,
+            bpe_json,
+            index,
+            bpe: None,
+        }
     }
 
     /// Rebuilds the lookup tables after deserialisation.
     pub fn restore(mut self, file: &Path) -> Result<Tokenizer> {
         if self.kind == Kind::Bpe {
-            let json = self.bpe_json.take().ok_or_else(|| Error::format(file, "BPE tokenizer without its tokenizer.json"))?;
+            let json = self
+                .bpe_json
+                .take()
+                .ok_or_else(|| Error::format(file, "BPE tokenizer without its tokenizer.json"))?;
             return Self::from_bpe_json(&json, file);
         }
         if !self.vocab.iter().any(|w| w == UNK) {
@@ -265,7 +303,8 @@ impl Tokenizer {
     }
 
     pub fn from_json(s: &str, file: &Path) -> Result<Tokenizer> {
-        let t: Tokenizer = serde_json::from_str(s).map_err(|e| Error::format(file, format!("bad tokenizer: {e}")))?;
+        let t: Tokenizer = serde_json::from_str(s)
+            .map_err(|e| Error::format(file, format!("bad tokenizer: {e}")))?;
         t.restore(file)
     }
 
@@ -280,7 +319,8 @@ impl Tokenizer {
     /// Loads a file written by [`Tokenizer::save`] (rnnkit JSON, or a tokenizer.json).
     pub fn load(path: &Path) -> Result<Tokenizer> {
         let s = crate::text::read::read_text(path)?;
-        let v: serde_json::Value = serde_json::from_str(&s).map_err(|e| Error::format(path, format!("not JSON: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&s).map_err(|e| Error::format(path, format!("not JSON: {e}")))?;
         if v.get("model").is_some() {
             Self::from_bpe_json(&s, path)
         } else {
@@ -294,7 +334,11 @@ mod tests {
     use super::*;
 
     fn opts(kind: Kind) -> TrainOptions {
-        TrainOptions { kind, min_freq: 1, max_size: None }
+        TrainOptions {
+            kind,
+            min_freq: 1,
+            max_size: None,
+        }
     }
 
     #[test]
@@ -308,9 +352,25 @@ mod tests {
 
     #[test]
     fn word_vocab_respects_min_freq_and_size() {
-        let t = Tokenizer::train(&["a a a b b c, d"], &TrainOptions { kind: Kind::Word, min_freq: 2, max_size: None }).unwrap();
+        let t = Tokenizer::train(
+            &["a a a b b c, d"],
+            &TrainOptions {
+                kind: Kind::Word,
+                min_freq: 2,
+                max_size: None,
+            },
+        )
+        .unwrap();
         assert_eq!(&t.vocab[4..], &["a", "b"]);
-        let t = Tokenizer::train(&["a a a b b c"], &TrainOptions { kind: Kind::Word, min_freq: 1, max_size: Some(5) }).unwrap();
+        let t = Tokenizer::train(
+            &["a a a b b c"],
+            &TrainOptions {
+                kind: Kind::Word,
+                min_freq: 1,
+                max_size: Some(5),
+            },
+        )
+        .unwrap();
         assert_eq!(t.len(), 5);
         assert_eq!(t.encode("c , a").len(), 3);
     }
@@ -327,7 +387,15 @@ mod tests {
     #[test]
     fn bpe_round_trips_and_survives_serialisation() {
         let text = "the quick brown fox jumps over the lazy dog\nзимой и летом одним цветом\n";
-        let t = Tokenizer::train(&[text], &TrainOptions { kind: Kind::Bpe, min_freq: 1, max_size: Some(300) }).unwrap();
+        let t = Tokenizer::train(
+            &[text],
+            &TrainOptions {
+                kind: Kind::Bpe,
+                min_freq: 1,
+                max_size: Some(300),
+            },
+        )
+        .unwrap();
         assert_eq!(t.decode(&t.encode(text)), text);
         let back = Tokenizer::from_json(&t.to_json(), Path::new("x")).unwrap();
         assert_eq!(back.encode(text), t.encode(text));

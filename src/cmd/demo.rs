@@ -1,0 +1,131 @@
+//! `rnnkit demo`: trains a small character LSTM for about two minutes, then prints a
+//! sample. Uses tinyshakespeare when it can be found, otherwise rnnkit's own source code,
+//! embedded at build time, so the demo runs offline on a fresh machine.
+
+use clap::Args;
+use rnnkit::lm::{LanguageModel, LmTask, Sampling};
+use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
+use rnnkit::train::{self, TrainConfig};
+
+const OWN_SOURCES: &[&str] = &[
+    include_str!("../lm.rs"),
+    include_str!("../train.rs"),
+    include_str!("../engine/rnn.rs"),
+    include_str!("../engine/cell.rs"),
+    include_str!("../engine/norm.rs"),
+    include_str!("../engine/optim.rs"),
+    include_str!("../text/tokenizer.rs"),
+    include_str!("../checkpoint.rs"),
+];
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Minutes of training.
+    #[arg(long, default_value_t = 2.0)]
+    pub minutes: f64,
+    /// Where the model goes (default: a folder under the system temp dir).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(a: DemoArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads);
+    let (name, text) = match rnnkit::data::resolve("tinyshakespeare") {
+        Ok(dir) => (
+            "tinyshakespeare",
+            rnnkit::text::read::read_nonempty(&dir.join("input.txt"))?,
+        ),
+        Err(_) => (
+            "rnnkit's own source code (tinyshakespeare not found)",
+            OWN_SOURCES.concat(),
+        ),
+    };
+    eprintln!(
+        "Training a 2x256 character LSTM on {name} for {:.1} minutes...",
+        a.minutes
+    );
+    let cut = text
+        .char_indices()
+        .nth(text.chars().count() * 95 / 100)
+        .map_or(text.len(), |c| c.0);
+    let tok = Tokenizer::train(
+        &[&text[..cut]],
+        &TrainOptions {
+            kind: Kind::Char,
+            min_freq: 1,
+            max_size: None,
+        },
+    )?;
+    let model_args = super::lm::ModelArgs {
+        embed: Some(128),
+        hidden: Some(256),
+        layers: Some(2),
+        ..Default::default()
+    };
+    let cfg = super::lm::lm_config(&model_args, tok.len())?;
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+    let model = LanguageModel::new(cfg, &mut rng);
+    let (train_ids, valid_ids) = (tok.encode(&text[..cut]), tok.encode(&text[cut..]));
+    let mut task = LmTask::new(model, tok, &train_ids, Some(valid_ids), 32, 64, false);
+    task.eval_batch = 16;
+    task.eval_bptt = 100;
+    let out = a
+        .out
+        .unwrap_or_else(|| std::env::temp_dir().join("rnnkit-demo"));
+    let _ = std::fs::remove_file(out.join(train::STATE_FILE));
+    let _ = std::fs::remove_file(out.join("metrics.jsonl"));
+    let tcfg = TrainConfig {
+        epochs: 1000,
+        token_budget: None,
+        time_budget_min: Some(a.minutes),
+        lr: 3e-3,
+        optim: rnnkit::engine::optim::OptimKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+        schedule: rnnkit::engine::optim::Schedule::Constant,
+        clip: 5.0,
+        seed: 1,
+        log_every: 20,
+        save_every: 0,
+        eval_every: 0,
+    };
+    let s = train::train(
+        &mut task,
+        &tcfg,
+        &out,
+        &serde_json::json!({"demo": true}),
+        None,
+        true,
+    )?;
+    let (mut best, tok) = rnnkit::lm::load(&out.join(train::MODEL_FILE))?;
+    eprintln!(
+        "Validation loss {:.3} nats/char after {:.0} s; model in {}. A sample:\n",
+        s.best_valid.unwrap_or(f64::NAN),
+        s.progress.wall_s,
+        out.display()
+    );
+    let prompt = if name == "tinyshakespeare" {
+        "ROMEO:\n"
+    } else {
+        "pub fn "
+    };
+    let ids = tok.encode(prompt);
+    let mut text = prompt.to_string();
+    let sampling = Sampling {
+        temperature: 0.8,
+        top_k: 0,
+        top_p: 1.0,
+        greedy: false,
+    };
+    rnnkit::lm::generate(&mut best, &ids, 400, &sampling, &mut rng, |id| {
+        text.push_str(&tok.token_text(id, false));
+        true
+    });
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! End-to-end tests: the real `rnnkit` binary on small real data (the first lines of PTB
+//! when RNNKIT_DATA_DIR has it, else rnnkit's own README and sources).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rnnkit"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .env("RNNKIT_THREADS", "2")
+        .output()
+        .expect("binary runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rnnkit-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Small real text: 300 lines of PTB's validation set, or the project's own text.
+fn corpus(dir: &Path) -> (PathBuf, PathBuf) {
+    let text = std::env::var_os("RNNKIT_DATA_DIR")
+        .map(|d| PathBuf::from(d).join("ptb/ptb.valid.txt"))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            ["README.md", "src/lm.rs", "src/train.rs"]
+                .iter()
+                .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
+                .collect()
+        });
+    let lines: Vec<&str> = text.lines().collect();
+    let (train, valid) = (
+        lines[..300].join("\n") + "\n",
+        lines[300..360].join("\n") + "\n",
+    );
+    let (t, v) = (dir.join("train.txt"), dir.join("valid.txt"));
+    std::fs::write(&t, train).unwrap();
+    std::fs::write(&v, valid).unwrap();
+    (t, v)
+}
+
+fn last_json(o: &Output) -> serde_json::Value {
+    let s = String::from_utf8_lossy(&o.stdout);
+    let line = s
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no stdout; stderr: {}", String::from_utf8_lossy(&o.stderr)));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}"))
+}
+
+fn train_args<'a>(t: &'a str, v: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "lm",
+        "train",
+        "--train",
+        t,
+        "--valid",
+        v,
+        "--tokenizer",
+        "word",
+        "--embed",
+        "16",
+        "--hidden",
+        "16",
+        "--layers",
+        "2",
+        "--batch-size",
+        "4",
+        "--bptt",
+        "8",
+        "--optim",
+        "adam",
+        "--lr",
+        "0.01",
+        "--dropout",
+        "0.1",
+        "--out",
+        out,
+        "--quiet",
+        "--json",
+        "--log-every",
+        "5",
+        "--seed",
+        "3",
+    ]
+}
+
+#[test]
+fn help_on_every_command() {
+    for args in [
+        vec!["--help"],
+        vec!["demo", "--help"],
+        vec!["lm", "--help"],
+        vec!["lm", "train", "--help"],
+        vec!["lm", "eval", "--help"],
+        vec!["lm", "generate", "--help"],
+        vec!["bench", "lm", "--help"],
+        vec!["bench", "generate", "--help"],
+        vec!["tokenizer", "train", "--help"],
+        vec!["tokenizer", "stats", "--help"],
+        vec!["data", "list", "--help"],
+    ] {
+        let o = run(&args);
+        assert!(o.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn train_eval_generate_and_outputs() {
+    let d = tmp("train");
+    let (t, v) = corpus(&d);
+    let out = d.join("run");
+    let (ts, vs, os) = (
+        t.to_str().unwrap(),
+        v.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let mut args = train_args(ts, vs, os);
+    args.extend(["--epochs", "2"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = last_json(&o);
+    let first_loss: f64 = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .next()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .unwrap();
+    assert!(
+        s["valid_loss"].as_f64().unwrap() < first_loss,
+        "validation loss {} did not fall below the first logged train loss {first_loss}",
+        s["valid_loss"]
+    );
+    for f in [
+        "model.safetensors",
+        "train_state.safetensors",
+        "metrics.jsonl",
+        "loss.png",
+        "summary.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let png = std::fs::read(out.join("loss.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let model = out.join("model.safetensors");
+    let o = run(&[
+        "lm",
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        vs,
+        "--json",
+        "--batch-size",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = last_json(&o);
+    assert!(
+        (e["ppl"].as_f64().unwrap() - e["loss"].as_f64().unwrap().exp()).abs()
+            < 1e-6 * e["ppl"].as_f64().unwrap()
+    );
+    assert!(e["tokens"].as_u64().unwrap() > 100);
+    let o = run(&[
+        "lm",
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--max-tokens",
+        "12",
+        "--seed",
+        "5",
+        "--json",
+    ]);
+    assert!(o.status.success());
+    let g = last_json(&o);
+    assert_eq!(g["tokens"], 12);
+    let o2 = run(&[
+        "lm",
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--max-tokens",
+        "12",
+        "--seed",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(last_json(&o2)["text"], g["text"], "same seed, same sample");
+}
+
+/// A run stopped part-way and resumed ends with the same weights as an uninterrupted run.
+#[test]
+fn resume_matches_uninterrupted_run() {
+    let d = tmp("resume");
+    let (t, v) = corpus(&d);
+    let (a, b) = (d.join("a"), d.join("b"));
+    let (ts, vs) = (t.to_str().unwrap(), v.to_str().unwrap());
+    let mut args = train_args(ts, vs, a.to_str().unwrap());
+    args.extend(["--epochs", "2"]);
+    assert!(run(&args).status.success());
+    let mut args = train_args(ts, vs, b.to_str().unwrap());
+    args.extend(["--epochs", "2", "--max-tokens", "700"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        "lm",
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--quiet",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let load = |p: &Path| {
+        let buf = std::fs::read(p.join("train_state.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&buf).unwrap();
+        let mut v: Vec<(String, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.data().to_vec()))
+            .collect();
+        v.sort();
+        v
+    };
+    let (ta, tb) = (load(&a), load(&b));
+    assert_eq!(ta.len(), tb.len());
+    for ((na, da), (nb, db)) in ta.iter().zip(&tb) {
+        assert_eq!(na, nb);
+        assert!(da == db, "tensor {na} differs after resume");
+    }
+}
+
+fn assert_user_error(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr {err:?} should mention {needle:?}"
+    );
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "one-line error expected: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_with_exit_code_2() {
+    let d = tmp("bad");
+    let (t, v) = corpus(&d);
+    let bad = d.join("bad.txt");
+    std::fs::write(&bad, b"fine line\nbad \xff\xfe bytes\n").unwrap();
+    let empty = d.join("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    let out = d.join("o");
+    let os = out.to_str().unwrap();
+    assert_user_error(
+        &run(&[
+            "lm",
+            "train",
+            "--train",
+            bad.to_str().unwrap(),
+            "--out",
+            os,
+            "--quiet",
+        ]),
+        "bad.txt:2: invalid UTF-8 at byte offset 14",
+    );
+    assert_user_error(
+        &run(&[
+            "lm",
+            "train",
+            "--train",
+            empty.to_str().unwrap(),
+            "--out",
+            os,
+            "--quiet",
+        ]),
+        "empty",
+    );
+    assert_user_error(
+        &run(&[
+            "lm",
+            "train",
+            "--train",
+            "/nonexistent/x.txt",
+            "--out",
+            os,
+            "--quiet",
+        ]),
+        "/nonexistent/x.txt",
+    );
+    let mut args = train_args(t.to_str().unwrap(), v.to_str().unwrap(), os);
+    args.push("--bidirectional");
+    assert_user_error(&run(&args), "bidirectional");
+    // A truncated checkpoint and a file that is not one.
+    let mut args = train_args(t.to_str().unwrap(), v.to_str().unwrap(), os);
+    args.extend(["--epochs", "1"]);
+    assert!(run(&args).status.success());
+    let full = std::fs::read(out.join("model.safetensors")).unwrap();
+    let cut = d.join("cut.safetensors");
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    assert_user_error(
+        &run(&[
+            "lm",
+            "eval",
+            "--model",
+            cut.to_str().unwrap(),
+            "--data",
+            v.to_str().unwrap(),
+        ]),
+        "cut.safetensors",
+    );
+    assert_user_error(
+        &run(&["lm", "generate", "--model", t.to_str().unwrap()]),
+        "not a safetensors file",
+    );
+    // A hostile header: a huge declared length must not be allocated.
+    let hostile = d.join("hostile.safetensors");
+    let mut h = (u64::MAX / 2).to_le_bytes().to_vec();
+    h.extend_from_slice(b"{}");
+    std::fs::write(&hostile, h).unwrap();
+    assert_user_error(
+        &run(&[
+            "lm",
+            "eval",
+            "--model",
+            hostile.to_str().unwrap(),
+            "--data",
+            v.to_str().unwrap(),
+        ]),
+        "hostile.safetensors",
+    );
+}
+
+#[test]
+fn bench_reports_json() {
+    let o = run(&[
+        "bench",
+        "lm",
+        "--cell",
+        "gru",
+        "--hidden",
+        "32",
+        "--vocab",
+        "50",
+        "--batch-size",
+        "4",
+        "--bptt",
+        "10",
+        "--steps",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(last_json(&o)["tokens_per_s"].as_f64().unwrap() > 0.0);
+    let o = run(&[
+        "bench", "generate", "--hidden", "32", "--vocab", "50", "--steps", "50", "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(last_json(&o)["tokens_per_s"].as_f64().unwrap() > 0.0);
+}
