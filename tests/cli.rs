@@ -383,14 +383,27 @@ fn bench_reports_json() {
 #[test]
 fn pytorch_exported_model_gives_pytorch_loss() {
     let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("torch_lm.json")).unwrap()).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.join("torch_lm.json")).unwrap()).unwrap();
     let o = run(&[
-        "lm", "eval", "--model", fx.join("torch_lm.safetensors").to_str().unwrap(), "--data", fx.join("torch_lm.txt").to_str().unwrap(),
-        "--batch-size", "2", "--bptt", "35", "--json",
+        "lm",
+        "eval",
+        "--model",
+        fx.join("torch_lm.safetensors").to_str().unwrap(),
+        "--data",
+        fx.join("torch_lm.txt").to_str().unwrap(),
+        "--batch-size",
+        "2",
+        "--bptt",
+        "35",
+        "--json",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = last_json(&o);
-    let (g, w) = (got["loss"].as_f64().unwrap(), want["loss"].as_f64().unwrap());
+    let (g, w) = (
+        got["loss"].as_f64().unwrap(),
+        want["loss"].as_f64().unwrap(),
+    );
     assert!((g - w).abs() <= 1e-4 * w, "rnnkit {g} vs PyTorch {w}");
     assert_eq!(got["tokens"], want["tokens"]);
 }

@@ -1,0 +1,340 @@
+//! CoNLL-style column files and tag schemes (IOB1, IOB2 = BIO, BIOES).
+//!
+//! Columns are tab-separated when a line holds a tab, else whitespace-separated; blank
+//! lines end sentences; `-DOCSTART-` lines and `#` comments are skipped.
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// One sentence: tokens and their tags, the same length, and the line it started on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sentence {
+    pub tokens: Vec<String>,
+    pub tags: Vec<String>,
+    pub line: usize,
+}
+
+/// Which columns hold the token and the tag; negative counts from the end (−1: last).
+#[derive(Clone, Copy, Debug)]
+pub struct Columns {
+    pub token: isize,
+    pub tag: isize,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns { token: 0, tag: -1 }
+    }
+}
+
+fn pick<'a>(cols: &[&'a str], c: isize) -> Option<&'a str> {
+    let i = if c < 0 { cols.len() as isize + c } else { c };
+    (i >= 0).then(|| cols.get(i as usize).copied()).flatten()
+}
+
+/// Reads every sentence of a column file.
+pub fn read(path: &Path, cols: Columns) -> Result<Vec<Sentence>> {
+    let text = super::read::read_text(path)?;
+    parse(&text, path, cols)
+}
+
+pub fn parse(text: &str, path: &Path, cols: Columns) -> Result<Vec<Sentence>> {
+    let mut out = Vec::new();
+    let mut cur = Sentence {
+        tokens: Vec::new(),
+        tags: Vec::new(),
+        line: 1,
+    };
+    let mut width: Option<usize> = None;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim_end_matches('\r');
+        let lineno = n + 1;
+        if line.trim().is_empty() {
+            if !cur.tokens.is_empty() {
+                out.push(std::mem::replace(
+                    &mut cur,
+                    Sentence {
+                        tokens: Vec::new(),
+                        tags: Vec::new(),
+                        line: lineno + 1,
+                    },
+                ));
+            } else {
+                cur.line = lineno + 1;
+            }
+            continue;
+        }
+        if line.starts_with('#') || line.starts_with("-DOCSTART-") {
+            continue;
+        }
+        let fields: Vec<&str> = if line.contains('\t') {
+            line.split('\t').collect()
+        } else {
+            line.split_whitespace().collect()
+        };
+        match width {
+            None => width = Some(fields.len()),
+            Some(w) if w != fields.len() => {
+                return Err(Error::input(
+                    path,
+                    lineno,
+                    format!(
+                        "{} columns; expected {w} like the lines before",
+                        fields.len()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let need = cols.token.max(cols.tag).max(-1 - cols.token.min(cols.tag)) as usize + 1;
+        let (Some(tok), Some(tag)) = (pick(&fields, cols.token), pick(&fields, cols.tag)) else {
+            return Err(Error::input(
+                path,
+                lineno,
+                format!(
+                    "{} columns; expected at least {need} (token column {}, tag column {})",
+                    fields.len(),
+                    cols.token,
+                    cols.tag
+                ),
+            ));
+        };
+        cur.tokens.push(tok.to_string());
+        cur.tags.push(tag.to_string());
+    }
+    if !cur.tokens.is_empty() {
+        out.push(cur);
+    }
+    if out.is_empty() {
+        return Err(Error::input(
+            path,
+            1,
+            "no sentences; expected token and tag columns separated by blank lines",
+        ));
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// I- everywhere except B- to separate two adjacent entities of one type.
+    Iob1,
+    /// BIO: every entity starts with B-.
+    Iob2,
+    /// B-, I-, E- (end), S- (single token).
+    Bioes,
+}
+
+impl Scheme {
+    pub fn parse(s: &str) -> Result<Scheme> {
+        match s.to_ascii_lowercase().as_str() {
+            "iob1" => Ok(Scheme::Iob1),
+            "iob2" | "bio" => Ok(Scheme::Iob2),
+            "bioes" | "iobes" => Ok(Scheme::Bioes),
+            _ => Err(Error::Usage(format!(
+                "unknown tag scheme {s:?}; expected iob1, iob2 (bio) or bioes"
+            ))),
+        }
+    }
+}
+
+/// Splits a tag into (prefix, type): `B-PER` → (`B`, `PER`), `O` → (`O`, ``).
+pub fn split_tag(tag: &str) -> Option<(char, &str)> {
+    if tag == "O" {
+        return Some(('O', ""));
+    }
+    let (p, t) = tag.split_once(['-', '_'])?;
+    let c = p.chars().next()?;
+    (p.len() == 1 && "BIESU".contains(c) && !t.is_empty())
+        .then_some((if c == 'U' { 'S' } else { c }, t))
+}
+
+/// Entity spans (type, start, end exclusive) of a tag sequence in `scheme`.
+pub fn spans(tags: &[String], scheme: Scheme) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    let mut open: Option<(String, usize)> = None;
+    for (i, t) in tags.iter().enumerate() {
+        let (p, ty) = split_tag(t).unwrap_or(('O', ""));
+        let starts = match (scheme, p) {
+            (_, 'O') => false,
+            (_, 'B') | (_, 'S') => true,
+            (_, 'I') | (_, 'E') => open.as_ref().is_none_or(|(oty, _)| oty != ty),
+            _ => true,
+        };
+        if p == 'O' || starts {
+            if let Some((oty, s)) = open.take() {
+                out.push((oty, s, i));
+            }
+        }
+        if p != 'O' && starts {
+            open = Some((ty.to_string(), i));
+        }
+        if matches!(p, 'E' | 'S') {
+            if let Some((oty, s)) = open.take() {
+                out.push((oty, s, i + 1));
+            }
+        }
+    }
+    if let Some((oty, s)) = open {
+        out.push((oty, s, tags.len()));
+    }
+    out
+}
+
+/// Re-tags a sequence into `to`, going through its entity spans.
+pub fn convert(tags: &[String], from: Scheme, to: Scheme) -> Vec<String> {
+    let mut out = vec!["O".to_string(); tags.len()];
+    let sp = spans(tags, from);
+    for (k, (ty, s, e)) in sp.iter().enumerate() {
+        let prev_adjacent = k > 0 && sp[k - 1].2 == *s && sp[k - 1].0 == *ty;
+        for i in *s..*e {
+            let p = match to {
+                Scheme::Iob2 => {
+                    if i == *s {
+                        'B'
+                    } else {
+                        'I'
+                    }
+                }
+                Scheme::Iob1 => {
+                    if i == *s && prev_adjacent {
+                        'B'
+                    } else {
+                        'I'
+                    }
+                }
+                Scheme::Bioes => match (i == *s, i + 1 == *e) {
+                    (true, true) => 'S',
+                    (true, false) => 'B',
+                    (false, true) => 'E',
+                    _ => 'I',
+                },
+            };
+            out[i] = format!("{p}-{ty}");
+        }
+    }
+    out
+}
+
+/// The first invalid tag or transition in `scheme`, as (index, reason).
+pub fn validate(tags: &[String], scheme: Scheme) -> Option<(usize, String)> {
+    let mut prev = ('O', "");
+    for (i, t) in tags.iter().enumerate() {
+        let Some((p, ty)) = split_tag(t) else {
+            return Some((i, format!("tag {t:?} is not O or PREFIX-TYPE")));
+        };
+        let bad = match scheme {
+            Scheme::Iob1 => {
+                matches!(p, 'E' | 'S') || (p == 'B' && !(prev.0 != 'O' && prev.1 == ty))
+            }
+            Scheme::Iob2 => matches!(p, 'E' | 'S') || (p == 'I' && (prev.0 == 'O' || prev.1 != ty)),
+            Scheme::Bioes => {
+                let inside = matches!(prev.0, 'B' | 'I');
+                match p {
+                    'I' | 'E' => !inside || prev.1 != ty,
+                    _ => inside,
+                }
+            }
+        };
+        if bad {
+            let before = if prev.0 == 'O' {
+                "O".to_string()
+            } else {
+                format!("{}-{}", prev.0, prev.1)
+            };
+            return Some((i, format!("{t} cannot follow {before} in {scheme:?}")));
+        }
+        prev = (p, ty);
+    }
+    if scheme == Scheme::Bioes && matches!(prev.0, 'B' | 'I') {
+        return Some((
+            tags.len(),
+            format!("entity {} is not closed by E- at the end", prev.1),
+        ));
+    }
+    None
+}
+
+/// Checks every sentence; the error names the file and the line of the bad tag.
+pub fn validate_file(path: &Path, sents: &[Sentence], scheme: Scheme) -> Result<()> {
+    for s in sents {
+        if let Some((i, why)) = validate(&s.tags, scheme) {
+            return Err(Error::input(
+                path,
+                s.line + i.min(s.tags.len().saturating_sub(1)),
+                why,
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn reads_space_and_tab_columns_skipping_docstart_and_comments() {
+        let t = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n# c\nPeter NNP B-NP B-PER\n";
+        let s = parse(t, Path::new("a"), Columns::default()).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].tokens, vec!["EU", "rejects"]);
+        assert_eq!(s[1].tags, vec!["B-PER"]);
+        let ru = "0\tПетр\tB-PER\n1\tI\tO\n\n0\tМосква\tB-LOC\n";
+        let s = parse(ru, Path::new("b"), Columns { token: 1, tag: 2 }).unwrap();
+        assert_eq!(s[0].tokens[0], "Петр");
+        assert_eq!(s[1].tags, vec!["B-LOC"]);
+    }
+
+    #[test]
+    fn ragged_columns_name_the_line() {
+        let e = parse("a B c O\nb O\n", Path::new("f.txt"), Columns::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("f.txt:2:"), "{e}");
+        let e = parse("", Path::new("f.txt"), Columns::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no sentences"));
+        let e = parse("a O\n", Path::new("f.txt"), Columns { token: 0, tag: 5 })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected at least 6"), "{e}");
+    }
+
+    #[test]
+    fn scheme_conversion_round_trips() {
+        let bio = tags("B-PER I-PER O B-LOC B-LOC I-LOC O B-ORG");
+        let bioes = convert(&bio, Scheme::Iob2, Scheme::Bioes);
+        assert_eq!(bioes, tags("B-PER E-PER O S-LOC B-LOC E-LOC O S-ORG"));
+        let iob1 = convert(&bio, Scheme::Iob2, Scheme::Iob1);
+        assert_eq!(iob1, tags("I-PER I-PER O I-LOC B-LOC I-LOC O I-ORG"));
+        assert_eq!(convert(&iob1, Scheme::Iob1, Scheme::Iob2), bio);
+        assert_eq!(convert(&bioes, Scheme::Bioes, Scheme::Iob2), bio);
+        for s in [Scheme::Iob1, Scheme::Iob2, Scheme::Bioes] {
+            assert_eq!(validate(&convert(&bio, Scheme::Iob2, s), s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn validator_reports_invalid_transitions() {
+        assert!(validate(&tags("O I-PER"), Scheme::Iob2)
+            .unwrap()
+            .1
+            .contains("cannot follow O"));
+        assert!(validate(&tags("B-PER I-LOC"), Scheme::Iob2).is_some());
+        assert!(validate(&tags("B-PER I-PER"), Scheme::Bioes)
+            .unwrap()
+            .1
+            .contains("not closed"));
+        assert!(validate(&tags("B-PER X"), Scheme::Iob2)
+            .unwrap()
+            .1
+            .contains("not O or PREFIX-TYPE"));
+        assert!(Scheme::parse("bilou2").is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! Readers for parallel text, labelled sentences and pretrained word vectors.
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Line-aligned source and target files; differing line counts are an error.
+pub fn read_parallel(src: &Path, tgt: &Path) -> Result<Vec<(String, String)>> {
+    let (a, b) = (
+        super::read::read_nonempty(src)?,
+        super::read::read_nonempty(tgt)?,
+    );
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    if la.len() != lb.len() {
+        return Err(Error::input(
+            tgt,
+            lb.len().min(la.len()) + 1,
+            format!(
+                "{} lines, but {} has {}; expected line-aligned files",
+                lb.len(),
+                src.display(),
+                la.len()
+            ),
+        ));
+    }
+    Ok(la
+        .into_iter()
+        .zip(lb)
+        .map(|(s, t)| (s.to_string(), t.to_string()))
+        .collect())
+}
+
+/// One TSV file of `source<TAB>target` pairs.
+pub fn read_parallel_tsv(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = super::read::read_nonempty(path)?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| match l.split_once('\t') {
+            Some((s, t)) if !t.contains('\t') => Ok((s.to_string(), t.to_string())),
+            _ => Err(Error::input(
+                path,
+                i + 1,
+                "expected exactly two tab-separated columns (source, target)",
+            )),
+        })
+        .collect()
+}
+
+/// A TSV with a header naming a `sentence` and a `label` column (GLUE's SST-2 layout).
+pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = super::read::read_nonempty(path)?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| h.trim() == name);
+    let (Some(si), Some(li)) = (col("sentence"), col("label")) else {
+        return Err(Error::input(
+            path,
+            1,
+            format!(
+                "header {:?}; expected columns named sentence and label",
+                header.join("\t")
+            ),
+        ));
+    };
+    lines
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let f: Vec<&str> = l.split('\t').collect();
+            match (f.get(si), f.get(li)) {
+                (Some(s), Some(lab)) if f.len() == header.len() => {
+                    Ok((s.trim_end().to_string(), lab.trim().to_string()))
+                }
+                _ => Err(Error::input(
+                    path,
+                    i + 2,
+                    format!("{} columns; expected {}", f.len(), header.len()),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Word vectors in word2vec/GloVe text format, with or without the `count dim` header.
+#[derive(Debug)]
+pub struct Vectors {
+    pub dim: usize,
+    pub index: HashMap<String, usize>,
+    /// `[words, dim]`.
+    pub data: Vec<f32>,
+}
+
+pub fn read_vectors(path: &Path) -> Result<Vectors> {
+    let text = super::read::read_nonempty(path)?;
+    let mut lines = text.lines().enumerate().peekable();
+    let mut dim = None;
+    if let Some((_, first)) = lines.peek() {
+        let f: Vec<&str> = first.split_whitespace().collect();
+        if f.len() == 2 && f.iter().all(|x| x.parse::<usize>().is_ok()) {
+            dim = f[1].parse().ok();
+            lines.next();
+        }
+    }
+    let mut v = Vectors {
+        dim: 0,
+        index: HashMap::new(),
+        data: Vec::new(),
+    };
+    for (i, l) in lines {
+        let mut f = l.split_whitespace();
+        let Some(word) = f.next() else { continue };
+        let vals: std::result::Result<Vec<f32>, _> = f.map(str::parse::<f32>).collect();
+        let vals =
+            vals.map_err(|_| Error::input(path, i + 1, "expected a word followed by numbers"))?;
+        let d = *dim.get_or_insert(vals.len());
+        if vals.len() != d || d == 0 {
+            return Err(Error::input(
+                path,
+                i + 1,
+                format!("{} numbers; expected {d}", vals.len()),
+            ));
+        }
+        v.index.entry(word.to_string()).or_insert(v.data.len() / d);
+        if v.index[word] == v.data.len() / d {
+            v.data.extend(vals);
+        }
+    }
+    v.dim = dim.unwrap_or(0);
+    if v.index.is_empty() {
+        return Err(Error::input(
+            path,
+            1,
+            "no vectors; expected lines of a word followed by numbers",
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, body: &[u8]) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("rnnkit-corpus-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    #[test]
+    fn parallel_files_must_align() {
+        let (a, b, c) = (
+            file("a.en", b"one\ntwo\n"),
+            file("a.de", b"eins\nzwei\n"),
+            file("c.de", b"eins\n"),
+        );
+        assert_eq!(read_parallel(&a, &b).unwrap().len(), 2);
+        let e = read_parallel(&a, &c).unwrap_err().to_string();
+        assert!(e.contains("c.de:2:") && e.contains("line-aligned"), "{e}");
+        let t = file("p.tsv", b"a\tb\nc\n");
+        assert!(read_parallel_tsv(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("p.tsv:2:"));
+    }
+
+    #[test]
+    fn labelled_tsv_needs_its_header() {
+        let ok = file("l.tsv", b"sentence\tlabel\nit 's good \t1\nbad \t0\n");
+        assert_eq!(
+            read_labelled(&ok).unwrap()[0],
+            ("it 's good".to_string(), "1".to_string())
+        );
+        let bad = file("h.tsv", b"text\tcls\nx\t1\n");
+        assert!(read_labelled(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("h.tsv:1:"));
+        let ragged = file("r.tsv", b"sentence\tlabel\nx\n");
+        assert!(read_labelled(&ragged)
+            .unwrap_err()
+            .to_string()
+            .contains("r.tsv:2:"));
+    }
+
+    #[test]
+    fn vectors_with_and_without_header() {
+        let a = read_vectors(&file("v1.txt", b"2 3\nthe 0.1 0.2 0.3\ncat 1 2 3\n")).unwrap();
+        assert_eq!((a.dim, a.index["cat"]), (3, 1));
+        assert_eq!(&a.data[3..], &[1.0, 2.0, 3.0]);
+        let b = read_vectors(&file("v2.txt", b"the 0.1 0.2\ncat 1 2\n")).unwrap();
+        assert_eq!(b.dim, 2);
+        let e = read_vectors(&file("v3.txt", b"the 0.1 0.2\ncat 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("v3.txt:2:"), "{e}");
+        assert!(read_vectors(&file("v4.txt", b"")).is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_byte_offset() {
+        let p = file("bad.txt", b"ok\n\xc3\x28\n");
+        let e = super::super::read::read_text(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.txt:2:") && e.contains("byte offset 3"),
+            "{e}"
+        );
+    }
+}
