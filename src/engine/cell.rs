@@ -52,6 +52,12 @@ impl CellKind {
     }
 }
 
+/// The `N` gate blocks of one row `[N·h]`, each exactly `h` long.
+#[inline(always)]
+fn gate_blocks<const N: usize>(row: &[f32], h: usize) -> [&[f32]; N] {
+    std::array::from_fn(|k| &row[k * h..(k + 1) * h])
+}
+
 /// Per-step buffers, all `[B, ·]` row-major slices.
 pub struct StepFwd<'a> {
     pub xg: &'a [f32],
@@ -71,7 +77,13 @@ pub struct StepFwd<'a> {
     pub active: &'a [bool],
 }
 
-pub fn step_forward(kind: CellKind, hsz: usize, s: StepFwd) {
+crate::multiversion!(
+    /// One timestep of the cell over a batch (see [`StepFwd`]).
+    pub fn step_forward(kind: CellKind, hsz: usize, s: StepFwd) => step_forward_body
+);
+
+#[inline(always)]
+fn step_forward_body(kind: CellKind, hsz: usize, s: StepFwd) {
     let g = kind.gates() * hsz;
     for (b, &act) in s.active.iter().enumerate() {
         let hp = &s.h_prev[b * hsz..(b + 1) * hsz];
@@ -101,18 +113,32 @@ pub fn step_forward(kind: CellKind, hsz: usize, s: StepFwd) {
                 let (gi, rest) = gt.split_at_mut(hsz);
                 let (gf, rest) = rest.split_at_mut(hsz);
                 let (gg, go) = rest.split_at_mut(hsz);
-                for j in 0..hsz {
-                    let i = sigmoid(xg[j] + hg[j]);
-                    let f = sigmoid(xg[hsz + j] + hg[hsz + j]);
-                    let gv = tanh(xg[2 * hsz + j] + hg[2 * hsz + j]);
-                    let o = sigmoid(xg[3 * hsz + j] + hg[3 * hsz + j]);
-                    let cn = f * c[j] + i * gv;
-                    c[j] = cn;
-                    h[j] = o * tanh(cn);
-                    gi[j] = i;
-                    gf[j] = f;
-                    gg[j] = gv;
-                    go[j] = o;
+                // Simple passes over contiguous slices, each of which the compiler
+                // vectorises across units (one fused loop over four gates does not).
+                for (k, dst) in [&mut *gi, &mut *gf, &mut *gg, &mut *go]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let (x, hh) = (&xg[k * hsz..(k + 1) * hsz], &hg[k * hsz..(k + 1) * hsz]);
+                    for ((d, a), b) in dst.iter_mut().zip(x).zip(hh) {
+                        *d = a + b;
+                    }
+                }
+                gi.iter_mut()
+                    .chain(gf.iter_mut())
+                    .chain(go.iter_mut())
+                    .for_each(|v| *v = sigmoid(*v));
+                gg.iter_mut().for_each(|v| *v = tanh(*v));
+                for ((((cj, hj), &i), &f), (&g, &o)) in c
+                    .iter_mut()
+                    .zip(h.iter_mut())
+                    .zip(gi.iter())
+                    .zip(gf.iter())
+                    .zip(gg.iter().zip(go.iter()))
+                {
+                    let cn = f * *cj + i * g;
+                    *cj = cn;
+                    *hj = o * tanh(cn);
                 }
             }
             CellKind::Gru => {
@@ -155,7 +181,13 @@ pub struct StepBwd<'a> {
     pub active: &'a [bool],
 }
 
-pub fn step_backward(kind: CellKind, hsz: usize, s: StepBwd) {
+crate::multiversion!(
+    /// Backward of one timestep (see [`StepBwd`]).
+    pub fn step_backward(kind: CellKind, hsz: usize, s: StepBwd) => step_backward_body
+);
+
+#[inline(always)]
+fn step_backward_body(kind: CellKind, hsz: usize, s: StepBwd) {
     let g = kind.gates() * hsz;
     for (b, &act) in s.active.iter().enumerate() {
         let dxg = &mut s.dxg[b * g..(b + 1) * g];
@@ -185,15 +217,32 @@ pub fn step_backward(kind: CellKind, hsz: usize, s: StepBwd) {
                 let dc = &mut s.dc[b * hsz..(b + 1) * hsz];
                 let cp = &s.c_prev[b * hsz..(b + 1) * hsz];
                 let cc = &s.c[b * hsz..(b + 1) * hsz];
-                for j in 0..hsz {
-                    let (i, f, gv, o) = (gt[j], gt[hsz + j], gt[2 * hsz + j], gt[3 * hsz + j]);
-                    let tc = tanh(cc[j]);
-                    let d_o = dh[j] * tc;
+                let [gi, gf, gg, go] = gate_blocks::<4>(gt, hsz);
+                let (di, rest) = dxg.split_at_mut(hsz);
+                let (df, rest) = rest.split_at_mut(hsz);
+                let (dg, d_o) = rest.split_at_mut(hsz);
+                // tanh(c_t) first, parked in the o-gate slot, so the main loop is plain
+                // arithmetic over equal-length slices and vectorises.
+                for (t, &c) in d_o.iter_mut().zip(cc) {
+                    *t = tanh(c);
+                }
+                let n = hsz;
+                let (dh, dc, cp, di, df, dg, d_o) = (
+                    &mut dh[..n],
+                    &mut dc[..n],
+                    &cp[..n],
+                    &mut di[..n],
+                    &mut df[..n],
+                    &mut dg[..n],
+                    &mut d_o[..n],
+                );
+                for j in 0..n {
+                    let (i, f, gv, o, tc) = (gi[j], gf[j], gg[j], go[j], d_o[j]);
                     let dcj = dc[j] + dh[j] * o * (1.0 - tc * tc);
-                    dxg[j] = dcj * gv * i * (1.0 - i);
-                    dxg[hsz + j] = dcj * cp[j] * f * (1.0 - f);
-                    dxg[2 * hsz + j] = dcj * i * (1.0 - gv * gv);
-                    dxg[3 * hsz + j] = d_o * o * (1.0 - o);
+                    d_o[j] = dh[j] * tc * o * (1.0 - o);
+                    di[j] = dcj * gv * i * (1.0 - i);
+                    df[j] = dcj * cp[j] * f * (1.0 - f);
+                    dg[j] = dcj * i * (1.0 - gv * gv);
                     dc[j] = dcj * f;
                     dh[j] = 0.0;
                 }

@@ -83,11 +83,16 @@ pub fn cross_entropy(logits: &mut [f32], targets: &[u32], v: usize) -> CeOut {
     CeOut { sum, count }
 }
 
-/// Replaces `row` by softmax(row); returns (log Σ exp(row), max).
-///
-/// Max and sum run over eight independent lanes so the loops vectorise: a sequential
-/// float reduction would pin the 10k-wide softmax of a word LM to one lane.
-pub fn softmax_in_place(row: &mut [f32]) -> (f64, f32) {
+crate::multiversion!(
+    /// Replaces `row` by softmax(row); returns (log Σ exp(row), max).
+    ///
+    /// Max and sum run over eight independent lanes so the loops vectorise: a sequential
+    /// float reduction would pin the 10k-wide softmax of a word LM to one lane.
+    pub fn softmax_in_place(row: &mut [f32]) -> (f64, f32) => softmax_body
+);
+
+#[inline(always)]
+fn softmax_body(row: &mut [f32]) -> (f64, f32) {
     let mut mx = [f32::NEG_INFINITY; 8];
     let chunks = row.chunks_exact(8);
     let rest = chunks.remainder();
