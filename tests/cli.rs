@@ -407,3 +407,95 @@ fn pytorch_exported_model_gives_pytorch_loss() {
     assert!((g - w).abs() <= 1e-4 * w, "rnnkit {g} vs PyTorch {w}");
     assert_eq!(got["tokens"], want["tokens"]);
 }
+
+/// The same seed and thread count give bit-identical training.
+#[test]
+fn same_seed_same_weights() {
+    let d = tmp("determinism");
+    let (t, v) = corpus(&d);
+    let (a, b) = (d.join("a"), d.join("b"));
+    for out in [&a, &b] {
+        let mut args = train_args(
+            t.to_str().unwrap(),
+            v.to_str().unwrap(),
+            out.to_str().unwrap(),
+        );
+        args.extend(["--epochs", "1", "--threads", "2"]);
+        assert!(run(&args).status.success());
+    }
+    assert_eq!(
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap()
+    );
+}
+
+/// Pretrained vectors fill the embedding rows they cover, and a frozen table stays put.
+#[test]
+fn pretrained_frozen_embeddings() {
+    let d = tmp("pretrained");
+    let (t, v) = corpus(&d);
+    let words: Vec<String> = std::fs::read_to_string(&t)
+        .unwrap()
+        .split_whitespace()
+        .take(50)
+        .map(String::from)
+        .collect();
+    let mut vec_text = format!("{} 16\n", words.len());
+    for (i, w) in words.iter().enumerate() {
+        vec_text.push_str(&format!(
+            "{w}{}\n",
+            (0..16)
+                .map(|j| format!(" {}", ((i * 16 + j) % 7) as f32 * 0.1))
+                .collect::<String>()
+        ));
+    }
+    let vp = d.join("vec.txt");
+    std::fs::write(&vp, vec_text).unwrap();
+    let out = d.join("o");
+    let mut args = train_args(
+        t.to_str().unwrap(),
+        v.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    args.extend([
+        "--epochs",
+        "1",
+        "--pretrained",
+        vp.to_str().unwrap(),
+        "--freeze-embeddings",
+    ]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let buf = std::fs::read(out.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&buf).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(
+        &safetensors::SafeTensors::read_metadata(&buf)
+            .unwrap()
+            .1
+            .metadata()
+            .as_ref()
+            .unwrap()["rnnkit"],
+    )
+    .unwrap();
+    let vocab: Vec<String> = serde_json::from_value(meta["tokenizer"]["vocab"].clone()).unwrap();
+    let emb = st.tensor("encoder.weight").unwrap();
+    let row = |id: usize| -> Vec<f32> {
+        emb.data()[id * 64..(id + 1) * 64]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let (i, w) = words
+        .iter()
+        .enumerate()
+        .find(|(_, w)| vocab.contains(w))
+        .unwrap();
+    let id = vocab.iter().position(|x| x == w).unwrap();
+    // `i` is the word's first line in the vector file, the one the reader keeps.
+    let want: Vec<f32> = (0..16).map(|j| ((i * 16 + j) % 7) as f32 * 0.1).collect();
+    assert_eq!(
+        row(id),
+        want,
+        "the frozen pretrained row must come through training unchanged"
+    );
+}

@@ -150,6 +150,12 @@ pub struct TrainArgs {
     /// Continue the stopped run in this folder.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Pretrained word vectors (word2vec/GloVe text) for the embedding rows they cover.
+    #[arg(long)]
+    pub pretrained: Option<PathBuf>,
+    /// Keep the embedding fixed during training (with --pretrained).
+    #[arg(long)]
+    pub freeze_embeddings: bool,
     /// Start from the weights of an existing checkpoint (same shapes).
     #[arg(long = "init-from", alias = "init-ckpt")]
     pub init_from: Option<PathBuf>,
@@ -500,6 +506,16 @@ fn train_cmd(mut a: TrainArgs) -> anyhow::Result<()> {
         }
         let ck = rnnkit::checkpoint::open(init)?;
         ck.load_into(&mut model, &[])?;
+    }
+    if let Some(p) = &a.pretrained {
+        let v = rnnkit::text::corpus::read_vectors(p)?;
+        let found = model
+            .encoder
+            .load_pretrained(&tok.vocab, &v, a.freeze_embeddings)
+            .map_err(|e| anyhow!("{}: {e}", p.display()))?;
+        if !a.quiet {
+            eprintln!("pretrained vectors cover {found} of {} tokens", tok.len());
+        }
     }
     let mut task = LmTask::new(
         model,

@@ -19,6 +19,34 @@ impl Embedding {
         Embedding { weight }
     }
 
+    /// Overwrites the rows of tokens found in `vectors` (word2vec/GloVe), leaving the others
+    /// as initialised; returns how many rows were found. `vocab` lists tokens in id order.
+    /// With `freeze`, the optimizer leaves the table alone.
+    pub fn load_pretrained(
+        &mut self,
+        vocab: &[String],
+        vectors: &crate::text::corpus::Vectors,
+        freeze: bool,
+    ) -> Result<usize, String> {
+        let d = self.dim();
+        if vectors.dim != d {
+            return Err(format!(
+                "pretrained vectors have {} dimensions; the embedding has {d}",
+                vectors.dim
+            ));
+        }
+        let mut found = 0;
+        for (id, tok) in vocab.iter().enumerate() {
+            if let Some(&row) = vectors.index.get(tok) {
+                self.weight.w[id * d..(id + 1) * d]
+                    .copy_from_slice(&vectors.data[row * d..(row + 1) * d]);
+                found += 1;
+            }
+        }
+        self.weight.frozen = freeze;
+        Ok(found)
+    }
+
     pub fn dim(&self) -> usize {
         self.weight.shape[1]
     }
