@@ -1,6 +1,6 @@
 //! `rnnkit tokenizer train | stats` and `rnnkit data list | fetch`.
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use rnnkit::text::read::read_nonempty;
 use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
@@ -12,6 +12,16 @@ pub enum TokCmd {
     Train(TokTrainArgs),
     /// Vocabulary size, tokens per sentence and unknown rate on held-out text.
     Stats(TokStatsArgs),
+    /// Token ids of each line of a file (one JSON array per line).
+    Encode(TokEncodeArgs),
+}
+
+#[derive(Args)]
+pub struct TokEncodeArgs {
+    /// A tokenizer file from `rnnkit tokenizer train` (or a Hugging Face tokenizer.json).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    pub input: PathBuf,
 }
 
 #[derive(Args)]
@@ -50,6 +60,15 @@ pub struct TokStatsArgs {
 pub enum DataCmd {
     /// Known datasets and whether they are found.
     List(DataListArgs),
+    /// Find a dataset (RNNKIT_DATA_DIR, then the cache) or download it into the cache.
+    Fetch(DataFetchArgs),
+}
+
+#[derive(Args)]
+pub struct DataFetchArgs {
+    pub name: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -81,6 +100,16 @@ pub fn run(c: TokCmd) -> anyhow::Result<()> {
             )?;
             t.save(&a.out)?;
             println!("{} tokens -> {}", t.len(), a.out.display());
+            Ok(())
+        }
+        TokCmd::Encode(a) => {
+            use std::io::Write;
+            let t = Tokenizer::load(&a.tokenizer)?;
+            let text = rnnkit::text::read::read_text(&a.input)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for line in text.lines() {
+                writeln!(out, "{}", serde_json::to_string(&t.encode(line))?)?;
+            }
             Ok(())
         }
         TokCmd::Stats(a) => {
@@ -134,6 +163,15 @@ pub fn run(c: TokCmd) -> anyhow::Result<()> {
 
 pub fn run_data(c: DataCmd) -> anyhow::Result<()> {
     match c {
+        DataCmd::Fetch(a) => {
+            let dir = rnnkit::data::fetch(&a.name, !a.json)?;
+            if a.json {
+                super::print_json(&serde_json::json!({"name": a.name, "path": dir}));
+            } else {
+                println!("{}", dir.display());
+            }
+            Ok(())
+        }
         DataCmd::List(a) => {
             let mut rows = Vec::new();
             for (name, _, _, note) in rnnkit::data::DATASETS {
@@ -154,9 +192,6 @@ pub fn run_data(c: DataCmd) -> anyhow::Result<()> {
                         loc
                     );
                 }
-            }
-            if false {
-                bail!("unreachable");
             }
             Ok(())
         }
