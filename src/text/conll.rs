@@ -187,7 +187,7 @@ pub fn convert(tags: &[String], from: Scheme, to: Scheme) -> Vec<String> {
     let sp = spans(tags, from);
     for (k, (ty, s, e)) in sp.iter().enumerate() {
         let prev_adjacent = k > 0 && sp[k - 1].2 == *s && sp[k - 1].0 == *ty;
-        for i in *s..*e {
+        for (i, slot) in out.iter_mut().enumerate().take(*e).skip(*s) {
             let p = match to {
                 Scheme::Iob2 => {
                     if i == *s {
@@ -210,7 +210,7 @@ pub fn convert(tags: &[String], from: Scheme, to: Scheme) -> Vec<String> {
                     _ => 'I',
                 },
             };
-            out[i] = format!("{p}-{ty}");
+            *slot = format!("{p}-{ty}");
         }
     }
     out
