@@ -511,94 +511,127 @@ pub fn generate(
 }
 
 /// Batch-1 decoding: one token through the stack and the decoder, with matrix-vector
-/// products (decoding is bound by reading the weights, not by arithmetic).
+/// products (decoding is bound by reading the weights, not by arithmetic). For cells whose
+/// hidden bias folds into the input side, each layer's `[W_ih | W_hh]` is packed once into
+/// one `[G·H, I+H]` matrix, so a step reads each weight exactly once in one pass.
 pub struct Stepper {
-    x: Vec<f32>,
+    layers: Vec<(Vec<f32>, Vec<f32>)>,
+    xh: Vec<f32>,
     xg: Vec<f32>,
     hg: Vec<f32>,
     gates: Vec<f32>,
     hn: Vec<f32>,
-    hp: Vec<f32>,
+    out: Vec<f32>,
 }
 
 impl Stepper {
     pub fn new(model: &LanguageModel) -> Stepper {
-        let g = model.cfg.rnn.cell.gates() * model.cfg.rnn.hidden;
-        Stepper {
-            x: Vec::new(),
-            xg: vec![0.0; g],
-            hg: vec![0.0; g],
-            gates: vec![0.0; g],
-            hn: vec![0.0; model.cfg.rnn.hidden],
-            hp: Vec::new(),
-        }
+        let kind = model.cfg.rnn.cell;
+        let g = kind.gates() * model.cfg.rnn.hidden;
+        let layers = if kind.folds_hidden_bias() {
+            model
+                .rnn
+                .dirs
+                .iter()
+                .map(|d| {
+                    let (i, h) = (d.input(), d.hidden);
+                    let mut w = Vec::with_capacity(g * (i + h));
+                    for r in 0..g {
+                        w.extend_from_slice(&d.w_ih.w[r * i..(r + 1) * i]);
+                        w.extend_from_slice(&d.w_hh.w[r * h..(r + 1) * h]);
+                    }
+                    let b = d.b_ih.w.iter().zip(&d.b_hh.w).map(|(a, b)| a + b).collect();
+                    (w, b)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Stepper { layers, xh: Vec::new(), xg: vec![0.0; g], hg: vec![0.0; g], gates: vec![0.0; g], hn: vec![0.0; model.cfg.rnn.hidden], out: Vec::new() }
     }
 
     /// Runs token `id` and returns the next-token logits `[V]`; `state` is `[L, 1, H]`.
     pub fn step(&mut self, model: &LanguageModel, id: u32, state: &mut State) -> Vec<f32> {
         use crate::engine::cell::{step_forward, StepFwd};
-        use crate::engine::ops::matvec;
+        use crate::engine::ops::{add_bias_rows, matvec};
         use crate::engine::rnn::Norm;
         let e = model.cfg.embed;
         let hsz = model.cfg.rnn.hidden;
         let kind = model.cfg.rnn.cell;
-        self.x.clear();
-        self.x
-            .extend_from_slice(&model.encoder.weight.w[id as usize * e..(id as usize + 1) * e]);
+        // xh holds [x, h_{t−1}] for the packed product; x alone is its first part.
+        self.xh.clear();
+        self.xh.extend_from_slice(&model.encoder.weight.w[id as usize * e..(id as usize + 1) * e]);
         for (l, dir) in model.rnn.dirs.iter().enumerate() {
-            matvec(&mut self.xg, &dir.w_ih.w, &self.x, false);
-            crate::engine::ops::add_bias_rows(&mut self.xg, &dir.b_ih.w);
-            if kind.folds_hidden_bias() {
-                crate::engine::ops::add_bias_rows(&mut self.xg, &dir.b_hh.w);
-            }
-            let h = &mut state.h[l * hsz..(l + 1) * hsz];
-            self.hp.clear();
-            self.hp.extend_from_slice(h);
-            matvec(&mut self.hg, &dir.w_hh.w, h, false);
-            if !kind.folds_hidden_bias() {
-                crate::engine::ops::add_bias_rows(&mut self.hg, &dir.b_hh.w);
-            }
-            let c: &mut [f32] = if kind.has_cell_state() {
-                &mut state.c[l * hsz..(l + 1) * hsz]
+            let i = self.xh.len();
+            let hrange = l * hsz..(l + 1) * hsz;
+            self.xh.extend_from_slice(&state.h[hrange.clone()]);
+            if let Some((w, b)) = self.layers.get(l) {
+                matvec(&mut self.xg, w, &self.xh, false);
+                add_bias_rows(&mut self.xg, b);
+                self.hg.fill(0.0);
             } else {
-                &mut []
-            };
+                matvec(&mut self.xg, &dir.w_ih.w, &self.xh[..i], false);
+                add_bias_rows(&mut self.xg, &dir.b_ih.w);
+                matvec(&mut self.hg, &dir.w_hh.w, &self.xh[i..], false);
+                add_bias_rows(&mut self.hg, &dir.b_hh.w);
+            }
+            let c: &mut [f32] = if kind.has_cell_state() { &mut state.c[hrange.clone()] } else { &mut [] };
             step_forward(
                 kind,
                 hsz,
-                StepFwd {
-                    xg: &self.xg,
-                    hg: &self.hg,
-                    h_prev: &self.hp,
-                    h,
-                    c,
-                    gates: &mut self.gates,
-                    hn: &mut self.hn,
-                    active: &[true],
-                },
+                StepFwd { xg: &self.xg, hg: &self.hg, h_prev: &self.xh[i..], h: &mut state.h[hrange.clone()], c, gates: &mut self.gates, hn: &mut self.hn, active: &[true] },
             );
-            let mut out = state.h[l * hsz..(l + 1) * hsz].to_vec();
+            self.out.clear();
+            self.out.extend_from_slice(&state.h[hrange]);
             if model.rnn.residual_at(l) {
-                out.iter_mut().zip(&self.x).for_each(|(o, x)| *o += x);
+                self.out.iter_mut().zip(&self.xh[..i]).for_each(|(o, x)| *o += x);
             }
             match model.rnn.norms.get(l) {
                 Some(Norm::Layer(n)) => {
-                    n.forward(&mut out);
+                    n.forward(&mut self.out);
                 }
                 Some(Norm::Batch(n)) => {
-                    let mut n = n.clone();
-                    n.forward(&mut out, &[], false);
+                    n.clone().forward(&mut self.out, &[], false);
                 }
                 None => {}
             }
-            self.x = out;
+            self.xh.clear();
+            self.xh.extend_from_slice(&self.out);
         }
         let mut logits = vec![0.0; model.cfg.vocab];
-        matvec(&mut logits, model.dec_w(), &self.x, false);
+        matvec(&mut logits, model.dec_w(), &self.xh, false);
+        logits.iter_mut().zip(&model.decoder_bias.w).for_each(|(l, b)| *l += b);
         logits
-            .iter_mut()
-            .zip(&model.decoder_bias.w)
-            .for_each(|(l, b)| *l += b);
-        logits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cell::CellKind;
+    use crate::engine::norm::NormKind;
+    use rand::SeedableRng;
+
+    /// The batch-1 decoder gives the logits of the full forward pass, step by step.
+    #[test]
+    fn stepper_matches_sequence_forward() {
+        for (cell, norm, residual) in [(CellKind::Lstm, NormKind::None, false), (CellKind::Gru, NormKind::Layer, true), (CellKind::Rnn, NormKind::None, true)] {
+            let mut rnn = RnnConfig::new(cell, 8, 8, 2);
+            rnn.norm = norm;
+            rnn.residual = residual;
+            let cfg = LmConfig { vocab: 11, embed: 8, rnn, dropout: 0.0, dropout_kind: DropoutKind::Standard, tied: false, init: Init::Pytorch };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+            let mut m = LanguageModel::new(cfg, &mut rng);
+            let ids = [3u32, 7, 1, 10, 0];
+            let (want, _) = m.logits(&ids, 5, 1, &m.rnn.zero_state(1), &mut rng);
+            let mut st = m.rnn.zero_state(1);
+            let mut s = Stepper::new(&m);
+            for (t, &id) in ids.iter().enumerate() {
+                let got = s.step(&m, id, &mut st);
+                for (a, b) in got.iter().zip(&want[t * 11..(t + 1) * 11]) {
+                    assert!((a - b).abs() < 1e-5, "{cell:?} step {t}: {a} vs {b}");
+                }
+            }
+        }
     }
 }

@@ -185,37 +185,42 @@ pub fn matmul_strided(
 
 /// `out[n] (+)= w[n,k] · x[k]`: a matrix-vector product for batch-1 decoding, split over
 /// rows across threads. Decoding one token is bound by reading the weights, so it pays to
-/// stream each row once with a vectorisable dot product rather than pack it for a GEMM.
+/// stream each row once with a vectorised dot product rather than pack it for a GEMM.
 pub fn matvec(out: &mut [f32], w: &[f32], x: &[f32], accumulate: bool) {
     use rayon::prelude::*;
-    let k = x.len();
-    let n = out.len();
+    let (n, k) = (out.len(), x.len());
     assert!(w.len() >= n * k);
-    let rows_per = 64;
-    let body = |(ci, chunk): (usize, &mut [f32])| {
-        for (r, o) in chunk.iter_mut().enumerate() {
-            let row = &w[(ci * rows_per + r) * k..(ci * rows_per + r + 1) * k];
-            let d = dot(row, x);
-            *o = if accumulate { *o + d } else { d };
-        }
-    };
-    if threads() > 1 && n * k >= 1 << 16 {
-        out.par_chunks_mut(rows_per).enumerate().for_each(body);
+    let t = threads();
+    if t > 1 && n * k >= 1 << 16 {
+        let rows = n.div_ceil(t).div_ceil(8) * 8;
+        out.par_chunks_mut(rows).enumerate().for_each(|(ci, chunk)| matvec_rows(chunk, &w[ci * rows * k..], x, accumulate));
     } else {
-        out.chunks_mut(rows_per).enumerate().for_each(body);
+        matvec_rows(out, w, x, accumulate);
     }
 }
 
-/// Dot product with eight independent accumulators so the compiler vectorises it.
-#[inline]
+multiversion!(fn matvec_rows(out: &mut [f32], w: &[f32], x: &[f32], accumulate: bool) => matvec_rows_body);
+
+#[inline(always)]
+fn matvec_rows_body(out: &mut [f32], w: &[f32], x: &[f32], accumulate: bool) {
+    let k = x.len();
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(k)) {
+        let d = dot(row, x);
+        *o = if accumulate { *o + d } else { d };
+    }
+}
+
+/// Dot product with sixteen independent accumulators so the compiler vectorises it
+/// (two 8-wide registers in flight hide the FMA latency).
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
+    let mut acc = [0f32; 16];
+    let ca = a.chunks_exact(16);
+    let cb = b.chunks_exact(16);
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+        for i in 0..16 {
+            acc[i] = x[i].mul_add(y[i], acc[i]);
         }
     }
     let mut s: f32 = acc.iter().sum();
