@@ -106,13 +106,14 @@ pub const SOURCES: &[(&str, &str, &str, &str)] = &[
 /// `RNNKIT_DATA_URL` replaces the canonical host (URL becomes `{base}/{folder}/{remote name}`),
 /// which is how the tests serve files from a server on 127.0.0.1.
 pub fn fetch(name: &str, progress: bool) -> Result<PathBuf> {
+    let Some((_, folder, _, note)) = DATASETS.iter().find(|d| d.0 == name) else {
+        return Err(Error::Usage(format!(
+            "unknown dataset {name:?}; `rnnkit data list` shows the known ones"
+        )));
+    };
     if let Ok(dir) = resolve(name) {
         return Ok(dir);
     }
-    let (_, folder, _, note) = DATASETS
-        .iter()
-        .find(|d| d.0 == name)
-        .expect("resolve checked the name");
     let files: Vec<_> = SOURCES.iter().filter(|s| s.0 == name).collect();
     if files.is_empty() {
         return Err(Error::Usage(format!("dataset {name} cannot be downloaded ({note}); put its files in RNNKIT_DATA_DIR/{folder}/")));

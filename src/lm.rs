@@ -547,7 +547,15 @@ impl Stepper {
         } else {
             Vec::new()
         };
-        Stepper { layers, xh: Vec::new(), xg: vec![0.0; g], hg: vec![0.0; g], gates: vec![0.0; g], hn: vec![0.0; model.cfg.rnn.hidden], out: Vec::new() }
+        Stepper {
+            layers,
+            xh: Vec::new(),
+            xg: vec![0.0; g],
+            hg: vec![0.0; g],
+            gates: vec![0.0; g],
+            hn: vec![0.0; model.cfg.rnn.hidden],
+            out: Vec::new(),
+        }
     }
 
     /// Runs token `id` and returns the next-token logits `[V]`; `state` is `[L, 1, H]`.
@@ -560,7 +568,8 @@ impl Stepper {
         let kind = model.cfg.rnn.cell;
         // xh holds [x, h_{t−1}] for the packed product; x alone is its first part.
         self.xh.clear();
-        self.xh.extend_from_slice(&model.encoder.weight.w[id as usize * e..(id as usize + 1) * e]);
+        self.xh
+            .extend_from_slice(&model.encoder.weight.w[id as usize * e..(id as usize + 1) * e]);
         for (l, dir) in model.rnn.dirs.iter().enumerate() {
             let i = self.xh.len();
             let hrange = l * hsz..(l + 1) * hsz;
@@ -575,16 +584,32 @@ impl Stepper {
                 matvec(&mut self.hg, &dir.w_hh.w, &self.xh[i..], false);
                 add_bias_rows(&mut self.hg, &dir.b_hh.w);
             }
-            let c: &mut [f32] = if kind.has_cell_state() { &mut state.c[hrange.clone()] } else { &mut [] };
+            let c: &mut [f32] = if kind.has_cell_state() {
+                &mut state.c[hrange.clone()]
+            } else {
+                &mut []
+            };
             step_forward(
                 kind,
                 hsz,
-                StepFwd { xg: &self.xg, hg: &self.hg, h_prev: &self.xh[i..], h: &mut state.h[hrange.clone()], c, gates: &mut self.gates, hn: &mut self.hn, active: &[true] },
+                StepFwd {
+                    xg: &self.xg,
+                    hg: &self.hg,
+                    h_prev: &self.xh[i..],
+                    h: &mut state.h[hrange.clone()],
+                    c,
+                    gates: &mut self.gates,
+                    hn: &mut self.hn,
+                    active: &[true],
+                },
             );
             self.out.clear();
             self.out.extend_from_slice(&state.h[hrange]);
             if model.rnn.residual_at(l) {
-                self.out.iter_mut().zip(&self.xh[..i]).for_each(|(o, x)| *o += x);
+                self.out
+                    .iter_mut()
+                    .zip(&self.xh[..i])
+                    .for_each(|(o, x)| *o += x);
             }
             match model.rnn.norms.get(l) {
                 Some(Norm::Layer(n)) => {
@@ -600,7 +625,10 @@ impl Stepper {
         }
         let mut logits = vec![0.0; model.cfg.vocab];
         matvec(&mut logits, model.dec_w(), &self.xh, false);
-        logits.iter_mut().zip(&model.decoder_bias.w).for_each(|(l, b)| *l += b);
+        logits
+            .iter_mut()
+            .zip(&model.decoder_bias.w)
+            .for_each(|(l, b)| *l += b);
         logits
     }
 }
@@ -615,11 +643,23 @@ mod tests {
     /// The batch-1 decoder gives the logits of the full forward pass, step by step.
     #[test]
     fn stepper_matches_sequence_forward() {
-        for (cell, norm, residual) in [(CellKind::Lstm, NormKind::None, false), (CellKind::Gru, NormKind::Layer, true), (CellKind::Rnn, NormKind::None, true)] {
+        for (cell, norm, residual) in [
+            (CellKind::Lstm, NormKind::None, false),
+            (CellKind::Gru, NormKind::Layer, true),
+            (CellKind::Rnn, NormKind::None, true),
+        ] {
             let mut rnn = RnnConfig::new(cell, 8, 8, 2);
             rnn.norm = norm;
             rnn.residual = residual;
-            let cfg = LmConfig { vocab: 11, embed: 8, rnn, dropout: 0.0, dropout_kind: DropoutKind::Standard, tied: false, init: Init::Pytorch };
+            let cfg = LmConfig {
+                vocab: 11,
+                embed: 8,
+                rnn,
+                dropout: 0.0,
+                dropout_kind: DropoutKind::Standard,
+                tied: false,
+                init: Init::Pytorch,
+            };
             let mut rng = rand::rngs::StdRng::seed_from_u64(4);
             let mut m = LanguageModel::new(cfg, &mut rng);
             let ids = [3u32, 7, 1, 10, 0];

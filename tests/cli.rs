@@ -499,3 +499,100 @@ fn pretrained_frozen_embeddings() {
         "the frozen pretrained row must come through training unchanged"
     );
 }
+
+/// Every reader's bad input reaches the user as a one-line error with exit status 2.
+#[test]
+fn readers_report_bad_input_from_the_cli() {
+    let d = tmp("readers");
+    let w = |name: &str, body: &[u8]| {
+        let p = d.join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let ragged = w("ragged.conll", b"EU NNP B-ORG\nrejects O\n");
+    assert_user_error(
+        &run(&["data", "check", "--format", "conll", &ragged]),
+        "ragged.conll:2: 2 columns; expected 3",
+    );
+    let badtag = w("tags.conll", b"a O\nb I-PER\n");
+    assert_user_error(
+        &run(&[
+            "data", "check", "--format", "conll", "--scheme", "bio", &badtag,
+        ]),
+        "tags.conll:2: I-PER cannot follow O",
+    );
+    assert_user_error(
+        &run(&[
+            "data", "check", "--format", "conll", "--scheme", "bilou9", &badtag,
+        ]),
+        "unknown tag scheme",
+    );
+    let good = run(&[
+        "data",
+        "check",
+        "--format",
+        "conll",
+        "--scheme",
+        "bio",
+        "--json",
+        &w("ok.conll", b"a B-PER\nb I-PER\n\nc O\n"),
+    ]);
+    assert!(good.status.success());
+    assert_eq!(last_json(&good)["sentences"], 2);
+    let (en, de) = (w("x.en", b"a\nb\nc\n"), w("x.de", b"a\nb\n"));
+    assert_user_error(
+        &run(&["data", "check", "--format", "parallel", &en, &de]),
+        "line-aligned",
+    );
+    assert_user_error(
+        &run(&[
+            "data",
+            "check",
+            "--format",
+            "labelled",
+            &w("l.tsv", b"text\tlabel\nx\t1\n"),
+        ]),
+        "l.tsv:1:",
+    );
+    assert_user_error(
+        &run(&[
+            "data",
+            "check",
+            "--format",
+            "vectors",
+            &w("v.txt", b"a 1 2\nb 1\n"),
+        ]),
+        "v.txt:2:",
+    );
+    assert_user_error(
+        &run(&["data", "check", "--format", "text", &w("e.txt", b"")]),
+        "empty",
+    );
+    assert_user_error(
+        &run(&[
+            "data",
+            "check",
+            "--format",
+            "text",
+            &w("u.txt", b"ok\n\xff"),
+        ]),
+        "u.txt:2: invalid UTF-8 at byte offset 3",
+    );
+    assert_user_error(
+        &run(&[
+            "tokenizer",
+            "train",
+            "--kind",
+            "bpe",
+            "--out",
+            d.join("t.json").to_str().unwrap(),
+            &w("u2.txt", b"\xc3"),
+        ]),
+        "u2.txt:1:",
+    );
+    assert_user_error(
+        &run(&["tokenizer", "train", "--kind", "words", "--out", "x", &en]),
+        "--kind",
+    );
+    assert_user_error(&run(&["data", "fetch", "nosuchset"]), "unknown dataset");
+}

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod lm;
+mod plot;
 mod tokenizer;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ pub enum Command {
     /// Named datasets.
     #[command(subcommand)]
     Data(tokenizer::DataCmd),
+    /// Draw metric curves of several runs into one PNG.
+    Plot(plot::PlotArgs),
     /// Throughput benchmarks on synthetic data.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -43,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokenizer(c) => tokenizer::run(c),
         Command::Data(c) => tokenizer::run_data(c),
         Command::Bench(c) => bench::run(c),
+        Command::Plot(a) => plot::run(a),
     }
 }
 

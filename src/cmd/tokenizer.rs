@@ -62,6 +62,29 @@ pub enum DataCmd {
     List(DataListArgs),
     /// Find a dataset (RNNKIT_DATA_DIR, then the cache) or download it into the cache.
     Fetch(DataFetchArgs),
+    /// Read a file with one of rnnkit's readers and report what it holds, or the first error.
+    Check(DataCheckArgs),
+}
+
+#[derive(Args)]
+pub struct DataCheckArgs {
+    /// text, conll, parallel (two line-aligned files), parallel-tsv, labelled (TSV with a
+    /// sentence and a label column) or vectors (word2vec/GloVe text).
+    #[arg(long)]
+    pub format: String,
+    #[arg(required = true, num_args = 1..=2)]
+    pub files: Vec<PathBuf>,
+    /// conll: the token column (negative counts from the end).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub token_col: isize,
+    /// conll: the tag column (negative counts from the end).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub tag_col: isize,
+    /// conll: validate the tags in this scheme (iob1, iob2/bio, bioes).
+    #[arg(long)]
+    pub scheme: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -163,6 +186,54 @@ pub fn run(c: TokCmd) -> anyhow::Result<()> {
 
 pub fn run_data(c: DataCmd) -> anyhow::Result<()> {
     match c {
+        DataCmd::Check(a) => {
+            use rnnkit::text::{conll, corpus, read};
+            let f = &a.files[0];
+            let need_two = a.format == "parallel";
+            if need_two != (a.files.len() == 2) {
+                anyhow::bail!(
+                    "--format {} takes {} file(s)",
+                    a.format,
+                    if need_two { 2 } else { 1 }
+                );
+            }
+            let report = match a.format.as_str() {
+                "text" => {
+                    let t = read::read_nonempty(f)?;
+                    serde_json::json!({"lines": t.lines().count(), "chars": t.chars().count()})
+                }
+                "conll" => {
+                    let s = conll::read(f, conll::Columns { token: a.token_col, tag: a.tag_col })?;
+                    if let Some(sch) = &a.scheme {
+                        conll::validate_file(f, &s, conll::Scheme::parse(sch)?)?;
+                    }
+                    let mut types: Vec<String> = s.iter().flat_map(|x| x.tags.iter()).filter_map(|t| conll::split_tag(t)).map(|(_, ty)| ty.to_string()).filter(|t| !t.is_empty()).collect();
+                    types.sort();
+                    types.dedup();
+                    serde_json::json!({"sentences": s.len(), "tokens": s.iter().map(|x| x.tokens.len()).sum::<usize>(), "entity_types": types})
+                }
+                "parallel" => serde_json::json!({"pairs": corpus::read_parallel(f, &a.files[1])?.len()}),
+                "parallel-tsv" => serde_json::json!({"pairs": corpus::read_parallel_tsv(f)?.len()}),
+                "labelled" => {
+                    let l = corpus::read_labelled(f)?;
+                    let mut labels: Vec<&str> = l.iter().map(|x| x.1.as_str()).collect();
+                    labels.sort();
+                    labels.dedup();
+                    serde_json::json!({"sentences": l.len(), "labels": labels})
+                }
+                "vectors" => {
+                    let v = corpus::read_vectors(f)?;
+                    serde_json::json!({"words": v.index.len(), "dim": v.dim})
+                }
+                other => anyhow::bail!("--format {other:?}: expected text, conll, parallel, parallel-tsv, labelled or vectors"),
+            };
+            if a.json {
+                super::print_json(&report);
+            } else {
+                println!("{}: {report}", f.display());
+            }
+            Ok(())
+        }
         DataCmd::Fetch(a) => {
             let dir = rnnkit::data::fetch(&a.name, !a.json)?;
             if a.json {

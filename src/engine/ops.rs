@@ -193,7 +193,9 @@ pub fn matvec(out: &mut [f32], w: &[f32], x: &[f32], accumulate: bool) {
     let t = threads();
     if t > 1 && n * k >= 1 << 16 {
         let rows = n.div_ceil(t).div_ceil(8) * 8;
-        out.par_chunks_mut(rows).enumerate().for_each(|(ci, chunk)| matvec_rows(chunk, &w[ci * rows * k..], x, accumulate));
+        out.par_chunks_mut(rows)
+            .enumerate()
+            .for_each(|(ci, chunk)| matvec_rows(chunk, &w[ci * rows * k..], x, accumulate));
     } else {
         matvec_rows(out, w, x, accumulate);
     }
