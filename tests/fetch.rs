@@ -118,3 +118,45 @@ fn fetch_checks_sha256_and_never_leaves_a_bad_file() {
         serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
     assert!(v["path"].as_str().unwrap().ends_with("tinyshakespeare"));
 }
+
+/// SST-2 comes as GLUE's zip archive: the members are extracted and checked.
+#[test]
+fn fetch_extracts_sst2_from_its_zip() {
+    use std::io::Write as _;
+    let Some(data) = std::env::var_os("RNNKIT_DATA_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("sst2/train.tsv").is_file())
+    else {
+        return;
+    };
+    let tmp = std::env::temp_dir().join(format!("rnnkit-fetch-zip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("empty")).unwrap();
+    std::fs::create_dir_all(tmp.join("srv/sst2")).unwrap();
+    let mut z = zip::ZipWriter::new(std::fs::File::create(tmp.join("srv/sst2/SST-2.zip")).unwrap());
+    for f in ["train.tsv", "dev.tsv", "test.tsv"] {
+        z.start_file(
+            format!("SST-2/{f}"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        z.write_all(&std::fs::read(data.join("sst2").join(f)).unwrap())
+            .unwrap();
+    }
+    z.finish().unwrap();
+    let port = serve(tmp.join("srv"), Arc::new(AtomicU8::new(0)));
+    let o = Command::new(env!("CARGO_BIN_EXE_rnnkit"))
+        .args(["data", "fetch", "sst2"])
+        .env("RNNKIT_DATA_DIR", tmp.join("empty"))
+        .env("XDG_CACHE_HOME", tmp.join("cache"))
+        .env("RNNKIT_DATA_URL", format!("http://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["train.tsv", "dev.tsv", "test.tsv"] {
+        assert_eq!(
+            std::fs::read(tmp.join("cache/rnnkit/sst2").join(f)).unwrap(),
+            std::fs::read(data.join("sst2").join(f)).unwrap()
+        );
+    }
+}
