@@ -69,10 +69,15 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
-/// Splits a line into words, with punctuation as tokens of its own.
+/// Splits a line into words, with punctuation as tokens of its own; the special tokens
+/// (`<unk>`, ...) that some corpora spell out stay whole.
 fn split_words(line: &str) -> impl Iterator<Item = &str> {
     line.split_whitespace().flat_map(|w| {
         let mut parts = Vec::new();
+        if [UNK, PAD, BOS, EOS].contains(&w) {
+            parts.push(w);
+            return parts;
+        }
         let mut start = 0;
         for (i, ch) in w.char_indices() {
             if ch.is_ascii_punctuation() || (!ch.is_alphanumeric() && !ch.is_whitespace()) {
@@ -373,6 +378,8 @@ mod tests {
         .unwrap();
         assert_eq!(t.len(), 5);
         assert_eq!(t.encode("c , a").len(), 3);
+        let t = Tokenizer::train(&["a <unk> b, c"], &TrainOptions { kind: Kind::Word, min_freq: 1, max_size: None }).unwrap();
+        assert_eq!(t.encode("a <unk> b,").len(), 4);
     }
 
     #[test]
