@@ -42,6 +42,10 @@ pub struct BenchArgs {
     pub steps: Option<usize>,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Time only the recurrent stack's forward and backward (no embedding, decoder or
+    /// optimizer): the engine's share of a training step.
+    #[arg(long)]
+    pub stack_only: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -70,8 +74,25 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
     let (b, t) = (a.batch_size.unwrap_or(b), a.bptt.unwrap_or(t));
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let mut model = LanguageModel::new(cfg.clone(), &mut rng);
-    let name = format!("{:?}-{}x{}", cfg.rnn.cell, cfg.rnn.layers, cfg.rnn.hidden).to_lowercase();
-    let rate = if gen {
+    let name = format!("{:?}-{}x{}{}", cfg.rnn.cell, cfg.rnn.layers, cfg.rnn.hidden, if a.stack_only { "-stack" } else { "" }).to_lowercase();
+    let rate = if a.stack_only && !gen {
+        let e = cfg.embed;
+        let x: Vec<f32> = (0..t * b * e).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let dy: Vec<f32> = (0..t * b * cfg.rnn.output()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let mut step = |model: &mut LanguageModel| {
+            let (_, _, cache) = model.rnn.forward(&x, t, b, None, None, true, true, &mut rng);
+            model.rnn.backward(cache, &dy, None);
+        };
+        for _ in 0..3 {
+            step(&mut model);
+        }
+        let n = a.steps.unwrap_or(steps);
+        let start = Instant::now();
+        for _ in 0..n {
+            step(&mut model);
+        }
+        (b * t * n) as f64 / start.elapsed().as_secs_f64()
+    } else if gen {
         let n = a.steps.unwrap_or(2000);
         let s = Sampling {
             temperature: 1.0,
