@@ -74,13 +74,26 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
     let (b, t) = (a.batch_size.unwrap_or(b), a.bptt.unwrap_or(t));
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let mut model = LanguageModel::new(cfg.clone(), &mut rng);
-    let name = format!("{:?}-{}x{}{}", cfg.rnn.cell, cfg.rnn.layers, cfg.rnn.hidden, if a.stack_only { "-stack" } else { "" }).to_lowercase();
+    let name = format!(
+        "{:?}-{}x{}{}",
+        cfg.rnn.cell,
+        cfg.rnn.layers,
+        cfg.rnn.hidden,
+        if a.stack_only { "-stack" } else { "" }
+    )
+    .to_lowercase();
     let rate = if a.stack_only && !gen {
         let e = cfg.embed;
-        let x: Vec<f32> = (0..t * b * e).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let dy: Vec<f32> = (0..t * b * cfg.rnn.output()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let x: Vec<f32> = (0..t * b * e)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let dy: Vec<f32> = (0..t * b * cfg.rnn.output())
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
         let mut step = |model: &mut LanguageModel| {
-            let (_, _, cache) = model.rnn.forward(&x, t, b, None, None, true, true, &mut rng);
+            let (_, _, cache) = model
+                .rnn
+                .forward(&x, t, b, None, None, true, true, &mut rng);
             model.rnn.backward(cache, &dy, None);
         };
         for _ in 0..3 {

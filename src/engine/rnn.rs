@@ -127,7 +127,9 @@ impl SpinBarrier {
             while self.gen.load(Ordering::Acquire) == g {
                 std::hint::spin_loop();
                 spins += 1;
-                if spins > 1 << 16 {
+                // Yield soon: when the machine is oversubscribed the partner thread may be
+                // descheduled, and spinning would only delay it further.
+                if spins > 1 << 12 {
                     std::thread::yield_now();
                 }
             }

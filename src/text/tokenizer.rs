@@ -378,7 +378,15 @@ mod tests {
         .unwrap();
         assert_eq!(t.len(), 5);
         assert_eq!(t.encode("c , a").len(), 3);
-        let t = Tokenizer::train(&["a <unk> b, c"], &TrainOptions { kind: Kind::Word, min_freq: 1, max_size: None }).unwrap();
+        let t = Tokenizer::train(
+            &["a <unk> b, c"],
+            &TrainOptions {
+                kind: Kind::Word,
+                min_freq: 1,
+                max_size: None,
+            },
+        )
+        .unwrap();
         assert_eq!(t.encode("a <unk> b,").len(), 4);
     }
 
