@@ -496,11 +496,8 @@ pub fn generate(
     for &id in prompt {
         last = Some(stepper.step(model, id, &mut state));
     }
-    let mut logits = last.unwrap_or_else(|| {
-        let mut l = vec![0.0; v];
-        l.iter_mut().for_each(|x| *x = 0.0);
-        l
-    });
+    // With no prompt the first token is drawn from a uniform distribution.
+    let mut logits = last.unwrap_or_else(|| vec![0.0; v]);
     for _ in 0..max_tokens {
         let id = sample(&mut logits, s, rng);
         if !emit(id) {

@@ -90,21 +90,14 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         let dy: Vec<f32> = (0..t * b * cfg.rnn.output())
             .map(|_| rng.random_range(-1.0f32..1.0))
             .collect();
-        let mut step = |model: &mut LanguageModel| {
-            let (_, _, cache) = model
-                .rnn
-                .forward(&x, t, b, None, None, true, true, &mut rng);
-            model.rnn.backward(cache, &dy, None);
-        };
-        for _ in 0..3 {
-            step(&mut model);
-        }
         let n = a.steps.unwrap_or(steps);
-        let start = Instant::now();
-        for _ in 0..n {
-            step(&mut model);
-        }
-        (b * t * n) as f64 / start.elapsed().as_secs_f64()
+        (b * t * n) as f64
+            / time_steps(n, || {
+                let (_, _, cache) = model
+                    .rnn
+                    .forward(&x, t, b, None, None, true, true, &mut rng);
+                model.rnn.backward(cache, &dy, None);
+            })
     } else if gen {
         let n = a.steps.unwrap_or(2000);
         let s = Sampling {
@@ -132,21 +125,14 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
             .collect();
         let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, 1.0);
         let state = model.rnn.zero_state(b);
-        let mut step = |model: &mut LanguageModel| {
-            model.zero_grad();
-            model.train_window(&x, &y, t, b, &state, 1.0, &mut rng);
-            clip_grad_norm(model, 5.0);
-            opt.update(model);
-        };
-        for _ in 0..3 {
-            step(&mut model);
-        }
         let n = a.steps.unwrap_or(steps);
-        let start = Instant::now();
-        for _ in 0..n {
-            step(&mut model);
-        }
-        (b * t * n) as f64 / start.elapsed().as_secs_f64()
+        (b * t * n) as f64
+            / time_steps(n, || {
+                model.zero_grad();
+                model.train_window(&x, &y, t, b, &state, 1.0, &mut rng);
+                clip_grad_norm(&mut model, 5.0);
+                opt.update(&mut model);
+            })
     };
     let rss = peak_rss_mib();
     let threads = rnnkit::engine::ops::threads();
@@ -158,6 +144,18 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         println!("{name:28} {rate:10.0} tokens/s   (peak RSS {rss:.0} MiB, {threads} threads)");
     }
     Ok(())
+}
+
+/// Seconds for `n` calls of `step` after 3 untimed warm-up calls (as torch_lm_bench.py).
+fn time_steps(n: usize, mut step: impl FnMut()) -> f64 {
+    for _ in 0..3 {
+        step();
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        step();
+    }
+    start.elapsed().as_secs_f64()
 }
 
 /// Peak resident memory of this process from /proc (Linux), in MiB.

@@ -14,7 +14,7 @@ use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
 use rnnkit::train::{self, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum LmCmd {
@@ -678,6 +678,5 @@ fn gen_cmd(a: GenArgs) -> anyhow::Result<()> {
     } else {
         writeln!(out)?;
     }
-    let _ = Path::new("");
     Ok(())
 }
