@@ -613,7 +613,7 @@ impl Stepper {
                     n.forward(&mut self.out);
                 }
                 Some(Norm::Batch(n)) => {
-                    n.clone().forward(&mut self.out, &[], false);
+                    n.forward_eval(&mut self.out);
                 }
                 None => {}
             }

@@ -193,6 +193,18 @@ impl BatchNorm {
         }
     }
 
+    /// Evaluation-mode forward with the running statistics, in place on x `[n, f]`: it only
+    /// reads the layer and keeps no cache, for batch-1 decoding.
+    pub fn forward_eval(&self, x: &mut [f32]) {
+        let f = self.weight.len();
+        for row in x.chunks_exact_mut(f) {
+            for (j, v) in row.iter_mut().enumerate() {
+                let rstd = 1.0 / (self.running_var.w[j] + EPS).sqrt();
+                *v = (*v - self.running_mean.w[j]) * rstd * self.weight.w[j] + self.bias.w[j];
+            }
+        }
+    }
+
     /// dy `[n, f]` → dx in place; accumulates dγ, dβ.
     pub fn backward(&mut self, c: &NormCache, dy: &mut [f32]) {
         let f = self.weight.len();
