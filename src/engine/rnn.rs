@@ -837,8 +837,10 @@ impl Rnn {
         let mut cur = x.to_vec();
         let mut caches = Vec::new();
         for l in 0..cfg.layers {
-            let input = cur;
-            let mut xin = input.clone();
+            let residual = self.residual_at(l);
+            // Only a residual layer needs its input as it was before dropout.
+            let input = if residual { cur.clone() } else { Vec::new() };
+            let mut xin = cur;
             let bf = b * (xin.len() / (t * b).max(1));
             let mask = if l > 0 {
                 dropout::forward(&mut xin, bf, cfg.dropout, cfg.dropout_kind, train, rng)
@@ -870,7 +872,6 @@ impl Rnn {
                 );
                 dcs.push(dc);
             }
-            let residual = self.residual_at(l);
             if residual {
                 for (v, r) in y.iter_mut().zip(&input) {
                     *v += r;
