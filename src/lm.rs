@@ -104,6 +104,28 @@ impl LanguageModel {
             .map_or(&self.encoder.weight.w, |p| &p.w)
     }
 
+    /// Embedding rows `[n, E]` of ids `[n]`.
+    fn embed(&self, x: &[u32]) -> Vec<f32> {
+        let mut emb = vec![0.0; x.len() * self.cfg.embed];
+        self.encoder.forward(x, &mut emb);
+        emb
+    }
+
+    /// Logits `[n, V]` of the stack's outputs `[n, H]`.
+    fn decode(&self, out: &[f32]) -> Vec<f32> {
+        let (h, v) = (self.cfg.rnn.output(), self.cfg.vocab);
+        let mut logits = vec![0.0; out.len() / h * v];
+        linear::forward(
+            out,
+            self.dec_w(),
+            Some(&self.decoder_bias.w),
+            h,
+            v,
+            &mut logits,
+        );
+        logits
+    }
+
     /// Forward + backward over one window: inputs and targets `[L, B]` time-major.
     /// Gradients accumulate; the loss is the per-token mean times `scale` (Zaremba's
     /// recipe sums over the unrolled steps: scale = L).
@@ -120,8 +142,7 @@ impl LanguageModel {
     ) -> WindowOut {
         let (e, v, h) = (self.cfg.embed, self.cfg.vocab, self.cfg.rnn.output());
         let n = l * b;
-        let mut emb = vec![0.0; n * e];
-        self.encoder.forward(x, &mut emb);
+        let mut emb = self.embed(x);
         let m1 = dropout::forward(
             &mut emb,
             b * e,
@@ -142,15 +163,7 @@ impl LanguageModel {
             true,
             rng,
         );
-        let mut logits = vec![0.0; n * v];
-        linear::forward(
-            &out,
-            self.dec_w(),
-            Some(&self.decoder_bias.w),
-            h,
-            v,
-            &mut logits,
-        );
+        let mut logits = self.decode(&out);
         let ce = cross_entropy_backward(&mut logits, y, v, Reduction::Mean, scale);
         let mut dout = vec![0.0; n * h];
         {
@@ -186,21 +199,11 @@ impl LanguageModel {
         state: &State,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, State) {
-        let (e, v, h) = (self.cfg.embed, self.cfg.vocab, self.cfg.rnn.output());
-        let mut emb = vec![0.0; l * b * e];
-        self.encoder.forward(x, &mut emb);
+        let emb = self.embed(x);
         let (out, st, _) = self
             .rnn
             .forward(&emb, l, b, None, Some(state), false, false, rng);
-        let mut logits = vec![0.0; l * b * v];
-        linear::forward(
-            &out,
-            self.dec_w(),
-            Some(&self.decoder_bias.w),
-            h,
-            v,
-            &mut logits,
-        );
+        let logits = self.decode(&out);
         (logits, st)
     }
 
