@@ -77,3 +77,25 @@ fn bpe_round_trips_on_every_corpus() {
         assert!(t.decode(&ids) == text, "{f}: BPE round trip");
     }
 }
+
+/// Streaming (a line at a time) gives the vocabulary and ids of the in-memory path on PTB,
+/// with the corpus size the literature quotes (929k training tokens with `<eos>`).
+#[test]
+fn streamed_ptb_matches_in_memory() {
+    let Some(d) = data() else { return };
+    let p = d.join("ptb/ptb.train.txt");
+    let o = TrainOptions {
+        kind: Kind::Ptb,
+        min_freq: 1,
+        max_size: None,
+    };
+    let streamed = Tokenizer::train_files(&[&p], &o).unwrap();
+    let text = rnnkit::text::read::read_text(&p).unwrap();
+    let mem = Tokenizer::train(&[&text], &o).unwrap();
+    assert_eq!(streamed.vocab, mem.vocab);
+    // PTB's 10k words (<unk> and <eos> among them) plus <pad> and <bos>.
+    assert_eq!(streamed.len(), 10_002);
+    let ids = streamed.encode_file(&p).unwrap();
+    assert_eq!(ids.len(), 929_589);
+    assert_eq!(ids, mem.encode(&text));
+}

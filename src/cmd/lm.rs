@@ -10,6 +10,7 @@ use rnnkit::engine::optim::{OptimKind, Schedule};
 use rnnkit::engine::rnn::RnnConfig;
 use rnnkit::error::Error;
 use rnnkit::lm::{LanguageModel, LmConfig, LmTask, Sampling};
+use rnnkit::text::read::Source;
 use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
 use rnnkit::train::{self, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -404,21 +405,21 @@ fn parse_schedule(s: &str) -> anyhow::Result<Schedule> {
     })
 }
 
-/// Training, validation and test texts: from a dataset name or from files.
+/// Training, validation and test texts: files streamed line by line, or (tinyshakespeare)
+/// a character split of one file held in memory.
 pub struct Corpus {
-    pub train: String,
-    pub valid: Option<String>,
-    pub test: Option<String>,
+    pub train: Source,
+    pub valid: Option<Source>,
+    pub test: Option<Source>,
 }
 
 pub fn load_corpus(a: &TrainArgs) -> anyhow::Result<Corpus> {
-    use rnnkit::text::read::read_nonempty;
+    let file = |p: &std::path::Path| Source::File(p.to_path_buf());
     if let Some(train) = &a.train {
-        let opt = |p: &Option<PathBuf>| p.as_deref().map(read_nonempty).transpose();
         return Ok(Corpus {
-            train: read_nonempty(train)?,
-            valid: opt(&a.valid)?,
-            test: opt(&a.test)?,
+            train: file(train),
+            valid: a.valid.as_deref().map(file),
+            test: a.test.as_deref().map(file),
         });
     }
     let name = a
@@ -428,16 +429,20 @@ pub fn load_corpus(a: &TrainArgs) -> anyhow::Result<Corpus> {
     let dir = rnnkit::data::resolve(name)?;
     match name {
         "ptb" => Ok(Corpus {
-            train: read_nonempty(&dir.join("ptb.train.txt"))?,
-            valid: Some(read_nonempty(&dir.join("ptb.valid.txt"))?),
-            test: Some(read_nonempty(&dir.join("ptb.test.txt"))?),
+            train: file(&dir.join("ptb.train.txt")),
+            valid: Some(file(&dir.join("ptb.valid.txt"))),
+            test: Some(file(&dir.join("ptb.test.txt"))),
         }),
         "tinyshakespeare" => {
-            let text = read_nonempty(&dir.join("input.txt"))?;
+            let text = rnnkit::text::read::read_nonempty(&dir.join("input.txt"))?;
             // nanoGPT's split: the first 90% of the characters train, the rest validate.
             let chars = text.chars().count();
             let cut = text.char_indices().nth(chars * 9 / 10).map_or(text.len(), |c| c.0);
-            Ok(Corpus { train: text[..cut].to_string(), valid: Some(text[cut..].to_string()), test: None })
+            Ok(Corpus {
+                train: Source::Memory(text[..cut].to_string()),
+                valid: Some(Source::Memory(text[cut..].to_string())),
+                test: None,
+            })
         }
         other => bail!("dataset {other} is not a language-modeling corpus; use ptb or tinyshakespeare, or --train FILE"),
     }
@@ -474,8 +479,8 @@ fn train_cmd(mut a: TrainArgs) -> anyhow::Result<()> {
     let kind_s = a.tokenizer.as_deref().unwrap_or("word");
     let kind = Kind::parse(kind_s)
         .ok_or_else(|| anyhow!("--tokenizer {kind_s:?}: expected char, word, ptb or bpe"))?;
-    let tok = Tokenizer::train(
-        &[&corpus.train],
+    let tok = Tokenizer::train_lines(
+        corpus.train.lines()?,
         &TrainOptions {
             kind,
             min_freq: a.min_freq.unwrap_or(1),
@@ -483,8 +488,11 @@ fn train_cmd(mut a: TrainArgs) -> anyhow::Result<()> {
         },
     )?;
     let cfg = lm_config(&a.model, tok.len())?;
-    let train_ids = tok.encode(&corpus.train);
-    let valid_ids = corpus.valid.as_deref().map(|v| tok.encode(v));
+    let train_ids = tok.encode_lines(corpus.train.lines()?)?;
+    let valid_ids = match &corpus.valid {
+        Some(v) => Some(tok.encode_lines(v.lines()?)?),
+        None => None,
+    };
     let (batch, bptt) = (a.batch_size.unwrap_or(20), a.bptt.unwrap_or(35));
     if train_ids.len() < batch * 2 {
         bail!(
@@ -554,15 +562,13 @@ fn train_cmd(mut a: TrainArgs) -> anyhow::Result<()> {
     )?;
     // Test loss of the best checkpoint.
     let (mut best, _) = rnnkit::lm::load(&out.join(train::MODEL_FILE))?;
-    let test = corpus.test.as_deref().map(|t| {
-        rnnkit::lm::evaluate(
-            &mut best,
-            &task.tokenizer.encode(t),
-            task.eval_batch,
-            task.eval_bptt,
-        )
-        .mean()
-    });
+    let test = match &corpus.test {
+        Some(t) => {
+            let ids = task.tokenizer.encode_lines(t.lines()?)?;
+            Some(rnnkit::lm::evaluate(&mut best, &ids, task.eval_batch, task.eval_bptt).mean())
+        }
+        None => None,
+    };
     let valid = task
         .valid
         .as_ref()
@@ -598,8 +604,7 @@ fn set_threads_cmd(t: Option<usize>) {
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     set_threads_cmd(a.threads);
     let (mut model, tok) = rnnkit::lm::load(&a.model)?;
-    let text = rnnkit::text::read::read_nonempty(&a.data)?;
-    let ids = tok.encode(&text);
+    let ids = tok.encode_file(&a.data)?;
     if ids.len() < a.batch_size.max(1) + 1 {
         bail!(
             "{}: only {} tokens; need more than the batch size {}",

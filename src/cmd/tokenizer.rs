@@ -2,7 +2,7 @@
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use rnnkit::text::read::read_nonempty;
+use rnnkit::text::read::Lines;
 use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
 use std::path::PathBuf;
 
@@ -107,14 +107,9 @@ fn kind(s: &str) -> anyhow::Result<Kind> {
 pub fn run(c: TokCmd) -> anyhow::Result<()> {
     match c {
         TokCmd::Train(a) => {
-            let texts = a
-                .files
-                .iter()
-                .map(|f| read_nonempty(f))
-                .collect::<Result<Vec<_>, _>>()?;
-            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-            let t = Tokenizer::train(
-                &refs,
+            let files: Vec<&std::path::Path> = a.files.iter().map(|f| f.as_path()).collect();
+            let t = Tokenizer::train_files(
+                &files,
                 &TrainOptions {
                     kind: kind(&a.kind)?,
                     min_freq: a.min_freq,
@@ -128,41 +123,46 @@ pub fn run(c: TokCmd) -> anyhow::Result<()> {
         TokCmd::Encode(a) => {
             use std::io::Write;
             let t = Tokenizer::load(&a.tokenizer)?;
-            let text = rnnkit::text::read::read_text(&a.input)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for line in text.lines() {
+            for line in Lines::open(&a.input)? {
+                let line = line?;
+                let line = line.trim_end_matches(['\n', '\r']);
                 writeln!(out, "{}", serde_json::to_string(&t.encode(line))?)?;
             }
             Ok(())
         }
         TokCmd::Stats(a) => {
-            let train = read_nonempty(&a.train)?;
-            let eval = read_nonempty(&a.eval)?;
-            let lines: Vec<&str> = eval.lines().filter(|l| !l.trim().is_empty()).collect();
             let mut rows = Vec::new();
+            let mut sentences = 0usize;
             for k in a.kind.split(',') {
                 let k = kind(k.trim())?;
-                let t = Tokenizer::train(
-                    &[&train],
+                let t = Tokenizer::train_files(
+                    &[&a.train],
                     &TrainOptions {
                         kind: k,
                         min_freq: a.min_freq,
                         max_size: a.vocab_size,
                     },
                 )?;
-                let mut n = 0usize;
-                let mut unk = 0usize;
-                for l in &lines {
+                let (mut n, mut unk) = (0usize, 0usize);
+                sentences = 0;
+                for l in Lines::open_nonempty(&a.eval)? {
+                    let l = l?;
+                    let l = l.trim_end_matches(['\n', '\r']);
+                    if l.trim().is_empty() {
+                        continue;
+                    }
                     let ids = t.encode(l);
+                    sentences += 1;
                     n += ids.len();
                     unk += ids.iter().filter(|&&i| i == t.unk()).count();
                 }
                 rows.push(serde_json::json!({"kind": format!("{k:?}").to_lowercase(), "vocab_size": t.len(),
-                    "tokens_per_sentence": n as f64 / lines.len().max(1) as f64, "unk_rate": unk as f64 / n.max(1) as f64}));
+                    "tokens_per_sentence": n as f64 / sentences.max(1) as f64, "unk_rate": unk as f64 / n.max(1) as f64}));
             }
             if a.json {
                 super::print_json(
-                    &serde_json::json!({"train": a.train, "eval": a.eval, "sentences": lines.len(), "tokenizers": rows}),
+                    &serde_json::json!({"train": a.train, "eval": a.eval, "sentences": sentences, "tokenizers": rows}),
                 );
             } else {
                 println!(
@@ -199,18 +199,30 @@ pub fn run_data(c: DataCmd) -> anyhow::Result<()> {
             }
             let report = match a.format.as_str() {
                 "text" => {
-                    let t = read::read_nonempty(f)?;
-                    serde_json::json!({"lines": t.lines().count(), "chars": t.chars().count()})
+                    let (mut lines, mut chars) = (0usize, 0usize);
+                    for l in read::Lines::open_nonempty(f)? {
+                        lines += 1;
+                        chars += l?.chars().count();
+                    }
+                    serde_json::json!({"lines": lines, "chars": chars})
                 }
                 "conll" => {
-                    let s = conll::read(f, conll::Columns { token: a.token_col, tag: a.tag_col })?;
-                    if let Some(sch) = &a.scheme {
-                        conll::validate_file(f, &s, conll::Scheme::parse(sch)?)?;
+                    let scheme = a.scheme.as_deref().map(conll::Scheme::parse).transpose()?;
+                    let (mut sentences, mut tokens) = (0usize, 0usize);
+                    let mut types = std::collections::BTreeSet::new();
+                    for s in conll::sentences(f, conll::Columns { token: a.token_col, tag: a.tag_col })? {
+                        let s = s?;
+                        if let Some(sch) = scheme {
+                            conll::validate_sentence(f, &s, sch)?;
+                        }
+                        sentences += 1;
+                        tokens += s.tokens.len();
+                        types.extend(s.tags.iter().filter_map(|t| conll::split_tag(t)).map(|(_, ty)| ty.to_string()).filter(|t| !t.is_empty()));
                     }
-                    let mut types: Vec<String> = s.iter().flat_map(|x| x.tags.iter()).filter_map(|t| conll::split_tag(t)).map(|(_, ty)| ty.to_string()).filter(|t| !t.is_empty()).collect();
-                    types.sort();
-                    types.dedup();
-                    serde_json::json!({"sentences": s.len(), "tokens": s.iter().map(|x| x.tokens.len()).sum::<usize>(), "entity_types": types})
+                    if sentences == 0 {
+                        return Err(conll::no_sentences(f).into());
+                    }
+                    serde_json::json!({"sentences": sentences, "tokens": tokens, "entity_types": types})
                 }
                 "parallel" => serde_json::json!({"pairs": corpus::read_parallel(f, &a.files[1])?.len()}),
                 "parallel-tsv" => serde_json::json!({"pairs": corpus::read_parallel_tsv(f)?.len()}),

@@ -34,46 +34,120 @@ fn pick<'a>(cols: &[&'a str], c: isize) -> Option<&'a str> {
 
 /// Reads every sentence of a column file.
 pub fn read(path: &Path, cols: Columns) -> Result<Vec<Sentence>> {
-    let text = super::read::read_text(path)?;
-    parse(&text, path, cols)
+    at_least_one(sentences(path, cols)?.collect::<Result<Vec<_>>>()?, path)
 }
 
+/// Parses column text already in memory (`path` names it in errors).
 pub fn parse(text: &str, path: &Path, cols: Columns) -> Result<Vec<Sentence>> {
+    let mut p = Parser::new(cols);
     let mut out = Vec::new();
-    let mut cur = Sentence {
-        tokens: Vec::new(),
-        tags: Vec::new(),
-        line: 1,
-    };
-    let mut width: Option<usize> = None;
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim_end_matches('\r');
-        let lineno = n + 1;
-        if line.trim().is_empty() {
-            if !cur.tokens.is_empty() {
-                out.push(std::mem::replace(
-                    &mut cur,
-                    Sentence {
-                        tokens: Vec::new(),
-                        tags: Vec::new(),
-                        line: lineno + 1,
-                    },
-                ));
-            } else {
-                cur.line = lineno + 1;
+    for (n, line) in text.lines().enumerate() {
+        out.extend(p.line(line, n + 1, path)?);
+    }
+    out.extend(p.finish());
+    at_least_one(out, path)
+}
+
+/// Streams the sentences of a column file, holding one sentence in memory at a time.
+pub fn sentences(path: &Path, cols: Columns) -> Result<Sentences> {
+    Ok(Sentences {
+        lines: super::read::Lines::open(path)?,
+        parser: Parser::new(cols),
+        lineno: 0,
+        done: false,
+    })
+}
+
+fn at_least_one(out: Vec<Sentence>, path: &Path) -> Result<Vec<Sentence>> {
+    if out.is_empty() {
+        return Err(no_sentences(path));
+    }
+    Ok(out)
+}
+
+/// The error for a column file without a single sentence.
+pub fn no_sentences(path: &Path) -> Error {
+    Error::input(
+        path,
+        1,
+        "no sentences; expected token and tag columns separated by blank lines",
+    )
+}
+
+/// Iterator returned by [`sentences`]; ends after the first error.
+pub struct Sentences {
+    lines: super::read::Lines,
+    parser: Parser,
+    lineno: usize,
+    done: bool,
+}
+
+impl Iterator for Sentences {
+    type Item = Result<Sentence>;
+
+    fn next(&mut self) -> Option<Result<Sentence>> {
+        while !self.done {
+            let Some(line) = self.lines.next() else {
+                self.done = true;
+                return self.parser.finish().map(Ok);
+            };
+            self.lineno += 1;
+            let sent = line.and_then(|l| self.parser.line(&l, self.lineno, self.lines.path()));
+            match sent {
+                Ok(Some(s)) => return Some(Ok(s)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
             }
-            continue;
+        }
+        None
+    }
+}
+
+/// Line-at-a-time state shared by the in-memory and the streaming reader.
+struct Parser {
+    cols: Columns,
+    width: Option<usize>,
+    cur: Sentence,
+}
+
+impl Parser {
+    fn new(cols: Columns) -> Parser {
+        Parser {
+            cols,
+            width: None,
+            cur: Sentence {
+                tokens: Vec::new(),
+                tags: Vec::new(),
+                line: 1,
+            },
+        }
+    }
+
+    /// Takes one line (terminator optional); returns a sentence when a blank line ends one.
+    fn line(&mut self, raw: &str, lineno: usize, path: &Path) -> Result<Option<Sentence>> {
+        let line = raw.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            let next = Sentence {
+                tokens: Vec::new(),
+                tags: Vec::new(),
+                line: lineno + 1,
+            };
+            let done = std::mem::replace(&mut self.cur, next);
+            return Ok((!done.tokens.is_empty()).then_some(done));
         }
         if line.starts_with('#') || line.starts_with("-DOCSTART-") {
-            continue;
+            return Ok(None);
         }
         let fields: Vec<&str> = if line.contains('\t') {
             line.split('\t').collect()
         } else {
             line.split_whitespace().collect()
         };
-        match width {
-            None => width = Some(fields.len()),
+        match self.width {
+            None => self.width = Some(fields.len()),
             Some(w) if w != fields.len() => {
                 return Err(Error::input(
                     path,
@@ -86,8 +160,9 @@ pub fn parse(text: &str, path: &Path, cols: Columns) -> Result<Vec<Sentence>> {
             }
             _ => {}
         }
-        let need = cols.token.max(cols.tag).max(-1 - cols.token.min(cols.tag)) as usize + 1;
+        let cols = self.cols;
         let (Some(tok), Some(tag)) = (pick(&fields, cols.token), pick(&fields, cols.tag)) else {
+            let need = cols.token.max(cols.tag).max(-1 - cols.token.min(cols.tag)) as usize + 1;
             return Err(Error::input(
                 path,
                 lineno,
@@ -99,20 +174,15 @@ pub fn parse(text: &str, path: &Path, cols: Columns) -> Result<Vec<Sentence>> {
                 ),
             ));
         };
-        cur.tokens.push(tok.to_string());
-        cur.tags.push(tag.to_string());
+        self.cur.tokens.push(tok.to_string());
+        self.cur.tags.push(tag.to_string());
+        Ok(None)
     }
-    if !cur.tokens.is_empty() {
-        out.push(cur);
+
+    fn finish(&mut self) -> Option<Sentence> {
+        let done = std::mem::replace(&mut self.cur, Parser::new(self.cols).cur);
+        (!done.tokens.is_empty()).then_some(done)
     }
-    if out.is_empty() {
-        return Err(Error::input(
-            path,
-            1,
-            "no sentences; expected token and tag columns separated by blank lines",
-        ));
-    }
-    Ok(out)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,16 +327,21 @@ pub fn validate(tags: &[String], scheme: Scheme) -> Option<(usize, String)> {
 
 /// Checks every sentence; the error names the file and the line of the bad tag.
 pub fn validate_file(path: &Path, sents: &[Sentence], scheme: Scheme) -> Result<()> {
-    for s in sents {
-        if let Some((i, why)) = validate(&s.tags, scheme) {
-            return Err(Error::input(
-                path,
-                s.line + i.min(s.tags.len().saturating_sub(1)),
-                why,
-            ));
-        }
+    sents
+        .iter()
+        .try_for_each(|s| validate_sentence(path, s, scheme))
+}
+
+/// Checks one sentence read from `path`; the error names the line of the bad tag.
+pub fn validate_sentence(path: &Path, s: &Sentence, scheme: Scheme) -> Result<()> {
+    match validate(&s.tags, scheme) {
+        Some((i, why)) => Err(Error::input(
+            path,
+            s.line + i.min(s.tags.len().saturating_sub(1)),
+            why,
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -288,6 +363,30 @@ mod tests {
         let s = parse(ru, Path::new("b"), Columns { token: 1, tag: 2 }).unwrap();
         assert_eq!(s[0].tokens[0], "Петр");
         assert_eq!(s[1].tags, vec!["B-LOC"]);
+    }
+
+    #[test]
+    fn streaming_reader_matches_in_memory_parse() {
+        let t = "# c\nEU B-ORG\r\nrejects O\n\n\n-DOCSTART- O\nPeter B-PER\nx O\ny I\n";
+        let p = std::env::temp_dir().join(format!("rnnkit-conll-{}", std::process::id()));
+        std::fs::write(&p, t).unwrap();
+        let streamed: Vec<Sentence> = sentences(&p, Columns::default())
+            .unwrap()
+            .map(|s| s.unwrap())
+            .collect();
+        assert_eq!(streamed, parse(t, &p, Columns::default()).unwrap());
+        assert_eq!(streamed.len(), 2);
+        assert_eq!(streamed[1].line, 6);
+        std::fs::write(&p, "a O\nb O x\n").unwrap();
+        let e = sentences(&p, Columns::default())
+            .unwrap()
+            .find_map(|s| s.err())
+            .unwrap()
+            .to_string();
+        assert!(
+            e.ends_with(":2: 3 columns; expected 2 like the lines before"),
+            "{e}"
+        );
     }
 
     #[test]

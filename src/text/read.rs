@@ -1,8 +1,21 @@
 //! Corpus readers. Every error names the file and the line (or byte offset) and says what
 //! was expected; invalid UTF-8 is an error, never a silent lossy conversion.
+//!
+//! [`Lines`] streams a file a line at a time, so corpora larger than memory can be counted,
+//! tokenized and encoded; [`read_text`] is for the small files that are split by characters
+//! (tinyshakespeare) or read whole anyway (JSON).
 
 use crate::error::{Error, Result};
-use std::path::Path;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+fn utf8_error(path: &Path, line: usize, offset: u64) -> Error {
+    Error::input(
+        path,
+        line,
+        format!("invalid UTF-8 at byte offset {offset}; expected UTF-8 text"),
+    )
+}
 
 /// Reads a whole UTF-8 text file.
 pub fn read_text(path: &Path) -> Result<String> {
@@ -10,11 +23,7 @@ pub fn read_text(path: &Path) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         let off = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..off].iter().filter(|&&b| b == b'\n').count() + 1;
-        Error::input(
-            path,
-            line,
-            format!("invalid UTF-8 at byte offset {off}; expected UTF-8 text"),
-        )
+        utf8_error(path, line, off as u64)
     })
 }
 
@@ -22,7 +31,155 @@ pub fn read_text(path: &Path) -> Result<String> {
 pub fn read_nonempty(path: &Path) -> Result<String> {
     let s = read_text(path)?;
     if s.trim().is_empty() {
-        return Err(Error::input(path, 1, "file is empty; expected text"));
+        return Err(empty(path));
     }
     Ok(s)
+}
+
+fn empty(path: &Path) -> Error {
+    Error::input(path, 1, "file is empty; expected text")
+}
+
+/// The lines of a UTF-8 file, each with its line terminator, read one at a time.
+///
+/// Memory stays at one line whatever the file size. Each line is checked on its own, and an
+/// invalid byte is reported with its line and its offset from the start of the file. After
+/// an error the iterator ends.
+pub struct Lines {
+    path: PathBuf,
+    reader: std::io::BufReader<std::fs::File>,
+    buf: Vec<u8>,
+    /// Number of the line the next call returns (1-based).
+    line: usize,
+    /// Byte offset of that line in the file.
+    offset: u64,
+    done: bool,
+}
+
+impl Lines {
+    pub fn open(path: &Path) -> Result<Lines> {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(Lines {
+            path: path.to_path_buf(),
+            reader: std::io::BufReader::with_capacity(1 << 16, f),
+            buf: Vec::new(),
+            line: 1,
+            offset: 0,
+            done: false,
+        })
+    }
+
+    /// Like [`Lines::open`], but refuses a file with nothing but whitespace. It reads only
+    /// up to the first visible character to decide.
+    pub fn open_nonempty(path: &Path) -> Result<Lines> {
+        let mut probe = Lines::open(path)?;
+        loop {
+            match probe.next() {
+                None => return Err(empty(path)),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(l)) if !l.trim().is_empty() => break,
+                Some(Ok(_)) => {}
+            }
+        }
+        Lines::open(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Iterator for Lines {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Result<String>> {
+        if self.done {
+            return None;
+        }
+        self.buf.clear();
+        let n = match self.reader.read_until(b'\n', &mut self.buf) {
+            Ok(0) => {
+                self.done = true;
+                return None;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(Error::io(&self.path, e)));
+            }
+        };
+        let line = self.line;
+        let at = self.offset;
+        self.line += 1;
+        self.offset += n as u64;
+        match std::str::from_utf8(&self.buf) {
+            Ok(s) => Some(Ok(s.to_string())),
+            Err(e) => {
+                self.done = true;
+                Some(Err(utf8_error(
+                    &self.path,
+                    line,
+                    at + e.valid_up_to() as u64,
+                )))
+            }
+        }
+    }
+}
+
+/// One part of a corpus: a file, streamed, or text already in memory (a character split
+/// of a file, as tinyshakespeare's 90/10).
+#[derive(Clone, Debug)]
+pub enum Source {
+    File(PathBuf),
+    Memory(String),
+}
+
+impl Source {
+    /// The lines with their terminators. A file must not be empty.
+    pub fn lines(&self) -> Result<Box<dyn Iterator<Item = Result<String>> + Send + '_>> {
+        Ok(match self {
+            Source::File(p) => Box::new(Lines::open_nonempty(p)?),
+            Source::Memory(s) => Box::new(s.split_inclusive('\n').map(|l| Ok(l.to_string()))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("rnnkit-read-{}-{name}", std::process::id()));
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn lines_keep_terminators_and_match_the_whole_file() {
+        let text = "первая строка\r\nsecond\n\nlast without newline";
+        let p = tmp("ok", text.as_bytes());
+        let lines: Vec<String> = Lines::open(&p).unwrap().map(|l| l.unwrap()).collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines.concat(), read_text(&p).unwrap());
+    }
+
+    #[test]
+    fn invalid_utf8_names_line_and_file_offset() {
+        let p = tmp("bad", b"ok line\nsecond \xff line\n");
+        let mut it = Lines::open(&p).unwrap();
+        assert!(it.next().unwrap().is_ok());
+        let e = it.next().unwrap().unwrap_err().to_string();
+        assert!(e.contains(":2: invalid UTF-8 at byte offset 15"), "{e}");
+        assert!(it.next().is_none());
+        // The whole-file reader reports the same place.
+        assert_eq!(read_text(&p).unwrap_err().to_string(), e);
+    }
+
+    #[test]
+    fn open_nonempty_refuses_blank_files() {
+        let p = tmp("blank", b"  \n\n\t\n");
+        let e = Lines::open_nonempty(&p).err().unwrap().to_string();
+        assert!(e.contains("file is empty"), "{e}");
+        assert!(Lines::open_nonempty(&tmp("one", b"\nx")).is_ok());
+    }
 }

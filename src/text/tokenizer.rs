@@ -5,6 +5,7 @@
 //! saved whole inside every model that uses it (see docs/checkpoint-format.md).
 
 use crate::error::{Error, Result};
+use crate::text::read::Lines;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -96,15 +97,55 @@ fn split_words(line: &str) -> impl Iterator<Item = &str> {
 }
 
 impl Tokenizer {
-    /// Builds a tokenizer from training texts.
+    /// Builds a tokenizer from training texts held in memory.
     pub fn train(texts: &[&str], opt: &TrainOptions) -> Result<Tokenizer> {
-        if opt.kind == Kind::Bpe {
-            return Self::train_bpe(texts, opt);
+        Self::train_lines(
+            texts
+                .iter()
+                .flat_map(|t| t.split_inclusive('\n'))
+                .map(Ok::<_, Error>),
+            opt,
+        )
+    }
+
+    /// Builds a tokenizer from files, streamed a line at a time: memory holds the counts
+    /// (or BPE's word table), never the corpus. An empty file is an error.
+    pub fn train_files(paths: &[&Path], opt: &TrainOptions) -> Result<Tokenizer> {
+        let files = paths
+            .iter()
+            .map(|p| Lines::open_nonempty(p))
+            .collect::<Result<Vec<_>>>()?;
+        Self::train_lines(files.into_iter().flatten(), opt)
+    }
+
+    /// Builds a tokenizer from lines (each with its terminator); the first error ends
+    /// training and is returned. Char and word vocabularies are the same as from the whole
+    /// text, since no piece crosses a line end.
+    pub fn train_lines<S: AsRef<str> + Send>(
+        lines: impl Iterator<Item = Result<S>> + Send,
+        opt: &TrainOptions,
+    ) -> Result<Tokenizer> {
+        let mut failed = None;
+        let lines = lines.map_while(|l| l.map_err(|e| failed = Some(e)).ok());
+        let t = if opt.kind == Kind::Bpe {
+            Self::train_bpe(lines, opt)
+        } else {
+            Ok(Self::count_vocab(lines, opt))
+        };
+        match failed {
+            Some(e) => Err(e),
+            None => t,
         }
+    }
+
+    fn count_vocab<S: AsRef<str>>(lines: impl Iterator<Item = S>, opt: &TrainOptions) -> Tokenizer {
         let mut counts: HashMap<String, usize> = HashMap::new();
-        for text in texts {
-            Self::pieces(opt.kind, text, |p| {
-                *counts.entry(p.to_string()).or_default() += 1
+        for line in lines {
+            Self::pieces(opt.kind, line.as_ref(), |p| match counts.get_mut(p) {
+                Some(c) => *c += 1,
+                None => {
+                    counts.insert(p.to_string(), 1);
+                }
             });
         }
         let specials: &[&str] = match opt.kind {
@@ -122,10 +163,13 @@ impl Tokenizer {
             .max_size
             .map_or(usize::MAX, |m| m.saturating_sub(vocab.len()));
         vocab.extend(words.into_iter().take(room).map(|(w, _)| w));
-        Ok(Self::from_vocab(opt.kind, vocab, None))
+        Self::from_vocab(opt.kind, vocab, None)
     }
 
-    fn train_bpe(texts: &[&str], opt: &TrainOptions) -> Result<Tokenizer> {
+    fn train_bpe<S: AsRef<str> + Send>(
+        lines: impl Iterator<Item = S> + Send,
+        opt: &TrainOptions,
+    ) -> Result<Tokenizer> {
         use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
         use tokenizers::pre_tokenizers::byte_level::ByteLevel;
         use tokenizers::{
@@ -159,11 +203,7 @@ impl Tokenizer {
         .with_decoder(Some(ByteLevel::new(false, true, true).into()))
         .build()
         .map_err(err)?;
-        tk.train(
-            &mut trainer,
-            texts.iter().flat_map(|t| t.split_inclusive('\n')),
-        )
-        .map_err(err)?;
+        tk.train(&mut trainer, lines).map_err(err)?;
         let tk: tokenizers::Tokenizer = tk.into();
         let json = tk.to_string(false).map_err(err)?;
         Self::from_bpe_json(&json, Path::new("<trained>"))
@@ -258,6 +298,26 @@ impl Tokenizer {
         let mut ids = Vec::new();
         Self::pieces(self.kind, text, |p| ids.push(self.id(p).unwrap_or(unk)));
         ids
+    }
+
+    /// A file → ids, streamed: each line (with its terminator) is encoded on its own, the
+    /// way BPE was trained. For char and word tokenizers that equals encoding the whole
+    /// text; byte-level BPE can differ from one whole-text encode only where a run of
+    /// spaces ends a line.
+    pub fn encode_file(&self, path: &Path) -> Result<Vec<u32>> {
+        self.encode_lines(Lines::open_nonempty(path)?)
+    }
+
+    /// Lines (each with its terminator) → ids; the first error is returned.
+    pub fn encode_lines<S: AsRef<str>>(
+        &self,
+        lines: impl Iterator<Item = Result<S>>,
+    ) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        for line in lines {
+            ids.extend(self.encode(line?.as_ref()));
+        }
+        Ok(ids)
     }
 
     /// Ids → text. Words are joined by spaces; PTB's `<eos>` becomes a newline.
@@ -414,5 +474,36 @@ mod tests {
         assert_eq!(t.decode(&t.encode(text)), text);
         let back = Tokenizer::from_json(&t.to_json(), Path::new("x")).unwrap();
         assert_eq!(back.encode(text), t.encode(text));
+    }
+
+    #[test]
+    fn streaming_from_files_matches_training_in_memory() {
+        let text = "the cat, sat\n\nна ковре \r\nthe end";
+        let p = std::env::temp_dir().join(format!("rnnkit-tok-{}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        for kind in [Kind::Char, Kind::Word, Kind::Ptb, Kind::Bpe] {
+            let o = TrainOptions {
+                kind,
+                min_freq: 1,
+                max_size: Some(280),
+            };
+            let mem = Tokenizer::train(&[text], &o).unwrap();
+            let streamed = Tokenizer::train_files(&[&p], &o).unwrap();
+            assert_eq!(mem.vocab, streamed.vocab, "{kind:?}");
+            let ids = streamed.encode_file(&p).unwrap();
+            if kind != Kind::Bpe {
+                assert_eq!(ids, mem.encode(text), "{kind:?}");
+            }
+            if matches!(kind, Kind::Char | Kind::Bpe) {
+                assert_eq!(streamed.decode(&ids), text, "{kind:?}");
+            }
+        }
+        std::fs::write(&p, b"fine\nbad \xc3(\n").unwrap();
+        let o = opts(Kind::Word);
+        let e = Tokenizer::train_files(&[&p], &o).unwrap_err().to_string();
+        assert!(e.contains(":2: invalid UTF-8 at byte offset 9"), "{e}");
+        std::fs::write(&p, "\n \n").unwrap();
+        let e = Tokenizer::train_files(&[&p], &o).unwrap_err().to_string();
+        assert!(e.contains("file is empty"), "{e}");
     }
 }
