@@ -126,7 +126,7 @@ pub fn run(c: TokCmd) -> anyhow::Result<()> {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for line in Lines::open(&a.input)? {
                 let line = line?;
-                let line = line.trim_end_matches(['\n', '\r']);
+                let line = rnnkit::text::read::strip_eol(&line);
                 writeln!(out, "{}", serde_json::to_string(&t.encode(line))?)?;
             }
             Ok(())
@@ -148,7 +148,7 @@ pub fn run(c: TokCmd) -> anyhow::Result<()> {
                 sentences = 0;
                 for l in Lines::open_nonempty(&a.eval)? {
                     let l = l?;
-                    let l = l.trim_end_matches(['\n', '\r']);
+                    let l = rnnkit::text::read::strip_eol(&l);
                     if l.trim().is_empty() {
                         continue;
                     }

@@ -128,7 +128,7 @@ impl Parser {
 
     /// Takes one line (terminator optional); returns a sentence when a blank line ends one.
     fn line(&mut self, raw: &str, lineno: usize, path: &Path) -> Result<Option<Sentence>> {
-        let line = raw.trim_end_matches(['\n', '\r']);
+        let line = super::read::strip_eol(raw);
         if line.trim().is_empty() {
             let next = Sentence {
                 tokens: Vec::new(),

@@ -1,56 +1,63 @@
 //! Readers for parallel text, labelled sentences and pretrained word vectors.
 
+use super::read::{strip_eol, Lines};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Line-aligned source and target files; differing line counts are an error.
+/// The lines of a non-empty file without their terminators, numbered from 1.
+fn numbered(path: &Path) -> Result<impl Iterator<Item = Result<(usize, String)>>> {
+    Ok(Lines::open_nonempty(path)?
+        .enumerate()
+        .map(|(i, l)| l.map(|l| (i + 1, strip_eol(&l).to_string()))))
+}
+
+/// Line-aligned source and target files, read in step; differing line counts are an error.
 pub fn read_parallel(src: &Path, tgt: &Path) -> Result<Vec<(String, String)>> {
-    let (a, b) = (
-        super::read::read_nonempty(src)?,
-        super::read::read_nonempty(tgt)?,
-    );
-    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
-    if la.len() != lb.len() {
-        return Err(Error::input(
-            tgt,
-            lb.len().min(la.len()) + 1,
-            format!(
-                "{} lines, but {} has {}; expected line-aligned files",
-                lb.len(),
-                src.display(),
-                la.len()
-            ),
-        ));
+    let (mut a, mut b) = (numbered(src)?, numbered(tgt)?);
+    let mut out = Vec::new();
+    loop {
+        match (a.next().transpose()?, b.next().transpose()?) {
+            (Some((_, s)), Some((_, t))) => out.push((s, t)),
+            (None, None) => return Ok(out),
+            (rest_a, rest_b) => {
+                let la = out.len() + rest_a.is_some() as usize + a.count();
+                let lb = out.len() + rest_b.is_some() as usize + b.count();
+                return Err(Error::input(
+                    tgt,
+                    out.len() + 1,
+                    format!(
+                        "{lb} lines, but {} has {la}; expected line-aligned files",
+                        src.display()
+                    ),
+                ));
+            }
+        }
     }
-    Ok(la
-        .into_iter()
-        .zip(lb)
-        .map(|(s, t)| (s.to_string(), t.to_string()))
-        .collect())
 }
 
 /// One TSV file of `source<TAB>target` pairs.
 pub fn read_parallel_tsv(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = super::read::read_nonempty(path)?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| match l.split_once('\t') {
-            Some((s, t)) if !t.contains('\t') => Ok((s.to_string(), t.to_string())),
-            _ => Err(Error::input(
-                path,
-                i + 1,
-                "expected exactly two tab-separated columns (source, target)",
-            )),
+    numbered(path)?
+        .map(|l| {
+            let (i, l) = l?;
+            match l.split_once('\t') {
+                Some((s, t)) if !t.contains('\t') => Ok((s.to_string(), t.to_string())),
+                _ => Err(Error::input(
+                    path,
+                    i,
+                    "expected exactly two tab-separated columns (source, target)",
+                )),
+            }
         })
         .collect()
 }
 
 /// A TSV with a header naming a `sentence` and a `label` column (GLUE's SST-2 layout).
 pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = super::read::read_nonempty(path)?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
+    let mut lines = numbered(path)?;
+    let header = lines.next().transpose()?.map(|l| l.1).unwrap_or_default();
+    let header: Vec<&str> = header.split('\t').collect();
     let col = |name: &str| header.iter().position(|h| h.trim() == name);
     let (Some(si), Some(li)) = (col("sentence"), col("label")) else {
         return Err(Error::input(
@@ -62,23 +69,27 @@ pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>> {
             ),
         ));
     };
-    lines
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let f: Vec<&str> = l.split('\t').collect();
-            match (f.get(si), f.get(li)) {
-                (Some(s), Some(lab)) if f.len() == header.len() => {
-                    Ok((s.trim_end().to_string(), lab.trim().to_string()))
-                }
-                _ => Err(Error::input(
-                    path,
-                    i + 2,
-                    format!("{} columns; expected {}", f.len(), header.len()),
-                )),
+    let mut out = Vec::new();
+    for l in lines {
+        let (i, l) = l?;
+        if l.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = l.split('\t').collect();
+        match (f.get(si), f.get(li)) {
+            (Some(s), Some(lab)) if f.len() == header.len() => {
+                out.push((s.trim_end().to_string(), lab.trim().to_string()))
             }
-        })
-        .collect()
+            _ => {
+                return Err(Error::input(
+                    path,
+                    i,
+                    format!("{} columns; expected {}", f.len(), header.len()),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Word vectors in word2vec/GloVe text format, with or without the `count dim` header.
@@ -91,32 +102,31 @@ pub struct Vectors {
 }
 
 pub fn read_vectors(path: &Path) -> Result<Vectors> {
-    let text = super::read::read_nonempty(path)?;
-    let mut lines = text.lines().enumerate().peekable();
     let mut dim = None;
-    if let Some((_, first)) = lines.peek() {
-        let f: Vec<&str> = first.split_whitespace().collect();
-        if f.len() == 2 && f.iter().all(|x| x.parse::<usize>().is_ok()) {
-            dim = f[1].parse().ok();
-            lines.next();
-        }
-    }
     let mut v = Vectors {
         dim: 0,
         index: HashMap::new(),
         data: Vec::new(),
     };
-    for (i, l) in lines {
+    for l in numbered(path)? {
+        let (i, l) = l?;
+        if i == 1 {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() == 2 && f.iter().all(|x| x.parse::<usize>().is_ok()) {
+                dim = f[1].parse().ok();
+                continue;
+            }
+        }
         let mut f = l.split_whitespace();
         let Some(word) = f.next() else { continue };
         let vals: std::result::Result<Vec<f32>, _> = f.map(str::parse::<f32>).collect();
         let vals =
-            vals.map_err(|_| Error::input(path, i + 1, "expected a word followed by numbers"))?;
+            vals.map_err(|_| Error::input(path, i, "expected a word followed by numbers"))?;
         let d = *dim.get_or_insert(vals.len());
         if vals.len() != d || d == 0 {
             return Err(Error::input(
                 path,
-                i + 1,
+                i,
                 format!("{} numbers; expected {d}", vals.len()),
             ));
         }

@@ -126,6 +126,12 @@ impl Iterator for Lines {
     }
 }
 
+/// A line without its `\n` or `\r\n`.
+pub fn strip_eol(line: &str) -> &str {
+    line.strip_suffix('\n')
+        .map_or(line, |l| l.strip_suffix('\r').unwrap_or(l))
+}
+
 /// One part of a corpus: a file, streamed, or text already in memory (a character split
 /// of a file, as tinyshakespeare's 90/10).
 #[derive(Clone, Debug)]
