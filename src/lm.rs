@@ -50,7 +50,7 @@ impl LmConfig {
         if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.rnn.dropout) {
             return Err("dropout must be in [0, 1)".into());
         }
-        Ok(())
+        self.rnn.validate()
     }
 }
 
@@ -528,7 +528,7 @@ impl Stepper {
     pub fn new(model: &LanguageModel) -> Stepper {
         let kind = model.cfg.rnn.cell;
         let g = kind.gates() * model.cfg.rnn.hidden;
-        let layers = if kind.folds_hidden_bias() {
+        let layers = if kind.folds_hidden_bias() && !model.cfg.rnn.cell_norm {
             model
                 .rnn
                 .dirs
@@ -589,20 +589,34 @@ impl Stepper {
             } else {
                 &mut []
             };
-            step_forward(
-                kind,
-                hsz,
-                StepFwd {
-                    xg: &self.xg,
-                    hg: &self.hg,
-                    h_prev: &self.xh[i..],
-                    h: &mut state.h[hrange.clone()],
-                    c,
-                    gates: &mut self.gates,
-                    hn: &mut self.hn,
-                    active: &[true],
-                },
-            );
+            if let Some(ln) = &dir.ln {
+                // Ba et al.: normalise the two projections before the biases.
+                matvec(&mut self.xg, &dir.w_ih.w, &self.xh[..i], false);
+                matvec(&mut self.hg, &dir.w_hh.w, &self.xh[i..], false);
+                ln.ih.forward(&mut self.xg);
+                ln.hh.forward(&mut self.hg);
+                for (k, g) in self.gates.iter_mut().enumerate() {
+                    *g = self.xg[k] + self.hg[k] + dir.b_ih.w[k] + dir.b_hh.w[k];
+                }
+                let mut tc = vec![0.0; hsz];
+                let h = &mut state.h[hrange.clone()];
+                crate::engine::lnlstm::step(&ln.c, &mut self.gates, c, h, &mut tc, &[true]);
+            } else {
+                step_forward(
+                    kind,
+                    hsz,
+                    StepFwd {
+                        xg: &self.xg,
+                        hg: &self.hg,
+                        h_prev: &self.xh[i..],
+                        h: &mut state.h[hrange.clone()],
+                        c,
+                        gates: &mut self.gates,
+                        hn: &mut self.hn,
+                        active: &[true],
+                    },
+                );
+            }
             self.out.clear();
             self.out.extend_from_slice(&state.h[hrange]);
             if model.rnn.residual_at(l) {
@@ -643,14 +657,16 @@ mod tests {
     /// The batch-1 decoder gives the logits of the full forward pass, step by step.
     #[test]
     fn stepper_matches_sequence_forward() {
-        for (cell, norm, residual) in [
-            (CellKind::Lstm, NormKind::None, false),
-            (CellKind::Gru, NormKind::Layer, true),
-            (CellKind::Rnn, NormKind::None, true),
+        for (cell, norm, residual, cell_norm) in [
+            (CellKind::Lstm, NormKind::None, false, false),
+            (CellKind::Gru, NormKind::Layer, true, false),
+            (CellKind::Rnn, NormKind::None, true, false),
+            (CellKind::Lstm, NormKind::Batch, true, true),
         ] {
             let mut rnn = RnnConfig::new(cell, 8, 8, 2);
             rnn.norm = norm;
             rnn.residual = residual;
+            rnn.cell_norm = cell_norm;
             let cfg = LmConfig {
                 vocab: 11,
                 embed: 8,

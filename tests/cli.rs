@@ -204,6 +204,37 @@ fn train_eval_generate_and_outputs() {
     assert_eq!(last_json(&o2)["text"], g["text"], "same seed, same sample");
 }
 
+/// The layer-normalised LSTM trains, evaluates (the loss `lm eval` computes from the saved
+/// file equals the one training reported) and generates; other cells are refused with it.
+#[test]
+fn layer_normalised_lstm_end_to_end() {
+    let d = tmp("cellnorm");
+    let (t, v) = corpus(&d);
+    let out = d.join("run");
+    let (ts, vs, os) = (
+        t.to_str().unwrap(),
+        v.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let mut args = train_args(ts, vs, os);
+    args.extend(["--epochs", "2", "--cell-norm"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let valid = last_json(&o)["valid_loss"].as_f64().unwrap();
+    let model = out.join("model.safetensors");
+    let m = model.to_str().unwrap();
+    let o = run(&["lm", "eval", "--model", m, "--data", vs, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = last_json(&o)["loss"].as_f64().unwrap();
+    assert!((e - valid).abs() < 1e-4 * valid, "eval {e} vs training's {valid}");
+    let o = run(&["lm", "generate", "--model", m, "--max-tokens", "8", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(last_json(&o)["tokens"], 8);
+    let mut args = train_args(ts, vs, os);
+    args.extend(["--cell", "gru", "--cell-norm"]);
+    assert_user_error(&run(&args), "implemented for lstm, not gru");
+}
+
 /// A run stopped part-way and resumed ends with the same weights as an uninterrupted run.
 #[test]
 fn resume_matches_uninterrupted_run() {

@@ -63,6 +63,11 @@ pub struct ModelArgs {
     /// Normalisation between layers: none, layer or batch.
     #[arg(long)]
     pub norm: Option<String>,
+    /// Layer normalisation inside each LSTM cell (Ba et al. 2016): both gate projections
+    /// and the cell state.
+    #[arg(long)]
+    #[serde(default)]
+    pub cell_norm: bool,
     /// Skip connections between stacked layers of equal width.
     #[arg(long)]
     pub residual: bool,
@@ -353,6 +358,7 @@ pub fn lm_config(m: &ModelArgs, vocab: usize) -> anyhow::Result<LmConfig> {
     rnn.dropout_kind = dropout_kind;
     rnn.residual = m.residual;
     rnn.norm = norm;
+    rnn.cell_norm = m.cell_norm;
     let cfg = LmConfig {
         vocab,
         embed,

@@ -9,6 +9,7 @@ pub mod dropout;
 pub mod embedding;
 pub mod init;
 pub mod linear;
+pub mod lnlstm;
 pub mod loss;
 pub mod norm;
 pub mod ops;

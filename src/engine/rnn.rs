@@ -14,6 +14,7 @@
 use super::cell::{step_backward, step_forward, CellKind, StepBwd, StepFwd};
 use super::dropout::{self, DropoutKind, Mask};
 use super::init::{self, Init};
+use super::lnlstm::{CellNorm, LnCache};
 use super::norm::{BatchNorm, LayerNorm, NormCache, NormKind};
 use super::ops::{add_bias_rows, matmul, matmul_strided, sum_rows_into, threads};
 use super::param::{Module, Param};
@@ -31,6 +32,8 @@ pub struct RnnDir {
     pub w_hh: Param,
     pub b_ih: Param,
     pub b_hh: Param,
+    /// Layer normalisation inside the cell (LSTM only; see [`super::lnlstm`]).
+    pub ln: Option<CellNorm>,
 }
 
 /// Recurrent state of one or more layers: h and (LSTM) c, each `[n, B, H]`.
@@ -58,19 +61,32 @@ pub fn active_mask(t: usize, b: usize, lengths: Option<&[usize]>) -> Vec<bool> {
 /// contiguous and the weight-gradient GEMMs read them as one matrix.
 #[derive(Clone, Debug, Default)]
 pub struct DirCache {
-    t: usize,
-    b: usize,
-    /// Input `[T, B, I]`, in processing order.
-    x: Vec<f32>,
+    pub(crate) t: usize,
+    pub(crate) b: usize,
+    /// Input `[T, B, I]`, in processing order (LN-LSTM: time order).
+    pub(crate) x: Vec<f32>,
     /// States `[T+1, B, H]`: slot s is the state before step s, slot T the final one.
-    hs: Vec<f32>,
+    pub(crate) hs: Vec<f32>,
     /// LSTM cell states `[T+1, B, H]`, same convention.
-    cs: Vec<f32>,
+    pub(crate) cs: Vec<f32>,
     /// Post-activation gates `[T, B, G·H]`; GRU's W_hn h + b_hn `[T, B, H]`.
-    gates: Vec<f32>,
+    pub(crate) gates: Vec<f32>,
     hn: Vec<f32>,
     /// `[T, B]` by real time τ: is step τ a real token of sequence b.
-    active: Vec<bool>,
+    pub(crate) active: Vec<bool>,
+    /// LN-LSTM only: the normalisations' caches.
+    pub(crate) ln: Option<Box<LnCache>>,
+}
+
+impl DirCache {
+    pub(crate) fn new(t: usize, b: usize, active: &[bool]) -> DirCache {
+        DirCache {
+            t,
+            b,
+            active: active.to_vec(),
+            ..Default::default()
+        }
+    }
 }
 
 /// A buffer shared by the threads of one time loop, each of which writes only the
@@ -228,6 +244,7 @@ impl RnnDir {
             w_hh: p("weight_hh", &[g, hidden]),
             b_ih: p("bias_ih", &[g]),
             b_hh: p("bias_hh", &[g]),
+            ln: None,
         }
     }
 
@@ -314,6 +331,9 @@ impl RnnDir {
         y_off: usize,
         keep: bool,
     ) -> DirCache {
+        if self.ln.is_some() {
+            return self.forward_ln(x, t, b, active, h, c, y, y_stride, y_off);
+        }
         let (hs, gates, i) = (self.hidden, self.kind.gates(), self.input());
         let g = gates * hs;
         let lstm = self.kind.has_cell_state();
@@ -350,6 +370,7 @@ impl RnnDir {
                 Vec::new()
             },
             active: active.to_vec(),
+            ln: None,
         };
         if keep {
             cache.x = if self.reverse {
@@ -479,6 +500,21 @@ impl RnnDir {
         dx: &mut [f32],
         dx_accumulate: bool,
     ) {
+        if let Some(mut ln) = self.ln.take() {
+            self.backward_ln(
+                &mut ln,
+                cache,
+                dy,
+                dy_stride,
+                dy_off,
+                dh,
+                dc,
+                dx,
+                dx_accumulate,
+            );
+            self.ln = Some(ln);
+            return;
+        }
         let (t, b) = (cache.t, cache.b);
         let (hs, gates, i) = (self.hidden, self.kind.gates(), self.input());
         let g = gates * hs;
@@ -680,12 +716,18 @@ impl Module for RnnDir {
         f(&self.w_hh);
         f(&self.b_ih);
         f(&self.b_hh);
+        if let Some(ln) = &self.ln {
+            ln.visit(f);
+        }
     }
     fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
         f(&mut self.w_ih);
         f(&mut self.w_hh);
         f(&mut self.b_ih);
         f(&mut self.b_hh);
+        if let Some(ln) = &mut self.ln {
+            ln.visit_mut(f);
+        }
     }
 }
 
@@ -704,6 +746,9 @@ pub struct RnnConfig {
     pub residual: bool,
     /// Normalisation of each layer's output.
     pub norm: NormKind,
+    /// Layer normalisation inside each LSTM cell (Ba et al. 2016; [`super::lnlstm`]).
+    #[serde(default)]
+    pub cell_norm: bool,
 }
 
 impl RnnConfig {
@@ -718,6 +763,7 @@ impl RnnConfig {
             dropout_kind: DropoutKind::Standard,
             residual: false,
             norm: NormKind::None,
+            cell_norm: false,
         }
     }
 
@@ -731,6 +777,17 @@ impl RnnConfig {
 
     pub fn output(&self) -> usize {
         self.hidden * self.dirs()
+    }
+
+    /// Refuses combinations the layers do not implement.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cell_norm && self.cell != CellKind::Lstm {
+            return Err(format!(
+                "layer normalisation inside the cell (Ba et al. 2016) is implemented for lstm, not {}",
+                format!("{:?}", self.cell).to_lowercase()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -781,6 +838,10 @@ impl Rnn {
                 let suffix = format!("_l{l}{}", if d == 1 { "_reverse" } else { "" });
                 let mut dir = RnnDir::new(prefix, &suffix, cfg.cell, input, cfg.hidden, d == 1);
                 dir.init(scheme, forget_bias, rng);
+                if cfg.cell_norm {
+                    assert!(cfg.validate().is_ok(), "cell_norm needs an LSTM");
+                    dir.ln = Some(CellNorm::new(prefix, &suffix, cfg.hidden));
+                }
                 dirs.push(dir);
             }
             let np = format!("{prefix}_norm.{l}");
