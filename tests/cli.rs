@@ -226,8 +226,19 @@ fn layer_normalised_lstm_end_to_end() {
     let o = run(&["lm", "eval", "--model", m, "--data", vs, "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let e = last_json(&o)["loss"].as_f64().unwrap();
-    assert!((e - valid).abs() < 1e-4 * valid, "eval {e} vs training's {valid}");
-    let o = run(&["lm", "generate", "--model", m, "--max-tokens", "8", "--json"]);
+    assert!(
+        (e - valid).abs() < 1e-4 * valid,
+        "eval {e} vs training's {valid}"
+    );
+    let o = run(&[
+        "lm",
+        "generate",
+        "--model",
+        m,
+        "--max-tokens",
+        "8",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(last_json(&o)["tokens"], 8);
     let mut args = train_args(ts, vs, os);

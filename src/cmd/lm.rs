@@ -33,7 +33,7 @@ pub enum Preset {
     ZarembaSmall,
     /// Zaremba et al. 2014 medium: 2×650 LSTM, dropout 0.5, 35 steps, lr 1 / 1.2 after epoch 6, 39 epochs.
     ZarembaMedium,
-    /// 2×512 character LSTM on tinyshakespeare: batch 64, 100 steps, Adam 2e-3, dropout 0.2 between layers.
+    /// 2×512 character LSTM on tinyshakespeare: batch 64, 100 steps, Adam 2e-3 halved each epoch after the fourth, dropout 0.2 between layers.
     CharShakespeare,
 }
 
@@ -276,6 +276,9 @@ pub fn apply_preset(a: &mut TrainArgs) {
             def!(m.layer_dropout, 0.2);
             def!(a.optim, "adam".into());
             def!(a.lr, 2e-3);
+            // Halving the rate each epoch after the fourth took the 20-minute validation
+            // loss from 1.452 (constant rate) to 1.431; see docs/results.md.
+            def!(a.schedule, "step:4:2".into());
             def!(a.clip, 5.0);
             def!(a.batch_size, 64);
             def!(a.bptt, 100);

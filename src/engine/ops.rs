@@ -99,35 +99,139 @@ pub fn matmul(
     let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
     let t = threads();
-    let par = if t > 1 && (m * n * k) >= 48 * 48 * 48 {
-        gemm::Parallelism::Rayon(t)
-    } else {
-        gemm::Parallelism::None
-    };
+    if t > 1 && (m * n * k) >= 48 * 48 * 48 && m.max(n) >= 32 * t {
+        // Split C into t blocks along its longer side and give each thread one
+        // single-threaded product. Measured here against gemm's own threading on the shapes
+        // of an LM step (2 threads): equal or faster on every one, and 1.35× on the
+        // decoder's dX = dlogits · W (k = vocab), where gemm's split of k-heavy products lags.
+        let split_m = m >= n;
+        let len = if split_m { m } else { n };
+        let part = len.div_ceil(t).div_ceil(16) * 16;
+        let (cp, ap, bp) = (
+            SendPtr(c.as_mut_ptr()),
+            a.as_ptr() as usize,
+            b.as_ptr() as usize,
+        );
+        use rayon::prelude::*;
+        (0..t).into_par_iter().for_each(|p| {
+            let lo = (p * part).min(len);
+            let hi = ((p + 1) * part).min(len);
+            if lo == hi {
+                return;
+            }
+            // SAFETY: block p writes rows (or columns) lo..hi of c only; the asserts above
+            // bound every read of a and b.
+            unsafe {
+                if split_m {
+                    let a = (ap as *const f32).offset(lo as isize * a_rs);
+                    gemm_raw(
+                        hi - lo,
+                        n,
+                        k,
+                        cp.ptr().add(lo * n),
+                        n,
+                        accumulate,
+                        a,
+                        a_rs,
+                        a_cs,
+                        bp as *const f32,
+                        b_rs,
+                        b_cs,
+                    );
+                } else {
+                    let b = (bp as *const f32).offset(lo as isize * b_cs);
+                    gemm_raw(
+                        m,
+                        hi - lo,
+                        k,
+                        cp.ptr().add(lo),
+                        n,
+                        accumulate,
+                        ap as *const f32,
+                        a_rs,
+                        a_cs,
+                        b,
+                        b_rs,
+                        b_cs,
+                    );
+                }
+            }
+        });
+        return;
+    }
     // SAFETY: the asserts above bound every index gemm touches given these strides.
     unsafe {
-        gemm::gemm(
+        gemm_raw(
             m,
             n,
             k,
             c.as_mut_ptr(),
-            1,
-            n as isize,
+            n,
             accumulate,
             a.as_ptr(),
-            a_cs,
             a_rs,
+            a_cs,
             b.as_ptr(),
-            b_cs,
             b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
+            b_cs,
         );
     }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: each thread writes a disjoint block through it (see `matmul`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// Through a method, so closures capture the whole (Send) wrapper, not its field.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// One single-threaded `gemm` call: `c[m,n]` (row stride `c_rs`) (+)= a · b with the
+/// given row/column strides.
+///
+/// # Safety
+/// Every element the strides reach must lie inside its allocation.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut f32,
+    c_rs: usize,
+    accumulate: bool,
+    a: *const f32,
+    a_rs: isize,
+    a_cs: isize,
+    b: *const f32,
+    b_rs: isize,
+    b_cs: isize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        1,
+        c_rs as isize,
+        accumulate,
+        a,
+        a_cs,
+        a_rs,
+        b,
+        b_cs,
+        b_rs,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// Single-threaded `c (+)= a · b` with explicit row/column strides, for the products
@@ -159,26 +263,19 @@ pub fn matmul_strided(
     );
     // SAFETY: the assert bounds the last element each operand's strides reach.
     unsafe {
-        gemm::gemm(
+        gemm_raw(
             m,
             n,
             k,
             c.as_mut_ptr(),
-            1,
-            c_rs as isize,
+            c_rs,
             accumulate,
             a.as_ptr(),
-            a_cs as isize,
             a_rs as isize,
+            a_cs as isize,
             b.as_ptr(),
-            b_cs as isize,
             b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            b_cs as isize,
         );
     }
 }

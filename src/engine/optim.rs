@@ -2,6 +2,7 @@
 //! schedules, with PyTorch's update rules so recipes transfer unchanged.
 
 use super::param::{Module, Param};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,25 +80,36 @@ impl Optimizer {
     }
 }
 
+/// Elements per parallel task in the updates: large enough to amortise scheduling, and
+/// fixed, so that results do not depend on the thread count.
+const CHUNK: usize = 1 << 14;
+
 fn update_one(kind: OptimKind, lr: f32, t: i32, p: &mut Param, m: &mut Vec<f32>, v: &mut Vec<f32>) {
+    // Every update is elementwise, so splitting it over threads changes no result.
+    let n = p.w.len();
+    let (w, g) = (p.w.par_chunks_mut(CHUNK), p.g.par_chunks(CHUNK));
     match kind {
         OptimKind::Sgd { momentum } => {
             if momentum == 0.0 {
-                for (w, g) in p.w.iter_mut().zip(&p.g) {
-                    *w -= lr * g;
-                }
+                w.zip(g).for_each(|(w, g)| {
+                    w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g);
+                });
             } else {
-                if m.is_empty() {
+                let first = m.is_empty();
+                if first {
                     // PyTorch seeds the buffer with the first gradient.
                     *m = p.g.clone();
-                } else {
-                    for (b, g) in m.iter_mut().zip(&p.g) {
-                        *b = momentum * *b + g;
-                    }
                 }
-                for (w, b) in p.w.iter_mut().zip(m.iter()) {
-                    *w -= lr * b;
-                }
+                w.zip(g)
+                    .zip(m.par_chunks_mut(CHUNK))
+                    .for_each(|((w, g), m)| {
+                        for ((w, g), b) in w.iter_mut().zip(g).zip(m) {
+                            if !first {
+                                *b = momentum * *b + g;
+                            }
+                            *w -= lr * *b;
+                        }
+                    });
             }
         }
         OptimKind::Adam {
@@ -114,23 +126,28 @@ fn update_one(kind: OptimKind, lr: f32, t: i32, p: &mut Param, m: &mut Vec<f32>,
         } => {
             let decoupled = matches!(kind, OptimKind::AdamW { .. });
             if m.is_empty() {
-                *m = vec![0.0; p.len()];
-                *v = vec![0.0; p.len()];
+                *m = vec![0.0; n];
+                *v = vec![0.0; n];
             }
             let bc1 = 1.0 - beta1.powi(t);
             let bc2 = 1.0 - beta2.powi(t);
             let step = lr / bc1;
-            for j in 0..p.w.len() {
-                let mut g = p.g[j];
-                if decoupled {
-                    p.w[j] *= 1.0 - lr * weight_decay;
-                } else if weight_decay != 0.0 {
-                    g += weight_decay * p.w[j];
-                }
-                m[j] = beta1 * m[j] + (1.0 - beta1) * g;
-                v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
-                p.w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
-            }
+            w.zip(g)
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .for_each(|(((w, g), m), v)| {
+                    for j in 0..w.len() {
+                        let mut g = g[j];
+                        if decoupled {
+                            w[j] *= 1.0 - lr * weight_decay;
+                        } else if weight_decay != 0.0 {
+                            g += weight_decay * w[j];
+                        }
+                        m[j] = beta1 * m[j] + (1.0 - beta1) * g;
+                        v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
+                        w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
+                    }
+                });
         }
     }
 }
@@ -141,15 +158,39 @@ pub fn clip_grad_norm(model: &mut dyn Module, max_norm: f32) -> f32 {
     let mut sq = 0f64;
     model.visit(&mut |p| {
         if !p.frozen {
-            sq += p.g.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>();
+            sq += sum_squares(&p.g);
         }
     });
     let norm = sq.sqrt() as f32;
     if max_norm > 0.0 && norm > max_norm {
         let s = max_norm / (norm + 1e-6);
-        model.visit_mut(&mut |p| p.g.iter_mut().for_each(|g| *g *= s));
+        model.visit_mut(&mut |p| {
+            p.g.par_chunks_mut(CHUNK)
+                .for_each(|g| g.iter_mut().for_each(|g| *g *= s))
+        });
     }
     norm
+}
+
+/// Σ x² in f64. Blocks of [`CHUNK`] are summed in parallel, each with 16 f32 lanes (so it
+/// vectorises) folded into f64, and the block sums are added in order: the result is the
+/// same for any thread count.
+fn sum_squares(x: &[f32]) -> f64 {
+    x.par_chunks(CHUNK)
+        .map(|c| {
+            let mut lanes = [0f32; 16];
+            let mut it = c.chunks_exact(16);
+            for v in &mut it {
+                for (l, x) in lanes.iter_mut().zip(v) {
+                    *l += x * x;
+                }
+            }
+            let tail: f64 = it.remainder().iter().map(|&x| (x * x) as f64).sum();
+            lanes.iter().map(|&l| l as f64).sum::<f64>() + tail
+        })
+        .collect::<Vec<f64>>()
+        .iter()
+        .sum()
 }
 
 /// Learning-rate schedule, applied at the start of each epoch (1-based).
