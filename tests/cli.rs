@@ -46,6 +46,15 @@ fn corpus(dir: &Path) -> (PathBuf, PathBuf) {
     (t, v)
 }
 
+/// A fresh folder with the small corpus: (run dir, train, valid, run dir as text).
+fn run_dir(name: &str) -> (PathBuf, String, String, String) {
+    let d = tmp(name);
+    let (t, v) = corpus(&d);
+    let out = d.join("run");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    (out.clone(), s(&t), s(&v), s(&out))
+}
+
 fn last_json(o: &Output) -> serde_json::Value {
     let s = String::from_utf8_lossy(&o.stdout);
     let line = s
@@ -118,15 +127,9 @@ fn help_on_every_command() {
 
 #[test]
 fn train_eval_generate_and_outputs() {
-    let d = tmp("train");
-    let (t, v) = corpus(&d);
-    let out = d.join("run");
-    let (ts, vs, os) = (
-        t.to_str().unwrap(),
-        v.to_str().unwrap(),
-        out.to_str().unwrap(),
-    );
-    let mut args = train_args(ts, vs, os);
+    let (out, ts, vs, os) = run_dir("train");
+    let (vs, os) = (vs.as_str(), os.as_str());
+    let mut args = train_args(&ts, vs, os);
     args.extend(["--epochs", "2"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -208,14 +211,8 @@ fn train_eval_generate_and_outputs() {
 /// file equals the one training reported) and generates; other cells are refused with it.
 #[test]
 fn layer_normalised_lstm_end_to_end() {
-    let d = tmp("cellnorm");
-    let (t, v) = corpus(&d);
-    let out = d.join("run");
-    let (ts, vs, os) = (
-        t.to_str().unwrap(),
-        v.to_str().unwrap(),
-        out.to_str().unwrap(),
-    );
+    let (out, ts, vs, os) = run_dir("cellnorm");
+    let (ts, vs, os) = (ts.as_str(), vs.as_str(), os.as_str());
     let mut args = train_args(ts, vs, os);
     args.extend(["--epochs", "2", "--cell-norm"]);
     let o = run(&args);
