@@ -367,21 +367,49 @@ pub fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (fast_exp(2.0 * x) + 1.0)
 }
 
-/// Adds `bias[n]` to every row of `x[rows, n]`.
+/// Below this many elements the row passes run on the calling thread: they are also called
+/// on a step's small buffers inside the time loop, whose threads are not the pool's.
+const PAR_ELEMS: usize = 1 << 18;
+
+/// `x [n, f] += bias [f]` on every row; rows are split over the pool when large.
 pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
-    for row in x.chunks_exact_mut(bias.len()) {
-        for (v, b) in row.iter_mut().zip(bias) {
-            *v += b;
+    use rayon::prelude::*;
+    let add = |rows: &mut [f32]| {
+        for row in rows.chunks_exact_mut(bias.len()) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
         }
+    };
+    let t = threads();
+    if t > 1 && x.len() >= PAR_ELEMS {
+        let rows = (x.len() / bias.len()).div_ceil(t);
+        x.par_chunks_mut(rows * bias.len()).for_each(add);
+    } else {
+        add(x);
     }
 }
 
-/// `acc[n] += Σ_rows x[rows, n]`: the bias gradient.
+/// `acc [f] += Σ_rows x [n, f]`. When large, the columns are split over the pool; each
+/// column is still summed row by row in order, so the result does not depend on threads.
 pub fn sum_rows_into(acc: &mut [f32], x: &[f32]) {
-    for row in x.chunks_exact(acc.len()) {
-        for (a, v) in acc.iter_mut().zip(row) {
-            *a += v;
+    use rayon::prelude::*;
+    let f = acc.len();
+    let sum = |c0: usize, a: &mut [f32]| {
+        for row in x.chunks_exact(f) {
+            for (a, v) in a.iter_mut().zip(&row[c0..]) {
+                *a += v;
+            }
         }
+    };
+    let t = threads();
+    if t > 1 && x.len() >= PAR_ELEMS && f >= 16 * t {
+        let cols = f.div_ceil(t).div_ceil(16) * 16;
+        acc.par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(i, a)| sum(i * cols, a));
+    } else {
+        sum(0, acc);
     }
 }
 
