@@ -122,39 +122,14 @@ pub fn matmul(
             // SAFETY: block p writes rows (or columns) lo..hi of c only; the asserts above
             // bound every read of a and b.
             unsafe {
-                if split_m {
-                    let a = (ap as *const f32).offset(lo as isize * a_rs);
-                    gemm_raw(
-                        hi - lo,
-                        n,
-                        k,
-                        cp.ptr().add(lo * n),
-                        n,
-                        accumulate,
-                        a,
-                        a_rs,
-                        a_cs,
-                        bp as *const f32,
-                        b_rs,
-                        b_cs,
-                    );
+                let (ap, bp) = (ap as *const f32, bp as *const f32);
+                let (mm, nn, c0, a0, b0) = if split_m {
+                    (hi - lo, n, lo * n, ap.offset(lo as isize * a_rs), bp)
                 } else {
-                    let b = (bp as *const f32).offset(lo as isize * b_cs);
-                    gemm_raw(
-                        m,
-                        hi - lo,
-                        k,
-                        cp.ptr().add(lo),
-                        n,
-                        accumulate,
-                        ap as *const f32,
-                        a_rs,
-                        a_cs,
-                        b,
-                        b_rs,
-                        b_cs,
-                    );
-                }
+                    (m, hi - lo, lo, ap, bp.offset(lo as isize * b_cs))
+                };
+                let c = cp.ptr().add(c0);
+                gemm_raw(mm, nn, k, c, n, accumulate, a0, a_rs, a_cs, b0, b_rs, b_cs);
             }
         });
         return;
@@ -433,18 +408,26 @@ mod tests {
         c
     }
 
+    /// Small products, and large ones that are split over two threads along m or along n
+    /// (with a ragged last block), for every transpose, overwriting and accumulating.
     #[test]
     fn matmul_matches_naive_for_every_transpose() {
-        let (m, n, k) = (7, 5, 9);
-        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
-        for ta in [false, true] {
-            for tb in [false, true] {
-                let want = naive(m, n, k, &a, ta, &b, tb);
-                let mut c = vec![1.0; m * n];
-                matmul(m, n, k, &mut c, &a, ta, &b, tb, true);
-                for (x, y) in c.iter().zip(&want) {
-                    assert!((x - 1.0 - y).abs() < 1e-5, "ta={ta} tb={tb}");
+        set_threads(2);
+        for (m, n, k) in [(7, 5, 9), (150, 70, 40), (33, 130, 30)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let want = naive(m, n, k, &a, ta, &b, tb);
+                    for acc in [false, true] {
+                        let mut c = vec![1.0; m * n];
+                        matmul(m, n, k, &mut c, &a, ta, &b, tb, acc);
+                        let base = if acc { 1.0 } else { 0.0 };
+                        for (x, y) in c.iter().zip(&want) {
+                            let tol = 1e-5 * (1.0 + y.abs()) * k as f32;
+                            assert!((x - base - y).abs() < tol, "{m}x{n}x{k} ta={ta} tb={tb}");
+                        }
+                    }
                 }
             }
         }
