@@ -69,7 +69,8 @@ pub struct LnCache {
 
 /// One step's gate math after the projections: `pre [B, 4H]` (pre-activations in, gates
 /// after their nonlinearity out), `c [B, H]` (c_{t−1} in, c_t out), `h [B, H]` (h_t out),
-/// `tc [B, H]` (tanh(LN_c(c_t)) out). Rows that are not `active` keep their h and c.
+/// `tc [B, H]` (tanh(LN_c(c_t)) out, for active rows). Rows that are not `active` keep their
+/// h and c.
 /// Shared by the sequence layer and batch-1 decoding.
 pub fn step(
     ln_c: &LayerNorm,
@@ -94,8 +95,10 @@ pub fn step(
             cn[r * hs + j] = f[j] * cr[j] + i[j] * g[j];
         }
     }
-    let mut normed = cn.clone();
-    let cache = ln_c.forward(&mut normed);
+    // LN_c(c_t) is formed in `tc` itself; rows of finished sequences keep it unsquashed,
+    // and backward never reads them.
+    tc.copy_from_slice(&cn);
+    let cache = ln_c.forward(tc);
     for (r, &a) in active.iter().enumerate() {
         if !a {
             continue;
@@ -104,7 +107,7 @@ pub fn step(
         c[rows.clone()].copy_from_slice(&cn[rows.clone()]);
         let o = &pre[r * 4 * hs + 3 * hs..(r + 1) * 4 * hs];
         for (jj, j) in rows.enumerate() {
-            tc[j] = tanh(normed[j]);
+            tc[j] = tanh(tc[j]);
             h[j] = o[jj] * tc[j];
         }
     }
