@@ -61,6 +61,9 @@ pub struct LanguageModel {
     /// `[V, H]`; `None` when tied to the encoder.
     pub decoder_weight: Option<Param>,
     pub decoder_bias: Param,
+    /// The training step's logits `[L·B, V]`, kept between steps: the largest buffer of a
+    /// word LM (16 MB at 400 × 10k), which a fresh allocation would zero on every step.
+    logits_buf: Vec<f32>,
 }
 
 /// Loss of one window and the state to carry into the next.
@@ -95,6 +98,7 @@ impl LanguageModel {
             rnn,
             decoder_weight,
             decoder_bias: db,
+            logits_buf: Vec::new(),
         }
     }
 
@@ -163,26 +167,28 @@ impl LanguageModel {
             true,
             rng,
         );
-        let mut logits = self.decode(&out);
-        let ce = cross_entropy_backward(&mut logits, y, v, Reduction::Mean, scale);
+        // The decoder's bias is added, and its gradient summed, inside the loss pass.
+        let mut logits = std::mem::take(&mut self.logits_buf);
+        logits.resize(n * v, 0.0);
+        linear::forward(&out, self.dec_w(), None, h, v, &mut logits);
+        let bias = &mut self.decoder_bias;
+        let ce = cross_entropy_backward(
+            &mut logits,
+            y,
+            v,
+            Reduction::Mean,
+            scale,
+            Some((&bias.w, &mut bias.g)),
+        );
         let mut dout = vec![0.0; n * h];
         {
             let (dw, w) = match &mut self.decoder_weight {
                 Some(p) => (&mut p.g, &p.w),
                 None => (&mut self.encoder.weight.g, &self.encoder.weight.w),
             };
-            linear::backward(
-                &out,
-                &logits,
-                w,
-                dw,
-                Some(&mut self.decoder_bias.g),
-                h,
-                v,
-                Some(&mut dout),
-            );
+            linear::backward(&out, &logits, w, dw, None, h, v, Some(&mut dout));
         }
-        drop(logits);
+        self.logits_buf = logits;
         dropout::backward(&mut dout, m2.as_ref());
         let (mut demb, _) = self.rnn.backward(cache, &dout, None);
         dropout::backward(&mut demb, m1.as_ref());

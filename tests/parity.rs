@@ -209,7 +209,7 @@ fn cross_entropy_matches_pytorch() {
             .map(|&v| if v < 0.0 { IGNORE } else { v as u32 })
             .collect();
         let mut g = f.get("logits").to_vec();
-        let out = cross_entropy_backward(&mut g, &targets, 9, r, 1.0);
+        let out = cross_entropy_backward(&mut g, &targets, 9, r, 1.0, None);
         let loss = if r == Reduction::Mean {
             out.sum / out.count as f64
         } else {

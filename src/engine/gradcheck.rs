@@ -323,7 +323,12 @@ fn linear_embedding_and_cross_entropy() {
     let emb = Embedding::new("enc", 6, 5, &mut rng);
     let ids: Vec<u32> = vec![1, 4, 4, 0];
     let targets: Vec<u32> = vec![3, IGNORE, 6, 0];
-    for red in [Reduction::Mean, Reduction::Sum] {
+    // `fused`: the bias enters through cross_entropy_backward, as in the LM decoder.
+    for (red, fused) in [
+        (Reduction::Mean, false),
+        (Reduction::Sum, false),
+        (Reduction::Mean, true),
+    ] {
         let mut m = Plain {
             params: vec![
                 emb.weight.clone(),
@@ -337,20 +342,22 @@ fn linear_embedding_and_cross_entropy() {
             };
             let mut l = Linear {
                 weight: m.params[1].clone(),
-                bias: Some(m.params[2].clone()),
+                bias: (!(fused && backward)).then(|| m.params[2].clone()),
             };
             let mut x = vec![0.0; 4 * 5];
             e.forward(&ids, &mut x);
             let mut y = vec![0.0; 4 * 7];
             l.forward(&x, &mut y);
             let loss = if backward {
-                let out = cross_entropy_backward(&mut y, &targets, 7, red, 1.5);
+                let mut db = vec![0.0; 7];
+                let bias = fused.then_some((&m.params[2].w[..], &mut db[..]));
+                let out = cross_entropy_backward(&mut y, &targets, 7, red, 1.5, bias);
                 let mut dx = vec![0.0; 4 * 5];
                 l.backward(&x, &y, Some(&mut dx));
                 e.backward(&ids, &dx);
                 m.params[0].g = e.weight.g;
                 m.params[1].g = l.weight.g;
-                m.params[2].g = l.bias.unwrap().g;
+                m.params[2].g = l.bias.map_or(db, |b| b.g);
                 out.sum
             } else {
                 cross_entropy(&mut y, &targets, 7).sum
@@ -491,5 +498,38 @@ fn stepping_one_timestep_at_a_time_matches_the_sequence_call() {
             ga.iter().zip(&gb).all(|(a, b)| (a - b).abs() < 1e-4),
             "{cell:?} weight gradients"
         );
+    }
+}
+
+/// The whole LM window (embedding → 2-layer LSTM → decoder with its bias folded into the
+/// loss pass), untied and tied, against finite differences of the evaluation loss.
+#[test]
+fn language_model_window() {
+    use crate::lm::{LanguageModel, LmConfig};
+    for tied in [false, true] {
+        let cfg = LmConfig {
+            vocab: 9,
+            embed: 6,
+            rnn: RnnConfig::new(CellKind::Lstm, 6, 6, 2),
+            dropout: 0.0,
+            dropout_kind: DropoutKind::Standard,
+            tied,
+            init: Init::Uniform { a: 0.5 },
+        };
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut m = LanguageModel::new(cfg, &mut rng);
+        let (l, b) = (4, 3);
+        let x: Vec<u32> = (0..l * b).map(|i| (i * 5 % 9) as u32).collect();
+        let y: Vec<u32> = (0..l * b).map(|i| (i * 7 % 9) as u32).collect();
+        let state = m.rnn.zero_state(b);
+        check(&mut m, |m: &mut LanguageModel, backward| {
+            let mut rng = StdRng::seed_from_u64(0);
+            let out = if backward {
+                m.train_window(&x, &y, l, b, &state, 1.0, &mut rng)
+            } else {
+                m.eval_window(&x, &y, l, b, &state, &mut rng)
+            };
+            out.ce.sum / out.ce.count as f64
+        });
     }
 }
