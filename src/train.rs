@@ -8,7 +8,7 @@
 //! weights.
 
 use crate::checkpoint;
-use crate::engine::optim::{clip_grad_norm, OptimKind, Optimizer, Schedule};
+use crate::engine::optim::{OptimKind, Optimizer, Schedule};
 use crate::engine::param::Module;
 use crate::error::{write_atomic, Error, Result};
 use rand::rngs::StdRng;
@@ -197,15 +197,13 @@ pub fn train(
         let mut epoch_stats = Stats::default();
         let mut t_log = Instant::now();
         let mut tok_log = 0usize;
+        // Optimizer::step leaves the gradients zero for the next step.
+        task.model().zero_grad();
         while prog.step < steps {
             let i = prog.step;
-            task.model().zero_grad();
             let mut rng = step_rng(cfg.seed, epoch, i);
             let s = task.train_step(i, &mut rng);
-            if cfg.clip > 0.0 {
-                clip_grad_norm(task.model(), cfg.clip);
-            }
-            opt.update(task.model());
+            opt.step(task.model(), cfg.clip);
             prog.step += 1;
             prog.tokens += s.count as u64;
             tok_log += s.count;

@@ -9,7 +9,8 @@ use rnnkit::engine::init::Init;
 use rnnkit::engine::linear::Linear;
 use rnnkit::engine::loss::{cross_entropy_backward, Reduction, IGNORE};
 use rnnkit::engine::norm::LayerNorm;
-use rnnkit::engine::param::Module;
+use rnnkit::engine::optim::{OptimKind, Optimizer};
+use rnnkit::engine::param::{Module, Param};
 use rnnkit::engine::rnn::{Rnn, RnnConfig, State};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
@@ -225,5 +226,71 @@ fn cross_entropy_matches_pytorch() {
             &g,
             f.get("grad.logits"),
         );
+    }
+}
+
+/// Two loose parameters for the optimizer check.
+struct Pair(Vec<Param>);
+
+impl Module for Pair {
+    fn visit(&self, f: &mut dyn FnMut(&Param)) {
+        self.0.iter().for_each(f);
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        self.0.iter_mut().for_each(f);
+    }
+}
+
+#[test]
+fn optimizers_with_clipping_match_pytorch() {
+    let f = load("optimizers");
+    let max_norm = f.meta["max_norm"].as_f64().unwrap() as f32;
+    let adam = |decoupled: bool, weight_decay: f32| {
+        let (beta1, beta2, eps) = (0.9, 0.999, 1e-8);
+        if decoupled {
+            OptimKind::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+        } else {
+            OptimKind::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+        }
+    };
+    for (name, kind, lr) in [
+        ("sgd", OptimKind::Sgd { momentum: 0.0 }, 0.5),
+        ("momentum", OptimKind::Sgd { momentum: 0.9 }, 0.1),
+        ("adam", adam(false, 0.01), 0.01),
+        ("adamw", adam(true, 0.1), 0.01),
+    ] {
+        let mut m = Pair(vec![Param::zeros("p", &[5, 4]), Param::zeros("q", &[3])]);
+        m.0[0].w = f.get("p0").to_vec();
+        m.0[1].w = f.get("q0").to_vec();
+        let mut opt = Optimizer::new(kind, lr);
+        for s in 0..3 {
+            m.0[0].g = f.get(&format!("grad{s}.p")).to_vec();
+            m.0[1].g = f.get(&format!("grad{s}.q")).to_vec();
+            opt.step(&mut m, max_norm);
+            close(
+                &format!("{name} step {s} p"),
+                &m.0[0].w,
+                f.get(&format!("{name}{s}.p")),
+            );
+            close(
+                &format!("{name} step {s} q"),
+                &m.0[1].w,
+                f.get(&format!("{name}{s}.q")),
+            );
+            assert!(
+                m.0.iter().all(|p| p.g.iter().all(|&g| g == 0.0)),
+                "{name}: gradients not cleared"
+            );
+        }
     }
 }

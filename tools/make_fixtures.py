@@ -31,7 +31,7 @@ def save(name, tensors, meta):
 CASES = [(cell, layers, bidir, var, (T, B, I, H), "")
          for cell in CELLS for layers in (1, 2) for bidir in (False, True) for var in (False, True)]
 # Wide enough (B·H·G >= 8192, H >= 32) that the time loop splits hidden units over two threads.
-CASES += [(cell, 1, True, True, (4, 64, 16, 32), "_wide") for cell in ("lstm", "gru")]
+CASES += [(cell, 1, True, True, (2, 64, 8, 32), "_wide") for cell in ("lstm", "gru")]
 for cell, layers, bidir, var, (T, B, I, H), suffix in CASES:
                 ctor = CELLS[cell]
                 D = 2 if bidir else 1
@@ -95,4 +95,26 @@ for red in ("mean", "sum"):
     loss.backward()
     save(f"cross_entropy_{red}", {"logits": lg, "targets": targets.float(), "loss": loss.reshape(1), "grad.logits": lg.grad},
          {"reduction": red})
+# Optimizers after gradient clipping: three steps of torch.nn.utils.clip_grad_norm_(max 1.0)
+# and each optimizer on two parameters, from given gradients (the first two steps clip, the
+# third does not).
+p0, q0 = torch.randn(5, 4), torch.randn(3)
+grads = [(s * torch.randn(5, 4), s * torch.randn(3)) for s in (3.0, 1.0, 0.05)]
+OPTIMS = {"sgd": lambda ps: torch.optim.SGD(ps, lr=0.5),
+          "momentum": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+          "adam": lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=0.01),
+          "adamw": lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1)}
+tensors = {"p0": p0, "q0": q0}
+for s, (gp, gq) in enumerate(grads):
+    tensors[f"grad{s}.p"], tensors[f"grad{s}.q"] = gp, gq
+for name, make in OPTIMS.items():
+    p, q = p0.clone().requires_grad_(), q0.clone().requires_grad_()
+    opt = make([p, q])
+    for s, (gp, gq) in enumerate(grads):
+        p.grad, q.grad = gp.clone(), gq.clone()
+        torch.nn.utils.clip_grad_norm_([p, q], 1.0)
+        opt.step()
+        tensors[f"{name}{s}.p"], tensors[f"{name}{s}.q"] = p, q
+        tensors = {k: v.detach().clone() for k, v in tensors.items()}
+save("optimizers", tensors, {"max_norm": 1.0})
 print("wrote", len(os.listdir(out)), "fixtures to", out)

@@ -5,7 +5,7 @@
 use super::lm::{lm_config, ModelArgs};
 use clap::{Args, Subcommand, ValueEnum};
 use rand::{Rng, SeedableRng};
-use rnnkit::engine::optim::{clip_grad_norm, OptimKind, Optimizer};
+use rnnkit::engine::optim::{OptimKind, Optimizer};
 use rnnkit::engine::param::Module;
 use rnnkit::lm::{LanguageModel, Sampling};
 use std::time::Instant;
@@ -126,12 +126,11 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, 1.0);
         let state = model.rnn.zero_state(b);
         let n = a.steps.unwrap_or(steps);
+        model.zero_grad();
         (b * t * n) as f64
             / time_steps(n, || {
-                model.zero_grad();
                 model.train_window(&x, &y, t, b, &state, 1.0, &mut rng);
-                clip_grad_norm(&mut model, 5.0);
-                opt.update(&mut model);
+                opt.step(&mut model, 5.0);
             })
     };
     let rss = peak_rss_mib();

@@ -60,8 +60,27 @@ impl Optimizer {
         (self.m, self.v) = moments.into_iter().unzip();
     }
 
-    /// One update of every unfrozen parameter from its accumulated gradient.
-    pub fn update(&mut self, model: &mut dyn Module) {
+    /// One step over the accumulated gradients: clips them to a global L2 norm of
+    /// `max_norm` (0: no clip; torch.nn.utils.clip_grad_norm_'s rule), updates every
+    /// unfrozen parameter, and leaves every gradient zero for the next accumulation (as
+    /// `optimizer.step(); optimizer.zero_grad()`). Returns the norm before clipping.
+    ///
+    /// The clip factor is applied as each gradient is read and the zeroing happens in the
+    /// same sweep: after the norm, the gradients are read once instead of three times
+    /// (scale, update, zero), which is ~3% of a small word LM's step.
+    pub fn step(&mut self, model: &mut dyn Module, max_norm: f32) -> f32 {
+        let mut sq = 0f64;
+        model.visit(&mut |p| {
+            if !p.frozen {
+                sq += sum_squares(&p.g);
+            }
+        });
+        let norm = sq.sqrt() as f32;
+        let scale = if max_norm > 0.0 && norm > max_norm {
+            max_norm / (norm + 1e-6)
+        } else {
+            1.0
+        };
         self.step += 1;
         let (lr, t) = (self.lr, self.step as i32);
         let kind = self.kind;
@@ -72,11 +91,14 @@ impl Optimizer {
                 m.push(Vec::new());
                 v.push(Vec::new());
             }
-            if !p.frozen {
-                update_one(kind, lr, t, p, &mut m[k], &mut v[k]);
+            if p.frozen {
+                p.zero_grad();
+            } else {
+                update_one(kind, lr, t, scale, p, &mut m[k], &mut v[k]);
             }
             k += 1;
         });
+        norm
     }
 }
 
@@ -84,29 +106,39 @@ impl Optimizer {
 /// fixed, so that results do not depend on the thread count.
 const CHUNK: usize = 1 << 14;
 
-fn update_one(kind: OptimKind, lr: f32, t: i32, p: &mut Param, m: &mut Vec<f32>, v: &mut Vec<f32>) {
+/// Updates `p.w` from `scale · p.g` and zeroes `p.g`.
+fn update_one(
+    kind: OptimKind,
+    lr: f32,
+    t: i32,
+    scale: f32,
+    p: &mut Param,
+    m: &mut Vec<f32>,
+    v: &mut Vec<f32>,
+) {
     // Every update is elementwise, so splitting it over threads changes no result.
     let n = p.w.len();
-    let (w, g) = (p.w.par_chunks_mut(CHUNK), p.g.par_chunks(CHUNK));
+    let (w, g) = (p.w.par_chunks_mut(CHUNK), p.g.par_chunks_mut(CHUNK));
+    // The clipped gradient rounded to f32 as PyTorch's in-place `g.mul_(coef)` leaves it.
+    let take = move |g: &mut f32| std::mem::take(g) * scale;
     match kind {
         OptimKind::Sgd { momentum } => {
             if momentum == 0.0 {
                 w.zip(g).for_each(|(w, g)| {
-                    w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g);
+                    w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * take(g));
                 });
             } else {
+                // PyTorch seeds the buffer with the first gradient.
                 let first = m.is_empty();
                 if first {
-                    // PyTorch seeds the buffer with the first gradient.
-                    *m = p.g.clone();
+                    *m = vec![0.0; n];
                 }
                 w.zip(g)
                     .zip(m.par_chunks_mut(CHUNK))
                     .for_each(|((w, g), m)| {
                         for ((w, g), b) in w.iter_mut().zip(g).zip(m) {
-                            if !first {
-                                *b = momentum * *b + g;
-                            }
+                            let g = take(g);
+                            *b = if first { g } else { momentum * *b + g };
                             *w -= lr * *b;
                         }
                     });
@@ -137,7 +169,7 @@ fn update_one(kind: OptimKind, lr: f32, t: i32, p: &mut Param, m: &mut Vec<f32>,
                 .zip(v.par_chunks_mut(CHUNK))
                 .for_each(|(((w, g), m), v)| {
                     for j in 0..w.len() {
-                        let mut g = g[j];
+                        let mut g = take(&mut g[j]);
                         if decoupled {
                             w[j] *= 1.0 - lr * weight_decay;
                         } else if weight_decay != 0.0 {
@@ -150,26 +182,6 @@ fn update_one(kind: OptimKind, lr: f32, t: i32, p: &mut Param, m: &mut Vec<f32>,
                 });
         }
     }
-}
-
-/// Scales all gradients so their global L2 norm is at most `max_norm`
-/// (torch.nn.utils.clip_grad_norm_); returns the norm before clipping.
-pub fn clip_grad_norm(model: &mut dyn Module, max_norm: f32) -> f32 {
-    let mut sq = 0f64;
-    model.visit(&mut |p| {
-        if !p.frozen {
-            sq += sum_squares(&p.g);
-        }
-    });
-    let norm = sq.sqrt() as f32;
-    if max_norm > 0.0 && norm > max_norm {
-        let s = max_norm / (norm + 1e-6);
-        model.visit_mut(&mut |p| {
-            p.g.par_chunks_mut(CHUNK)
-                .for_each(|g| g.iter_mut().for_each(|g| *g *= s))
-        });
-    }
-    norm
 }
 
 /// Σ x² in f64. Blocks of [`CHUNK`] are summed in parallel, each with 16 f32 lanes (so it
