@@ -26,7 +26,25 @@ pub struct LmConfig {
     pub dropout_kind: DropoutKind,
     /// Decoder shares the embedding matrix (Press & Wolf 2017); needs hidden == embed.
     pub tied: bool,
+    /// The recurrent stack's init; `Uniform` also covers the embedding and the decoder.
     pub init: Init,
+    #[serde(default)]
+    pub embed_init: EmbedInit,
+}
+
+/// How the embedding and the decoder start when `init` is not `Uniform` (which sets every
+/// weight, as Zaremba et al.).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedInit {
+    /// word_language_model's `init_weights`: embedding and decoder U(±0.1), decoder bias 0.
+    #[default]
+    WordLm,
+    /// The modules' own defaults, as in a model built from nn.Embedding and nn.Linear with no
+    /// `init_weights` (../shared/bench/torch_char_shakespeare.py): embedding N(0, 1), decoder
+    /// weight and bias U(±1/√H). The larger input embeddings make a character LSTM's first
+    /// epoch much steeper, but over 20 minutes it ends behind U(±0.1) (docs/results.md).
+    TorchDefault,
 }
 
 impl LmConfig {
@@ -49,6 +67,11 @@ impl LmConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.rnn.dropout) {
             return Err("dropout must be in [0, 1)".into());
+        }
+        if matches!(self.init, Init::Uniform { .. }) && self.embed_init != EmbedInit::WordLm {
+            return Err(
+                "--init uniform:A sets every weight, the embedding and decoder included; drop --embed-init or choose another --init".into(),
+            );
         }
         self.rnn.validate()
     }
@@ -79,16 +102,21 @@ impl LanguageModel {
         let h = cfg.rnn.output();
         let mut dw = Param::zeros("decoder.weight", &[cfg.vocab, h]);
         let mut db = Param::zeros("decoder.bias", &[cfg.vocab]);
-        match cfg.init {
-            Init::Uniform { a } => {
+        match (cfg.init, cfg.embed_init) {
+            (Init::Uniform { a }, _) => {
                 init::uniform(&mut encoder.weight, a, rng);
                 init::uniform(&mut dw, a, rng);
                 init::uniform(&mut db, a, rng);
             }
-            _ => {
-                // word_language_model's init_weights: U(±0.1) embedding and decoder, zero bias.
+            (_, EmbedInit::WordLm) => {
                 init::uniform(&mut encoder.weight, 0.1, rng);
                 init::uniform(&mut dw, 0.1, rng);
+            }
+            (_, EmbedInit::TorchDefault) => {
+                // Embedding::new already drew nn.Embedding's N(0, 1).
+                let a = 1.0 / (h as f32).sqrt();
+                init::uniform(&mut dw, a, rng);
+                init::uniform(&mut db, a, rng);
             }
         }
         let decoder_weight = (!cfg.tied).then_some(dw);
@@ -660,6 +688,37 @@ mod tests {
     use crate::engine::norm::NormKind;
     use rand::SeedableRng;
 
+    /// torch-default draws nn.Embedding's N(0, 1) and nn.Linear's U(±1/√H); word-lm U(±0.1).
+    #[test]
+    fn embedding_and_decoder_inits() {
+        let cfg = |embed_init| LmConfig {
+            vocab: 50,
+            embed: 64,
+            rnn: RnnConfig::new(CellKind::Lstm, 64, 16, 1),
+            dropout: 0.0,
+            dropout_kind: DropoutKind::Standard,
+            tied: false,
+            init: Init::Pytorch,
+            embed_init,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let m = LanguageModel::new(cfg(EmbedInit::TorchDefault), &mut rng);
+        let e = &m.encoder.weight.w;
+        let var = e.iter().map(|v| v * v).sum::<f32>() / e.len() as f32;
+        assert!((var - 1.0).abs() < 0.1, "embedding variance {var}");
+        let bound = |p: &Param| p.w.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let (dw, db) = (
+            bound(m.decoder_weight.as_ref().unwrap()),
+            bound(&m.decoder_bias),
+        );
+        assert!(
+            dw <= 0.25 && dw > 0.2 && db <= 0.25 && db > 0.1,
+            "{dw} {db}"
+        );
+        let m = LanguageModel::new(cfg(EmbedInit::WordLm), &mut rng);
+        assert!(bound(&m.encoder.weight) <= 0.1 && bound(&m.decoder_bias) == 0.0);
+    }
+
     /// The batch-1 decoder gives the logits of the full forward pass, step by step.
     #[test]
     fn stepper_matches_sequence_forward() {
@@ -681,6 +740,7 @@ mod tests {
                 dropout_kind: DropoutKind::Standard,
                 tied: false,
                 init: Init::Pytorch,
+                embed_init: EmbedInit::TorchDefault,
             };
             let mut rng = rand::rngs::StdRng::seed_from_u64(4);
             let mut m = LanguageModel::new(cfg, &mut rng);

@@ -349,6 +349,12 @@ fn bad_input_is_a_one_line_error_with_exit_code_2() {
     let mut args = train_args(t.to_str().unwrap(), v.to_str().unwrap(), os);
     args.push("--bidirectional");
     assert_user_error(&run(&args), "bidirectional");
+    let mut args = train_args(t.to_str().unwrap(), v.to_str().unwrap(), os);
+    args.extend(["--embed-init", "zeros"]);
+    assert_user_error(&run(&args), "expected word-lm or torch-default");
+    let mut args = train_args(t.to_str().unwrap(), v.to_str().unwrap(), os);
+    args.extend(["--init", "uniform:0.1", "--embed-init", "torch-default"]);
+    assert_user_error(&run(&args), "sets every weight");
     // A truncated checkpoint and a file that is not one.
     let mut args = train_args(t.to_str().unwrap(), v.to_str().unwrap(), os);
     args.extend(["--epochs", "1"]);

@@ -9,7 +9,7 @@ use rnnkit::engine::norm::NormKind;
 use rnnkit::engine::optim::{OptimKind, Schedule};
 use rnnkit::engine::rnn::RnnConfig;
 use rnnkit::error::Error;
-use rnnkit::lm::{LanguageModel, LmConfig, LmTask, Sampling};
+use rnnkit::lm::{EmbedInit, LanguageModel, LmConfig, LmTask, Sampling};
 use rnnkit::text::read::Source;
 use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
 use rnnkit::train::{self, TrainConfig};
@@ -80,6 +80,10 @@ pub struct ModelArgs {
     /// pytorch, uniform:A, xavier or orthogonal.
     #[arg(long)]
     pub init: Option<String>,
+    /// Embedding and decoder init: word-lm (word_language_model's U(±0.1), zero decoder bias)
+    /// or torch-default (nn.Embedding's N(0,1), nn.Linear's U(±1/√H)). uniform:A covers both.
+    #[arg(long)]
+    pub embed_init: Option<String>,
 }
 
 #[derive(Args, Clone, Debug, Serialize, Deserialize)]
@@ -370,6 +374,11 @@ pub fn lm_config(m: &ModelArgs, vocab: usize) -> anyhow::Result<LmConfig> {
         dropout_kind,
         tied: m.tied,
         init: parse_init(m.init.as_deref().unwrap_or("pytorch"))?,
+        embed_init: match m.embed_init.as_deref().unwrap_or("word-lm") {
+            "word-lm" => EmbedInit::WordLm,
+            "torch-default" => EmbedInit::TorchDefault,
+            s => bail!("--embed-init {s:?}: expected word-lm or torch-default"),
+        },
     };
     cfg.validate().map_err(|e| anyhow!(e))?;
     Ok(cfg)

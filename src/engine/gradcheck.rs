@@ -515,6 +515,7 @@ fn language_model_window() {
             dropout_kind: DropoutKind::Standard,
             tied,
             init: Init::Uniform { a: 0.5 },
+            embed_init: Default::default(),
         };
         let mut rng = StdRng::seed_from_u64(7);
         let mut m = LanguageModel::new(cfg, &mut rng);
