@@ -114,7 +114,7 @@ for name, make in OPTIMS.items():
         p.grad, q.grad = gp.clone(), gq.clone()
         torch.nn.utils.clip_grad_norm_([p, q], 1.0)
         opt.step()
-        tensors[f"{name}{s}.p"], tensors[f"{name}{s}.q"] = p, q
-        tensors = {k: v.detach().clone() for k, v in tensors.items()}
+        # Snapshots: the optimizer keeps updating p and q in place.
+        tensors[f"{name}{s}.p"], tensors[f"{name}{s}.q"] = p.detach().clone(), q.detach().clone()
 save("optimizers", tensors, {"max_norm": 1.0})
 print("wrote", len(os.listdir(out)), "fixtures to", out)
