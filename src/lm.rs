@@ -70,7 +70,7 @@ impl LmConfig {
         }
         if matches!(self.init, Init::Uniform { .. }) && self.embed_init != EmbedInit::WordLm {
             return Err(
-                "--init uniform:A sets every weight, the embedding and decoder included; drop --embed-init or choose another --init".into(),
+                "a uniform init (uniform:A) sets every weight, the embedding and decoder included, so it takes no separate embedding init".into(),
             );
         }
         self.rnn.validate()
