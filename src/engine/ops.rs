@@ -255,6 +255,66 @@ pub fn matmul_strided(
     }
 }
 
+/// A right operand `[k, n]` stored as `⌈n/64⌉` contiguous `[k, 64]` column panels (the last
+/// one narrower), for the small products a time loop repeats at every step with the same
+/// weights. `gemm` copies (packs) its operands on every call; a contiguous 64-wide panel
+/// is cheaper to pack and to stream than a 64-column window of a wide row-major matrix,
+/// and the per-step products of the 2×512 and 2×650 LMs run 6–40% faster this way (batch
+/// 20–64, k 512–2600, one thread). Below 2^18 elements one call per step costs less
+/// than the per-call overhead of several, and the matrix stays one panel.
+pub struct Panels {
+    k: usize,
+    n: usize,
+    width: usize,
+    data: Vec<f32>,
+}
+
+impl Panels {
+    /// From a row-major `[k, n]` matrix.
+    pub fn new(b: &[f32], k: usize, n: usize) -> Panels {
+        assert!(b.len() >= k * n, "Panels shape");
+        let width = if k * n >= 1 << 18 { 64 } else { n.max(1) };
+        let mut data = Vec::with_capacity(k * n);
+        for j0 in (0..n).step_by(width) {
+            let w = width.min(n - j0);
+            for r in 0..k {
+                data.extend_from_slice(&b[r * n + j0..r * n + j0 + w]);
+            }
+        }
+        Panels { k, n, width, data }
+    }
+
+    /// Single-threaded `c[m, n] (+)= a[m, k] · self`, with row strides `c_rs` and `a_rs`.
+    pub fn left_mul(
+        &self,
+        m: usize,
+        c: &mut [f32],
+        c_rs: usize,
+        a: &[f32],
+        a_rs: usize,
+        accumulate: bool,
+    ) {
+        let k = self.k;
+        for j0 in (0..self.n).step_by(self.width) {
+            let w = self.width.min(self.n - j0);
+            matmul_strided(
+                m,
+                w,
+                k,
+                &mut c[j0..],
+                c_rs,
+                a,
+                a_rs,
+                1,
+                &self.data[j0 * k..],
+                w,
+                1,
+                accumulate,
+            );
+        }
+    }
+}
+
 /// `out[n] (+)= w[n,k] · x[k]`: a matrix-vector product for batch-1 decoding, split over
 /// rows across threads. Decoding one token is bound by reading the weights, so it pays to
 /// stream each row once with a vectorised dot product rather than pack it for a GEMM.
@@ -428,6 +488,38 @@ mod tests {
                             assert!((x - base - y).abs() < tol, "{m}x{n}x{k} ta={ta} tb={tb}");
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Panel products with strided rows, accumulating or not: one panel (small), and
+    /// many with a ragged last one (600 × 520 ≥ 2^18 elements, 520 = 8·64 + 8).
+    #[test]
+    fn panels_match_naive() {
+        let m = 5;
+        for (k, n) in [(40, 30), (600, 520)] {
+            let (a_rs, c_rs) = (k + 3, n + 7);
+            let a: Vec<f32> = (0..m * a_rs).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let a_dense: Vec<f32> = (0..m)
+                .flat_map(|r| a[r * a_rs..r * a_rs + k].to_vec())
+                .collect();
+            let want = naive(m, n, k, &a_dense, false, &b, false);
+            let p = Panels::new(&b, k, n);
+            for acc in [false, true] {
+                let mut c = vec![1.0; m * c_rs];
+                p.left_mul(m, &mut c, c_rs, &a, a_rs, acc);
+                let base = if acc { 1.0 } else { 0.0 };
+                for r in 0..m {
+                    for j in 0..n {
+                        let (x, y) = (c[r * c_rs + j], want[r * n + j]);
+                        assert!(
+                            (x - base - y).abs() < 1e-5 * (1.0 + y.abs()) * k as f32,
+                            "{k}x{n} acc={acc}"
+                        );
+                    }
+                    assert!(c[r * c_rs + n..(r + 1) * c_rs].iter().all(|&v| v == 1.0));
                 }
             }
         }

@@ -16,7 +16,7 @@ use super::dropout::{self, DropoutKind, Mask};
 use super::init::{self, Init};
 use super::lnlstm::{CellNorm, LnCache};
 use super::norm::{BatchNorm, LayerNorm, NormCache, NormKind};
-use super::ops::{add_bias_rows, matmul, matmul_strided, sum_rows_into, threads};
+use super::ops::{add_bias_rows, matmul, sum_rows_into, threads, Panels};
 use super::param::{Module, Param};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -63,13 +63,15 @@ pub fn active_mask(t: usize, b: usize, lengths: Option<&[usize]>) -> Vec<bool> {
 pub struct DirCache {
     pub(crate) t: usize,
     pub(crate) b: usize,
+    /// Threads of the forward time loop: `gates` are in that [`Split`]'s column order.
+    parts: usize,
     /// Input `[T, B, I]`, in processing order (LN-LSTM: time order).
     pub(crate) x: Vec<f32>,
     /// States `[T+1, B, H]`: slot s is the state before step s, slot T the final one.
     pub(crate) hs: Vec<f32>,
     /// LSTM cell states `[T+1, B, H]`, same convention.
     pub(crate) cs: Vec<f32>,
-    /// Post-activation gates `[T, B, G·H]`; GRU's W_hn h + b_hn `[T, B, H]`.
+    /// Post-activation gates `[T, B, G·H]` (columns in the split's order); GRU's W_hn h + b_hn `[T, B, H]`.
     pub(crate) gates: Vec<f32>,
     hn: Vec<f32>,
     /// `[T, B]` by real time τ: is step τ a real token of sequence b.
@@ -167,46 +169,6 @@ fn run_parts(parts: usize, f: impl Fn(usize) + Sync) {
     });
 }
 
-/// Copies the `u` units from `j0` of each of `blocks` gate blocks of every row of
-/// `src [rows, blocks·h]` into `dst [rows, blocks·u]`, or back when `to_full`.
-fn gather_units(
-    full: &[f32],
-    local: &mut [f32],
-    rows: usize,
-    blocks: usize,
-    h: usize,
-    j0: usize,
-    u: usize,
-) {
-    for r in 0..rows {
-        for k in 0..blocks {
-            local[(r * blocks + k) * u..][..u]
-                .copy_from_slice(&full[(r * blocks + k) * h + j0..][..u]);
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-/// # Safety
-/// The written segments (units `j0..j0+u` of each block) belong to this thread alone.
-unsafe fn scatter_units(
-    full: Shared,
-    off: usize,
-    local: &[f32],
-    rows: usize,
-    blocks: usize,
-    h: usize,
-    j0: usize,
-    u: usize,
-) {
-    for r in 0..rows {
-        for k in 0..blocks {
-            full.seg(off + (r * blocks + k) * h + j0, u)
-                .copy_from_slice(&local[(r * blocks + k) * u..][..u]);
-        }
-    }
-}
-
 /// Threads for the time loop of a layer with `b` rows and `h` units: each thread owns a
 /// slice of hidden units (all of their gates), so one barrier per step suffices.
 fn loop_threads(b: usize, h: usize, g: usize) -> usize {
@@ -223,6 +185,78 @@ fn unit_range(h: usize, parts: usize, p: usize) -> (usize, usize) {
     let chunk = h.div_ceil(parts).div_ceil(8) * 8;
     let j0 = (p * chunk).min(h);
     (j0, ((p + 1) * chunk).min(h) - j0)
+}
+
+/// How a time loop shares hidden units among threads, and the order of the `G·H` gate
+/// columns that goes with it. Thread p owns units `j0..j0+u` of every gate; in the
+/// "part-major" order its `G·u` columns sit together at column `G·j0` (gate k, unit jj at
+/// `G·j0 + k·u + jj`), so each thread reads the input projections and writes the gate
+/// cache in place, row by row, instead of gathering and scattering its columns at every
+/// step. With one thread the order is PyTorch's gate-major one and nothing is permuted.
+#[derive(Clone, Copy)]
+struct Split {
+    parts: usize,
+    hidden: usize,
+    gates: usize,
+}
+
+impl Split {
+    fn new(parts: usize, hidden: usize, gates: usize) -> Split {
+        Split {
+            parts,
+            hidden,
+            gates,
+        }
+    }
+
+    fn range(&self, p: usize) -> (usize, usize) {
+        unit_range(self.hidden, self.parts, p)
+    }
+
+    fn is_identity(&self) -> bool {
+        self.parts <= 1
+    }
+
+    /// The gate-major index of each part-major column `[G·H]`.
+    fn order(&self) -> Vec<usize> {
+        let (h, gates) = (self.hidden, self.gates);
+        let mut v = Vec::with_capacity(gates * h);
+        for p in 0..self.parts {
+            let (j0, u) = self.range(p);
+            for k in 0..gates {
+                v.extend((0..u).map(|jj| k * h + j0 + jj));
+            }
+        }
+        v
+    }
+
+    /// The rows of gate-major `w [G·H, n]` in part-major order.
+    fn permute_rows<'a>(&self, w: &'a [f32], n: usize) -> std::borrow::Cow<'a, [f32]> {
+        if self.is_identity() {
+            return w.into();
+        }
+        let mut out = Vec::with_capacity(w.len());
+        for r in self.order() {
+            out.extend_from_slice(&w[r * n..(r + 1) * n]);
+        }
+        out.into()
+    }
+
+    /// Adds to gate-major `grad [G·H, n]` what `f` computes in part-major order: `f(buf)`
+    /// accumulates into `buf`, which is `grad` itself when the orders agree.
+    fn accumulate_rows(&self, grad: &mut [f32], n: usize, f: impl FnOnce(&mut [f32])) {
+        if self.is_identity() {
+            return f(grad);
+        }
+        let mut tmp = vec![0.0; grad.len()];
+        f(&mut tmp);
+        for (q, r) in self.order().into_iter().enumerate() {
+            grad[r * n..(r + 1) * n]
+                .iter_mut()
+                .zip(&tmp[q * n..(q + 1) * n])
+                .for_each(|(d, v)| *d += v);
+        }
+    }
 }
 
 impl RnnDir {
@@ -283,10 +317,10 @@ impl RnnDir {
     }
 
     /// W_hh restricted to units `j0..j0+u` of every gate, transposed to `[H, G·u]`
-    /// (and b_hh to `[G·u]`), so one thread's recurrent product is a single GEMM with a
-    /// row-major right operand: for the skinny [B, H] left operand this layout runs about
-    /// three times faster in `gemm` than the transposed view of W_hh.
-    fn pack_units(&self, j0: usize, u: usize) -> (Vec<f32>, Vec<f32>) {
+    /// (and b_hh to `[G·u]`), so one thread's recurrent product has a row-major right
+    /// operand: for the skinny [B, H] left operand this layout runs about three times
+    /// faster in `gemm` than the transposed view of W_hh.
+    fn pack_units(&self, j0: usize, u: usize) -> (Panels, Vec<f32>) {
         let (h, gates) = (self.hidden, self.kind.gates());
         let gu = gates * u;
         let mut w = vec![0.0; h * gu];
@@ -300,18 +334,20 @@ impl RnnDir {
             }
             b.extend_from_slice(&self.b_hh.w[k * h + j0..k * h + j0 + u]);
         }
-        (w, b)
+        (Panels::new(&w, h, gu), b)
     }
 
-    /// Columns `j0..j0+u` of W_hh as a contiguous `[G·H, u]` block, for backward's
-    /// dh_{t−1} = dG · W_hh restricted to a thread's units.
-    fn pack_cols(&self, j0: usize, u: usize) -> Vec<f32> {
+    /// Columns `j0..j0+u` of W_hh as a contiguous `[G·H, u]` block, rows in the split's
+    /// order, for backward's dh_{t−1} = dG · W_hh restricted to a thread's units (dG comes
+    /// in that order too).
+    fn pack_cols(&self, split: &Split, j0: usize, u: usize) -> Panels {
         let h = self.hidden;
-        self.w_hh
-            .w
-            .chunks_exact(h)
-            .flat_map(|row| row[j0..j0 + u].iter().copied())
-            .collect()
+        let cols: Vec<f32> = split
+            .order()
+            .into_iter()
+            .flat_map(|r| self.w_hh.w[r * h + j0..r * h + j0 + u].iter().copied())
+            .collect();
+        Panels::new(&cols, split.gates * h, u)
     }
 
     /// x `[T, B, I]` → y `[T, B, H]` written with row stride `y_stride` at column
@@ -340,18 +376,21 @@ impl RnnDir {
         let gru = self.kind == CellKind::Gru;
         let bh = b * hs;
         let order = |s: usize| if self.reverse { t - 1 - s } else { s };
-        // The input projections of all timesteps in one GEMM: the recurrence cannot be
-        // batched over time, this part can.
+        let split = Split::new(loop_threads(b, hs, gates), hs, gates);
+        // The input projections of all timesteps in one GEMM, in the split's column order:
+        // the recurrence cannot be batched over time, this part can.
         let mut xg = vec![0.0; t * b * g];
-        matmul(t * b, g, i, &mut xg, x, false, &self.w_ih.w, true, false);
-        add_bias_rows(&mut xg, &self.b_ih.w);
+        let w_ih = split.permute_rows(&self.w_ih.w, i);
+        matmul(t * b, g, i, &mut xg, x, false, &w_ih, true, false);
+        add_bias_rows(&mut xg, &split.permute_rows(&self.b_ih.w, 1));
         if self.kind.folds_hidden_bias() {
-            add_bias_rows(&mut xg, &self.b_hh.w);
+            add_bias_rows(&mut xg, &split.permute_rows(&self.b_hh.w, 1));
         }
         let slots = if keep { t + 1 } else { 2 };
         let mut cache = DirCache {
             t,
             b,
+            parts: split.parts,
             x: Vec::new(),
             hs: vec![0.0; slots * bh],
             cs: if lstm && keep {
@@ -386,8 +425,7 @@ impl RnnDir {
             cache.cs[..bh].copy_from_slice(c);
         }
         let slot = |s: usize| if keep { s } else { s % 2 };
-        let parts = loop_threads(b, hs, gates);
-        let barrier = SpinBarrier::new(parts);
+        let barrier = SpinBarrier::new(split.parts);
         let (sh_hs, sh_cs, sh_g, sh_hn) = (
             Shared::new(&mut cache.hs),
             Shared::new(&mut cache.cs),
@@ -396,8 +434,8 @@ impl RnnDir {
         );
         let (sh_y, sh_h, sh_c) = (Shared::new(y), Shared::new(h), Shared::new(c));
         let xg = &xg;
-        run_parts(parts, |p| {
-            let (j0, u) = unit_range(hs, parts, p);
+        run_parts(split.parts, |p| {
+            let (j0, u) = split.range(p);
             if u == 0 {
                 for _ in 0..t {
                     barrier.wait();
@@ -405,80 +443,91 @@ impl RnnDir {
                 return;
             }
             let (w, bias) = self.pack_units(j0, u);
-            let gu = gates * u;
+            let (gu, c0) = (gates * u, gates * j0);
             let mut hg = vec![0.0; b * gu];
-            let mut xl = vec![0.0; b * gu];
-            let mut hp = vec![0.0; b * u];
-            let mut hl = vec![0.0; b * u];
-            let mut cl = vec![0.0; if lstm { b * u } else { 0 }];
-            let mut gl = vec![0.0; b * gu];
-            let mut hnl = vec![0.0; if gru { b * u } else { 0 }];
+            // This thread's units of c, carried through the loop `[B, u]`.
+            let mut cl = Vec::new();
             if lstm {
                 // SAFETY: c is only read here, before any thread writes it (at the end).
-                gather_units(unsafe { sh_c.read(0, bh) }, &mut cl, b, 1, hs, j0, u);
+                let c_in = unsafe { sh_c.read(0, bh) };
+                for bi in 0..b {
+                    cl.extend_from_slice(&c_in[bi * hs + j0..][..u]);
+                }
             }
+            // Scratch rows for what is not kept (inference).
+            let mut g_row = vec![0.0; if keep { 0 } else { gu }];
+            let mut hn_row = vec![0.0; if gru && !keep { u } else { 0 }];
             for s in 0..t {
                 let tau = order(s);
                 // SAFETY: slot(s) was completed by all threads before the last barrier and
                 // nobody writes it during this step.
                 let h_prev = unsafe { sh_hs.read(slot(s) * bh, bh) };
-                matmul_strided(b, gu, hs, &mut hg, gu, h_prev, hs, 1, &w, gu, 1, false);
+                w.left_mul(b, &mut hg, gu, h_prev, hs, false);
                 if gru {
                     add_bias_rows(&mut hg, &bias);
                 }
-                gather_units(
-                    &xg[tau * b * g..(tau + 1) * b * g],
-                    &mut xl,
-                    b,
-                    gates,
-                    hs,
-                    j0,
-                    u,
-                );
-                gather_units(h_prev, &mut hp, b, 1, hs, j0, u);
                 let act = &active[tau * b..(tau + 1) * b];
-                step_forward(
-                    self.kind,
-                    u,
-                    StepFwd {
-                        xg: &xl,
-                        hg: &hg,
-                        h_prev: &hp,
-                        h: &mut hl,
-                        c: &mut cl,
-                        gates: &mut gl,
-                        hn: &mut hnl,
-                        active: act,
-                    },
-                );
-                // SAFETY: every segment below covers units j0..j0+u only, owned by this thread.
-                unsafe {
-                    scatter_units(sh_hs, slot(s + 1) * bh, &hl, b, 1, hs, j0, u);
-                    if keep {
-                        scatter_units(sh_g, s * b * g, &gl, b, gates, hs, j0, u);
-                        if lstm {
-                            scatter_units(sh_cs, (s + 1) * bh, &cl, b, 1, hs, j0, u);
-                        }
-                        if gru {
-                            scatter_units(sh_hn, s * bh, &hnl, b, 1, hs, j0, u);
-                        }
-                    }
-                    for (bi, &a) in act.iter().enumerate() {
-                        let row = sh_y.seg((tau * b + bi) * y_stride + y_off + j0, u);
-                        if a {
-                            row.copy_from_slice(&hl[bi * u..(bi + 1) * u]);
+                for bi in 0..b {
+                    let (hr, gr) = (bi * hs + j0, (s * b + bi) * g + c0);
+                    // SAFETY: every segment below holds units j0..j0+u (or their gate
+                    // columns) of one row, owned by this thread.
+                    unsafe {
+                        let h_out = sh_hs.seg(slot(s + 1) * bh + hr, u);
+                        let gates_out = if keep {
+                            sh_g.seg(gr, gu)
                         } else {
-                            row.fill(0.0);
+                            &mut g_row[..]
+                        };
+                        let hn_out = match (gru, keep) {
+                            (true, true) => sh_hn.seg(s * bh + hr, u),
+                            (true, false) => &mut hn_row[..],
+                            _ => &mut [][..],
+                        };
+                        let c_row = if lstm {
+                            &mut cl[bi * u..(bi + 1) * u]
+                        } else {
+                            &mut [][..]
+                        };
+                        let xr = (tau * b + bi) * g + c0;
+                        step_forward(
+                            self.kind,
+                            u,
+                            StepFwd {
+                                xg: &xg[xr..xr + gu],
+                                hg: &hg[bi * gu..(bi + 1) * gu],
+                                h_prev: &h_prev[hr..hr + u],
+                                h: h_out,
+                                c: c_row,
+                                gates: gates_out,
+                                hn: hn_out,
+                                active: &act[bi..bi + 1],
+                            },
+                        );
+                        if lstm && keep {
+                            sh_cs
+                                .seg((s + 1) * bh + hr, u)
+                                .copy_from_slice(&cl[bi * u..(bi + 1) * u]);
+                        }
+                        let y_row = sh_y.seg((tau * b + bi) * y_stride + y_off + j0, u);
+                        if act[bi] {
+                            y_row.copy_from_slice(sh_hs.read(slot(s + 1) * bh + hr, u));
+                        } else {
+                            y_row.fill(0.0);
                         }
                     }
                 }
                 barrier.wait();
             }
-            // SAFETY: own units of the final state.
+            // SAFETY: own units of the final state; slot(t) is complete after the last barrier.
             unsafe {
-                scatter_units(sh_h, 0, &hl, b, 1, hs, j0, u);
-                if lstm {
-                    scatter_units(sh_c, 0, &cl, b, 1, hs, j0, u);
+                let h_last = sh_hs.read(slot(t) * bh, bh);
+                for bi in 0..b {
+                    sh_h.seg(bi * hs + j0, u)
+                        .copy_from_slice(&h_last[bi * hs + j0..][..u]);
+                    if lstm {
+                        sh_c.seg(bi * hs + j0, u)
+                            .copy_from_slice(&cl[bi * u..(bi + 1) * u]);
+                    }
                 }
             }
         });
@@ -522,106 +571,87 @@ impl RnnDir {
         let gru = self.kind == CellKind::Gru;
         let lstm = self.kind.has_cell_state();
         let order = |s: usize| if self.reverse { t - 1 - s } else { s };
+        // The forward's split: the cached gates are in its column order.
+        let split = Split::new(cache.parts, hs, gates);
+        // Gate gradients `[T, B, G·H]` in the split's column order.
         let mut dxg = vec![0.0; t * b * g];
         let mut dhg = if gru {
             vec![0.0; t * b * g]
         } else {
             Vec::new()
         };
-        let parts = loop_threads(b, hs, gates);
-        let barrier = SpinBarrier::new(parts);
+        let barrier = SpinBarrier::new(split.parts);
         let (sh_dxg, sh_dhg, sh_dh, sh_dc) = (
             Shared::new(&mut dxg),
             Shared::new(&mut dhg),
             Shared::new(dh),
             Shared::new(dc),
         );
-        run_parts(parts, |p| {
-            let (j0, u) = unit_range(hs, parts, p);
+        run_parts(split.parts, |p| {
+            let (j0, u) = split.range(p);
             if u == 0 {
                 for _ in 0..t {
                     barrier.wait();
                 }
                 return;
             }
-            let w_cols = self.pack_cols(j0, u);
-            let gu = gates * u;
-            let mut dhl = vec![0.0; b * u];
-            let mut dcl = vec![0.0; if lstm { b * u } else { 0 }];
-            let (mut gl, mut hnl, mut hpl, mut cpl, mut cl) = (
-                vec![0.0; b * gu],
-                vec![0.0; b * u],
-                vec![0.0; b * u],
-                vec![0.0; b * u],
-                vec![0.0; b * u],
-            );
-            let mut dxl = vec![0.0; b * gu];
-            let mut dhgl = vec![0.0; if gru { b * gu } else { 0 }];
+            let w_cols = self.pack_cols(&split, j0, u);
+            let (gu, c0) = (gates * u, gates * j0);
+            // This thread's units of dh and dc `[B, u]`.
+            let (mut dhl, mut dcl) = (Vec::with_capacity(b * u), Vec::new());
             // SAFETY: dh and dc are read here and written only at the end, own units each.
             unsafe {
-                gather_units(sh_dh.read(0, bh), &mut dhl, b, 1, hs, j0, u);
-                if lstm {
-                    gather_units(sh_dc.read(0, bh), &mut dcl, b, 1, hs, j0, u);
+                let (dh_in, dc_in) = (sh_dh.read(0, bh), sh_dc.read(0, if lstm { bh } else { 0 }));
+                for bi in 0..b {
+                    dhl.extend_from_slice(&dh_in[bi * hs + j0..][..u]);
+                    if lstm {
+                        dcl.extend_from_slice(&dc_in[bi * hs + j0..][..u]);
+                    }
                 }
             }
+            // Units j0..j0+u of row bi of slot s of a `[·, B, H]` cache (empty if unused).
+            fn unit(v: &[f32], off: usize, u: usize) -> &[f32] {
+                if v.is_empty() {
+                    &[]
+                } else {
+                    &v[off..off + u]
+                }
+            }
+            let at = |s: usize, bi: usize| s * bh + bi * hs + j0;
             for s in (0..t).rev() {
                 let tau = order(s);
                 let act = &cache.active[tau * b..(tau + 1) * b];
-                for (bi, &a) in act.iter().enumerate() {
-                    if a {
+                for bi in 0..b {
+                    if act[bi] {
                         let row = &dy[(tau * b + bi) * dy_stride + dy_off + j0..][..u];
                         dhl[bi * u..(bi + 1) * u]
                             .iter_mut()
                             .zip(row)
                             .for_each(|(d, v)| *d += v);
                     }
-                }
-                gather_units(
-                    &cache.gates[s * b * g..(s + 1) * b * g],
-                    &mut gl,
-                    b,
-                    gates,
-                    hs,
-                    j0,
-                    u,
-                );
-                gather_units(&cache.hs[s * bh..(s + 1) * bh], &mut hpl, b, 1, hs, j0, u);
-                if gru {
-                    gather_units(&cache.hn[s * bh..(s + 1) * bh], &mut hnl, b, 1, hs, j0, u);
-                }
-                if lstm {
-                    gather_units(&cache.cs[s * bh..(s + 1) * bh], &mut cpl, b, 1, hs, j0, u);
-                    gather_units(
-                        &cache.cs[(s + 1) * bh..(s + 2) * bh],
-                        &mut cl,
-                        b,
-                        1,
-                        hs,
-                        j0,
-                        u,
-                    );
-                }
-                step_backward(
-                    self.kind,
-                    u,
-                    StepBwd {
-                        gates: &gl,
-                        hn: &hnl,
-                        h_prev: &hpl,
-                        c_prev: &cpl,
-                        c: &cl,
-                        dh: &mut dhl,
-                        dc: &mut dcl,
-                        dxg: &mut dxl,
-                        dhg: &mut dhgl,
-                        active: act,
-                    },
-                );
-                // SAFETY: own units of step s's slots.
-                unsafe {
-                    scatter_units(sh_dxg, s * b * g, &dxl, b, gates, hs, j0, u);
-                    if gru {
-                        scatter_units(sh_dhg, s * b * g, &dhgl, b, gates, hs, j0, u);
+                    let gr = (s * b + bi) * g + c0;
+                    // SAFETY: gate columns of this thread's units in row bi of step s.
+                    unsafe {
+                        step_backward(
+                            self.kind,
+                            u,
+                            StepBwd {
+                                gates: &cache.gates[gr..gr + gu],
+                                hn: unit(&cache.hn, at(s, bi), u),
+                                h_prev: unit(&cache.hs, at(s, bi), u),
+                                c_prev: unit(&cache.cs, at(s, bi), u),
+                                c: unit(&cache.cs, at(s + 1, bi), u),
+                                dh: &mut dhl[bi * u..(bi + 1) * u],
+                                dc: if lstm {
+                                    &mut dcl[bi * u..(bi + 1) * u]
+                                } else {
+                                    &mut []
+                                },
+                                dxg: sh_dxg.seg(gr, gu),
+                                dhg: if gru { sh_dhg.seg(gr, gu) } else { &mut [] },
+                                active: &act[bi..bi + 1],
+                            },
+                        );
                     }
                 }
                 barrier.wait();
@@ -634,55 +664,46 @@ impl RnnDir {
                         sh_dxg.read(s * b * g, b * g)
                     }
                 };
-                matmul_strided(b, u, g, &mut dhl, u, dgh, g, 1, &w_cols, u, 1, true);
+                w_cols.left_mul(b, &mut dhl, u, dgh, g, true);
             }
             // SAFETY: own units.
             unsafe {
-                scatter_units(sh_dh, 0, &dhl, b, 1, hs, j0, u);
-                if lstm {
-                    scatter_units(sh_dc, 0, &dcl, b, 1, hs, j0, u);
+                for bi in 0..b {
+                    sh_dh
+                        .seg(bi * hs + j0, u)
+                        .copy_from_slice(&dhl[bi * u..(bi + 1) * u]);
+                    if lstm {
+                        sh_dc
+                            .seg(bi * hs + j0, u)
+                            .copy_from_slice(&dcl[bi * u..(bi + 1) * u]);
+                    }
                 }
             }
         });
         let dgh_all = if gru { &dhg } else { &dxg };
         // Weight gradients as whole-sequence GEMMs: [G·H, T·B] × [T·B, ·].
-        matmul(
-            g,
-            i,
-            t * b,
-            &mut self.w_ih.g,
-            &dxg,
-            true,
-            &cache.x,
-            false,
-            true,
-        );
-        matmul(
-            g,
-            hs,
-            t * b,
-            &mut self.w_hh.g,
-            dgh_all,
-            true,
-            &cache.hs[..t * bh],
-            false,
-            true,
-        );
-        sum_rows_into(&mut self.b_ih.g, &dxg);
-        sum_rows_into(&mut self.b_hh.g, dgh_all);
+        split.accumulate_rows(&mut self.w_ih.g, i, |gw| {
+            matmul(g, i, t * b, gw, &dxg, true, &cache.x, false, true)
+        });
+        split.accumulate_rows(&mut self.w_hh.g, hs, |gw| {
+            matmul(
+                g,
+                hs,
+                t * b,
+                gw,
+                dgh_all,
+                true,
+                &cache.hs[..t * bh],
+                false,
+                true,
+            )
+        });
+        split.accumulate_rows(&mut self.b_ih.g, 1, |gb| sum_rows_into(gb, &dxg));
+        split.accumulate_rows(&mut self.b_hh.g, 1, |gb| sum_rows_into(gb, dgh_all));
+        let w_ih = split.permute_rows(&self.w_ih.w, i);
         if self.reverse {
             let mut tmp = vec![0.0; t * b * i];
-            matmul(
-                t * b,
-                i,
-                g,
-                &mut tmp,
-                &dxg,
-                false,
-                &self.w_ih.w,
-                false,
-                false,
-            );
+            matmul(t * b, i, g, &mut tmp, &dxg, false, &w_ih, false, false);
             for s in 0..t {
                 let (src, dst) = (
                     &tmp[s * b * i..(s + 1) * b * i],
@@ -695,17 +716,7 @@ impl RnnDir {
                 }
             }
         } else {
-            matmul(
-                t * b,
-                i,
-                g,
-                dx,
-                &dxg,
-                false,
-                &self.w_ih.w,
-                false,
-                dx_accumulate,
-            );
+            matmul(t * b, i, g, dx, &dxg, false, &w_ih, false, dx_accumulate);
         }
     }
 }
