@@ -63,8 +63,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         hidden: Some(256),
         layers: Some(2),
         // nn.Embedding's N(0,1) learns much faster in the first epoch than U(±0.1) (valid
-        // 1.71 against 1.85 nats/char after one tinyshakespeare epoch; docs/results.md) and the
-        // demo has two minutes. Over 20 minutes the preset's U(±0.1) ends lower.
+        // 1.71 against 1.85 nats/char after one tinyshakespeare epoch; docs/results.md), and
+        // the demo has two minutes. The char-shakespeare preset uses it too.
         embed_init: Some("torch-default".into()),
         ..Default::default()
     };
