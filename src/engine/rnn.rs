@@ -193,19 +193,29 @@ fn unit_range(h: usize, parts: usize, p: usize) -> (usize, usize) {
 /// `G·j0 + k·u + jj`), so each thread reads the input projections and writes the gate
 /// cache in place, row by row, instead of gathering and scattering its columns at every
 /// step. With one thread the order is PyTorch's gate-major one and nothing is permuted.
-#[derive(Clone, Copy)]
 struct Split {
     parts: usize,
     hidden: usize,
     gates: usize,
+    /// The gate-major index of each part-major column `[G·H]` (computed once per call:
+    /// every permutation below and the backward's W_hh columns use it).
+    order: Vec<usize>,
 }
 
 impl Split {
     fn new(parts: usize, hidden: usize, gates: usize) -> Split {
+        let mut order = Vec::with_capacity(gates * hidden);
+        for p in 0..parts.max(1) {
+            let (j0, u) = unit_range(hidden, parts.max(1), p);
+            for k in 0..gates {
+                order.extend((0..u).map(|jj| k * hidden + j0 + jj));
+            }
+        }
         Split {
             parts,
             hidden,
             gates,
+            order,
         }
     }
 
@@ -217,26 +227,13 @@ impl Split {
         self.parts <= 1
     }
 
-    /// The gate-major index of each part-major column `[G·H]`.
-    fn order(&self) -> Vec<usize> {
-        let (h, gates) = (self.hidden, self.gates);
-        let mut v = Vec::with_capacity(gates * h);
-        for p in 0..self.parts {
-            let (j0, u) = self.range(p);
-            for k in 0..gates {
-                v.extend((0..u).map(|jj| k * h + j0 + jj));
-            }
-        }
-        v
-    }
-
     /// The rows of gate-major `w [G·H, n]` in part-major order.
     fn permute_rows<'a>(&self, w: &'a [f32], n: usize) -> std::borrow::Cow<'a, [f32]> {
         if self.is_identity() {
             return w.into();
         }
         let mut out = Vec::with_capacity(w.len());
-        for r in self.order() {
+        for &r in &self.order {
             out.extend_from_slice(&w[r * n..(r + 1) * n]);
         }
         out.into()
@@ -250,7 +247,7 @@ impl Split {
         }
         let mut tmp = vec![0.0; grad.len()];
         f(&mut tmp);
-        for (q, r) in self.order().into_iter().enumerate() {
+        for (q, &r) in self.order.iter().enumerate() {
             grad[r * n..(r + 1) * n]
                 .iter_mut()
                 .zip(&tmp[q * n..(q + 1) * n])
@@ -343,9 +340,9 @@ impl RnnDir {
     fn pack_cols(&self, split: &Split, j0: usize, u: usize) -> Panels {
         let h = self.hidden;
         let cols: Vec<f32> = split
-            .order()
-            .into_iter()
-            .flat_map(|r| self.w_hh.w[r * h + j0..r * h + j0 + u].iter().copied())
+            .order
+            .iter()
+            .flat_map(|&r| self.w_hh.w[r * h + j0..r * h + j0 + u].iter().copied())
             .collect();
         Panels::new(&cols, split.gates * h, u)
     }
