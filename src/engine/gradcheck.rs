@@ -505,7 +505,7 @@ fn stepping_one_timestep_at_a_time_matches_the_sequence_call() {
 /// loss pass), untied and tied, against finite differences of the evaluation loss.
 #[test]
 fn language_model_window() {
-    use crate::lm::{LanguageModel, LmConfig};
+    use crate::task::lm::{LanguageModel, LmConfig};
     for tied in [false, true] {
         let cfg = LmConfig {
             vocab: 9,

@@ -5,6 +5,7 @@
 //! times (one decoder step after another) before the backward passes run in reverse.
 
 pub mod cell;
+pub mod dir;
 pub mod dropout;
 pub mod embedding;
 pub mod init;
@@ -14,6 +15,7 @@ pub mod loss;
 pub mod norm;
 pub mod ops;
 pub mod optim;
+pub(crate) mod par;
 pub mod param;
 pub mod rnn;
 
