@@ -1,0 +1,174 @@
+//! Threading for the recurrent time loops: a persistent pool (rayon's global pool, so a
+//! decoder that runs the loop once per token pays no thread spawn), a spinning barrier for
+//! the once-per-step meeting, and the split of hidden units among threads.
+
+use super::ops::threads;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A buffer shared by the threads of one time loop, each of which writes only the
+/// hidden units it owns. Segments handed out never overlap between threads.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared(*mut f32, usize);
+// SAFETY: threads write disjoint segments and synchronise through `SpinBarrier`.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    pub(crate) fn new(v: &mut [f32]) -> Shared {
+        Shared(v.as_mut_ptr(), v.len())
+    }
+    /// SAFETY: callers guarantee no other thread accesses `[off, off+len)` concurrently.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn seg(&self, off: usize, len: usize) -> &mut [f32] {
+        assert!(off + len <= self.1);
+        std::slice::from_raw_parts_mut(self.0.add(off), len)
+    }
+    /// SAFETY: no thread writes `[off, off+len)` while the slice lives.
+    pub(crate) unsafe fn read(&self, off: usize, len: usize) -> &[f32] {
+        assert!(off + len <= self.1);
+        std::slice::from_raw_parts(self.0.add(off), len)
+    }
+}
+
+/// A barrier that spins: the time loop meets once per step, every few microseconds,
+/// far more often than an OS wait/wake round trip would allow.
+pub(crate) struct SpinBarrier {
+    n: usize,
+    count: AtomicUsize,
+    gen: AtomicUsize,
+}
+
+impl SpinBarrier {
+    pub(crate) fn new(n: usize) -> SpinBarrier {
+        SpinBarrier {
+            n,
+            count: AtomicUsize::new(0),
+            gen: AtomicUsize::new(0),
+        }
+    }
+    pub(crate) fn wait(&self) {
+        if self.n == 1 {
+            return;
+        }
+        let g = self.gen.load(Ordering::Acquire);
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.count.store(0, Ordering::Relaxed);
+            self.gen.fetch_add(1, Ordering::Release);
+        } else {
+            let mut spins = 0u32;
+            while self.gen.load(Ordering::Acquire) == g {
+                std::hint::spin_loop();
+                spins += 1;
+                // Yield soon: when the machine is oversubscribed the partner thread may be
+                // descheduled, and spinning would only delay it further.
+                if spins > 1 << 12 {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f(part)` for `part` in `0..parts`, each on its own thread of the persistent pool,
+/// all at once (the parts meet at a [`SpinBarrier`], so no two may share a thread).
+/// `rayon::broadcast` gives exactly that: one call per pool thread, each on a distinct
+/// thread; threads past `parts` return at once. The caller waits.
+pub(crate) fn run_parts(parts: usize, f: impl Fn(usize) + Sync) {
+    if parts <= 1 {
+        return f(0);
+    }
+    debug_assert!(parts <= rayon::current_num_threads());
+    rayon::broadcast(|ctx| {
+        if ctx.index() < parts {
+            f(ctx.index());
+        }
+    });
+}
+
+/// Threads for the time loop of a layer with `b` rows and `h` units: each thread owns a
+/// slice of hidden units (all of their gates), so one barrier per step suffices.
+pub(crate) fn loop_threads(b: usize, h: usize, g: usize) -> usize {
+    // The pool may be smaller than `threads()` if it was built before `set_threads`.
+    let t = threads().min(rayon::current_num_threads());
+    if t > 1 && h >= 32 && b * h * g >= 8192 {
+        t.min(h / 16)
+    } else {
+        1
+    }
+}
+
+pub(crate) fn unit_range(h: usize, parts: usize, p: usize) -> (usize, usize) {
+    // Multiples of 8 keep each thread's slices aligned to SIMD width.
+    let chunk = h.div_ceil(parts).div_ceil(8) * 8;
+    let j0 = (p * chunk).min(h);
+    (j0, ((p + 1) * chunk).min(h) - j0)
+}
+
+/// How a time loop shares hidden units among threads, and the order of the `G·H` gate
+/// columns that goes with it. Thread p owns units `j0..j0+u` of every gate; in the
+/// "part-major" order its `G·u` columns sit together at column `G·j0` (gate k, unit jj at
+/// `G·j0 + k·u + jj`), so each thread reads the input projections and writes the gate
+/// cache in place, row by row, instead of gathering and scattering its columns at every
+/// step. With one thread the order is PyTorch's gate-major one and nothing is permuted.
+pub(crate) struct Split {
+    pub(crate) parts: usize,
+    pub(crate) hidden: usize,
+    pub(crate) gates: usize,
+    /// The gate-major index of each part-major column `[G·H]` (computed once per call:
+    /// every permutation below and the backward's W_hh columns use it).
+    pub(crate) order: Vec<usize>,
+}
+
+impl Split {
+    pub(crate) fn new(parts: usize, hidden: usize, gates: usize) -> Split {
+        let mut order = Vec::with_capacity(gates * hidden);
+        for p in 0..parts.max(1) {
+            let (j0, u) = unit_range(hidden, parts.max(1), p);
+            for k in 0..gates {
+                order.extend((0..u).map(|jj| k * hidden + j0 + jj));
+            }
+        }
+        Split {
+            parts,
+            hidden,
+            gates,
+            order,
+        }
+    }
+
+    pub(crate) fn range(&self, p: usize) -> (usize, usize) {
+        unit_range(self.hidden, self.parts, p)
+    }
+
+    pub(crate) fn is_identity(&self) -> bool {
+        self.parts <= 1
+    }
+
+    /// The rows of gate-major `w [G·H, n]` in part-major order.
+    pub(crate) fn permute_rows<'a>(&self, w: &'a [f32], n: usize) -> std::borrow::Cow<'a, [f32]> {
+        if self.is_identity() {
+            return w.into();
+        }
+        let mut out = Vec::with_capacity(w.len());
+        for &r in &self.order {
+            out.extend_from_slice(&w[r * n..(r + 1) * n]);
+        }
+        out.into()
+    }
+
+    /// Adds to gate-major `grad [G·H, n]` what `f` computes in part-major order: `f(buf)`
+    /// accumulates into `buf`, which is `grad` itself when the orders agree.
+    pub(crate) fn accumulate_rows(&self, grad: &mut [f32], n: usize, f: impl FnOnce(&mut [f32])) {
+        if self.is_identity() {
+            return f(grad);
+        }
+        let mut tmp = vec![0.0; grad.len()];
+        f(&mut tmp);
+        for (q, &r) in self.order.iter().enumerate() {
+            grad[r * n..(r + 1) * n]
+                .iter_mut()
+                .zip(&tmp[q * n..(q + 1) * n])
+                .for_each(|(d, v)| *d += v);
+        }
+    }
+}
