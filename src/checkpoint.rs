@@ -1,18 +1,27 @@
 //! The checkpoint format: one self-contained .safetensors file (docs/checkpoint-format.md).
 //!
 //! f32 tensors carry PyTorch state_dict names; the metadata key `rnnkit` holds a JSON
-//! config (format version, task, model config, tokenizer with its whole vocabulary).
-//! Loading checks every name, shape and dtype against the model the config describes,
-//! so a truncated, mismatched or hostile file is an error, never a panic: safetensors
-//! validates the header against the file size before anything is allocated from it.
+//! [`Meta`]: format version, task, the task's typed model config and named vocabularies.
+//! [`load`] is the one loader: it checks the task, every size relation of the config, the
+//! vocabularies against the embeddings they index, and the memory the config implies
+//! before anything is allocated, then every tensor's name, shape and dtype, so a
+//! truncated, mismatched or hostile file is a one-line error naming the field, never a
+//! panic. safetensors validates the header against the file size before anything is
+//! allocated from it.
+//!
+//! Version 1 (before named vocabularies) stored one `tokenizer`; it is read as version 2
+//! with that tokenizer as the vocabulary `tokens`.
 
 use crate::engine::param::Module;
 use crate::error::{write_atomic, Error, Result};
+use crate::text::vocab::Vocab;
 use safetensors::tensor::{Dtype, TensorView};
-use std::collections::{BTreeSet, HashMap};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const META_KEY: &str = "rnnkit";
 
 /// Serialises every parameter of `model` (plus `extra` named tensors) with `meta` as
@@ -67,12 +76,16 @@ pub fn open(path: &Path) -> Result<Loaded> {
         .ok_or_else(|| Error::format(path, "no `rnnkit` metadata: not an rnnkit checkpoint"))?;
     let meta: serde_json::Value = serde_json::from_str(meta_s)
         .map_err(|e| Error::format(path, format!("bad `rnnkit` metadata: {e}")))?;
-    let v = meta.get("format_version").and_then(|v| v.as_u64());
-    if v != Some(FORMAT_VERSION as u64) {
-        return Err(Error::format(
-            path,
-            format!("format_version {v:?}; this rnnkit reads version {FORMAT_VERSION}"),
-        ));
+    let mut meta: serde_json::Value = meta;
+    match meta.get("format_version").and_then(|v| v.as_u64()) {
+        Some(2) => {}
+        Some(1) => upgrade_v1(&mut meta),
+        v => {
+            return Err(Error::format(
+                path,
+                format!("format_version {v:?}; this rnnkit reads versions 1 and {FORMAT_VERSION}"),
+            ))
+        }
     }
     Ok(Loaded {
         meta,
@@ -159,4 +172,120 @@ impl Loaded {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Version 1 stored the LM's tokenizer as `tokenizer: {kind, vocab, bpe_json}`; version 2
+/// stores it as the vocabulary `tokens`.
+fn upgrade_v1(meta: &mut serde_json::Value) {
+    meta["format_version"] = FORMAT_VERSION.into();
+    if let Some(t) = meta.as_object_mut().and_then(|m| m.remove("tokenizer")) {
+        let vocab = &t["vocab"];
+        let has = |s: &str| vocab.as_array().is_some_and(|a| a.iter().any(|v| v == s));
+        let specials: Vec<&str> = crate::text::tokenizer::SPECIALS
+            .into_iter()
+            .filter(|s| has(s))
+            .collect();
+        let mut v =
+            serde_json::json!({"tokens": vocab, "specials": specials, "tokenizer": t["kind"]});
+        if has(crate::text::tokenizer::UNK) {
+            v["unk"] = crate::text::tokenizer::UNK.into();
+        }
+        if let Some(b) = t.get("bpe_json") {
+            v["bpe_json"] = b.clone();
+        }
+        meta["vocabs"] = serde_json::json!({ "tokens": v });
+    }
+}
+
+/// The `rnnkit` metadata of a model checkpoint, typed by the task's model config `C`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Meta<C> {
+    pub format_version: u32,
+    pub task: String,
+    pub model: C,
+    /// Named vocabularies (`tokens`; a tagger's `words`, `chars`, `labels`; a
+    /// translator's `source`, `target`).
+    pub vocabs: BTreeMap<String, Vocab>,
+}
+
+impl<C: Serialize> Meta<C> {
+    pub fn new(task: &str, model: C, vocabs: BTreeMap<String, Vocab>) -> Meta<C> {
+        Meta {
+            format_version: FORMAT_VERSION,
+            task: task.into(),
+            model,
+            vocabs,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("metadata serialises")
+    }
+}
+
+/// A model that a checkpoint holds: its task, its typed config, the vocabularies it needs,
+/// and the checks that tie them together. [`load`] uses it to refuse a bad file before
+/// allocating anything.
+pub trait Checkpointed: Module + Sized {
+    /// The task name the file must carry.
+    const TASK: &'static str;
+    /// Vocabularies the file must hold.
+    const VOCABS: &'static [&'static str];
+    type Config: Serialize + DeserializeOwned + Clone;
+    /// Every size relation of the config and of the config against the vocabularies
+    /// (embedding rows = vocabulary size, ...); the error names the field.
+    fn check(
+        cfg: &Self::Config,
+        vocabs: &BTreeMap<String, Vocab>,
+    ) -> std::result::Result<(), String>;
+    /// Parameters (f32 values) the config implies, `None` on overflow.
+    fn num_params(cfg: &Self::Config) -> Option<u64>;
+    /// The model with the config's shapes (weights are overwritten by the file).
+    fn build(cfg: Self::Config) -> Self;
+}
+
+/// The one model loader: task, config, vocabularies, sizes, memory, then the tensors.
+pub fn load<M: Checkpointed>(path: &Path) -> Result<(M, Meta<M::Config>)> {
+    let ck = open(path)?;
+    let task = ck.meta["task"].as_str().unwrap_or("");
+    if task != M::TASK {
+        return Err(Error::format(
+            path,
+            format!(
+                "a checkpoint of task {:?}; this command needs task {:?}",
+                ck.meta["task"],
+                M::TASK
+            ),
+        ));
+    }
+    let mut meta: Meta<M::Config> = serde_json::from_value(ck.meta.clone())
+        .map_err(|e| Error::format(path, format!("bad metadata: {e}")))?;
+    for v in meta.vocabs.values_mut() {
+        *v = std::mem::take(v).indexed();
+    }
+    for name in M::VOCABS {
+        let v = meta
+            .vocabs
+            .get(*name)
+            .ok_or_else(|| Error::format(path, format!("missing vocabulary {name:?}")))?;
+        v.check(path, name)?;
+    }
+    M::check(&meta.model, &meta.vocabs).map_err(|e| Error::format(path, e))?;
+    // Every parameter is a tensor in the file, so a config that implies more values than
+    // the file holds is refused before the model is allocated.
+    let params = <M as Checkpointed>::num_params(&meta.model)
+        .ok_or_else(|| Error::format(path, "model sizes overflow"))?;
+    if params.saturating_mul(4) > ck.buf.len() as u64 {
+        return Err(Error::format(
+            path,
+            format!(
+                "the config implies {params} parameters ({} bytes), more than the file's {} bytes",
+                params.saturating_mul(4),
+                ck.buf.len()
+            ),
+        ));
+    }
+    let mut model = M::build(meta.model.clone());
+    ck.load_into(&mut model, &[])?;
+    Ok((model, meta))
 }

@@ -22,6 +22,10 @@ pub enum Error {
     /// A bad option or combination of options.
     #[error("{0}")]
     Usage(String),
+    /// A model or training configuration that cannot work (sizes that disagree, values
+    /// out of range), with the reason.
+    #[error("{0}")]
+    Config(String),
     /// A checkpoint or tokenizer file that does not match what rnnkit expects.
     #[error("{}: {msg}", file.display())]
     Format { file: PathBuf, msg: String },
@@ -43,6 +47,10 @@ impl Error {
             file: file.to_path_buf(),
             source,
         }
+    }
+
+    pub fn config(msg: impl Into<String>) -> Error {
+        Error::Config(msg.into())
     }
 
     pub fn format(file: &Path, msg: impl Into<String>) -> Error {

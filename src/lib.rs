@@ -10,7 +10,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 
-pub mod lm;
 pub mod plot;
+pub mod task;
 pub mod text;
 pub mod train;

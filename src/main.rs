@@ -37,7 +37,17 @@ fn main() {
         }
         eprintln!("rnnkit: internal error: {msg}");
     }));
-    let cli = cmd::Cli::parse();
+    let cli = match cmd::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            // clap's message is several lines; its first names the option and the reason.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("rnnkit: {}", first.trim());
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
     match cmd::run(cli) {
         Ok(()) => {}
         Err(e) => {

@@ -89,35 +89,59 @@ pub fn line_chart(
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// The points `(x_key, y_key)` of every line of a metrics.jsonl that has both.
+fn series(text: &str, x_key: &str, y_key: &str, name: &str) -> Series {
+    let points = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v[x_key].as_f64()?, v[y_key].as_f64()?)))
+        .collect();
+    Series {
+        name: name.into(),
+        points,
+    }
+}
+
+/// The x axis of a run's curves: the units the task counts (`tokens`, `sentences`), which
+/// every logged line carries.
+fn x_key(text: &str) -> String {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| {
+            v.as_object()?
+                .keys()
+                .find(|k| k.ends_with("s_per_s"))
+                .map(|k| k.trim_end_matches("_per_s").to_string())
+        })
+        .unwrap_or_else(|| "tokens".into())
+}
+
 /// loss.png from a metrics.jsonl: training loss per logging step and validation loss,
-/// both against training tokens.
+/// both against the training units seen.
 pub fn loss_curves(metrics: &Path, png: &Path) -> Result<()> {
     let text = std::fs::read_to_string(metrics).map_err(|e| Error::io(metrics, e))?;
-    let mut train = Series {
-        name: "train loss".into(),
-        points: Vec::new(),
-    };
-    let mut valid = Series {
-        name: "validation loss".into(),
-        points: Vec::new(),
-    };
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let x = v["tokens"].as_f64();
-        if let (Some(x), Some(l)) = (x, v["loss"].as_f64()) {
-            train.points.push((x, l));
-        }
-        if let (Some(x), Some(l)) = (x, v["valid_loss"].as_f64()) {
-            valid.points.push((x, l));
-        }
-    }
+    let x = x_key(&text);
     line_chart(
         png,
-        "Loss (nats per token)",
-        "training tokens",
+        "Loss (nats per predicted unit)",
+        &format!("training {x}"),
         "loss",
-        &[train, valid],
+        &[
+            series(&text, &x, "loss", "train loss"),
+            series(&text, &x, "valid_loss", "validation loss"),
+        ],
+    )
+}
+
+/// `{metric}.png`: one validation metric (for example `valid_f1`) against training units.
+pub fn metric_curve(metrics: &Path, key: &str, png: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(metrics).map_err(|e| Error::io(metrics, e))?;
+    let x = x_key(&text);
+    line_chart(
+        png,
+        key,
+        &format!("training {x}"),
+        key,
+        &[series(&text, &x, key, key)],
     )
 }

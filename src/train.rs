@@ -9,52 +9,20 @@
 
 use crate::checkpoint;
 use crate::engine::optim::{OptimKind, Optimizer, Schedule};
-use crate::engine::param::Module;
 use crate::error::{write_atomic, Error, Result};
 use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Loss summed in nats over `count` predicted tokens.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Stats {
-    pub loss_sum: f64,
-    pub count: usize,
-}
+pub use crate::task::{Eval, Selection, Stats, Task};
 
-impl Stats {
-    pub fn mean(&self) -> f64 {
-        self.loss_sum / self.count.max(1) as f64
-    }
-}
-
-/// What the trainer needs from a task (language model, tagger, classifier, translator).
-pub trait Task {
-    fn model(&mut self) -> &mut dyn Module;
-    /// Batches in one epoch.
-    fn steps_per_epoch(&self) -> usize;
-    /// Called before step 0 of every epoch (reset carried state, reshuffle).
-    fn begin_epoch(&mut self, epoch: usize);
-    /// Forward and backward of batch `i`; gradients accumulate into the model.
-    fn train_step(&mut self, i: usize, rng: &mut dyn RngCore) -> Stats;
-    /// Validation loss per token, if there is validation data.
-    fn validate(&mut self) -> Option<Stats>;
-    /// Writes the model checkpoint.
-    fn save(&mut self, path: &Path) -> Result<()>;
-    /// State carried between batches (an LM's hidden state), for resuming mid-epoch.
-    fn carry(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        Vec::new()
-    }
-    fn set_carry(&mut self, _name: &str, _data: Vec<f32>) {}
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub epochs: usize,
-    /// Stop after this many training tokens (targets), if set.
+    /// Stop after this many training units (an LM's target tokens), if set.
     pub token_budget: Option<u64>,
     /// Stop after this many minutes of training, if set.
     pub time_budget_min: Option<f64>,
@@ -69,6 +37,10 @@ pub struct TrainConfig {
     pub save_every: usize,
     /// Validate every this many steps as well as at epoch ends (0: epoch ends only).
     pub eval_every: usize,
+    /// Stop when this many epoch-end validations in a row do not improve the selection
+    /// metric (`None`: never).
+    #[serde(default)]
+    pub patience: Option<usize>,
 }
 
 /// Resumable position: written to `train_state.safetensors` with the weights and the
@@ -79,68 +51,182 @@ pub struct Progress {
     /// Next step to run within `epoch`.
     pub step: usize,
     pub lr: f32,
-    pub best_valid: Option<f64>,
-    pub last_valid: Option<f64>,
+    /// Best value of the task's selection metric so far.
+    pub best: Option<f64>,
+    /// Did the last validation improve on the best (drives `plateau` schedules)?
+    pub last_improved: bool,
+    /// Epoch-end validations since the last improvement (early stopping).
+    pub bad_epochs: usize,
+    /// Training units (tokens, sentences) consumed.
     pub tokens: u64,
     pub wall_s: f64,
     pub opt_step: u64,
+    /// Why the run ended early, if it did (`"patience"`, `"budget"`).
+    #[serde(default)]
+    pub stopped: Option<String>,
 }
 
 pub struct Summary {
     pub progress: Progress,
-    pub best_valid: Option<f64>,
+    /// The best checkpoint's validation, as measured during training.
+    pub best: Option<Eval>,
+}
+
+/// What the trainer reports while it runs. The progress bar and the PNG curves are
+/// observers, so a library caller (a test, an example) can train silently with none.
+pub trait Observer {
+    /// Before the first step: total steps of the run and how many are already done.
+    fn start(&mut self, _total: u64, _done: u64) {}
+    /// After each step; `msg` is set on logging steps (loss, metrics, speed).
+    fn step(&mut self, _msg: Option<&str>) {}
+    /// After each epoch's validation and save; `out` is the run folder.
+    fn epoch_end(&mut self, _out: &Path) {}
+    fn finish(&mut self) {}
+}
+
+/// A terminal progress bar (indicatif).
+pub struct ProgressBar(indicatif::ProgressBar);
+
+impl Default for ProgressBar {
+    fn default() -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        ProgressBar(bar)
+    }
+}
+
+impl Observer for ProgressBar {
+    fn start(&mut self, total: u64, done: u64) {
+        self.0.set_length(total);
+        self.0.set_position(done);
+    }
+    fn step(&mut self, msg: Option<&str>) {
+        self.0.inc(1);
+        if let Some(m) = msg {
+            self.0.set_message(m.to_string());
+        }
+    }
+    fn finish(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// Redraws `loss.png` (training and validation loss) and, when the selection metric is
+/// not the loss, `{metric}.png`, from metrics.jsonl after every epoch.
+pub struct Curves {
+    pub metric: &'static str,
+}
+
+impl Observer for Curves {
+    fn epoch_end(&mut self, out: &Path) {
+        let m = out.join("metrics.jsonl");
+        let _ = crate::plot::loss_curves(&m, &out.join("loss.png"));
+        if self.metric != "loss" {
+            let _ = crate::plot::metric_curve(
+                &m,
+                &format!("valid_{}", self.metric),
+                &out.join(format!("{}.png", self.metric)),
+            );
+        }
+    }
 }
 
 fn step_rng(seed: u64, epoch: usize, step: usize) -> StdRng {
     // splitmix64 of the triple, so neighbouring steps get unrelated streams.
-    let mut z = seed ^ ((epoch as u64) << 40) ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    StdRng::seed_from_u64(mix(seed
+        ^ ((epoch as u64) << 40)
+        ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+}
+
+fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    StdRng::seed_from_u64(z ^ (z >> 31))
+    z ^ (z >> 31)
+}
+
+/// The shuffling seed of `epoch` (what [`Task::begin_epoch`] receives).
+pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    mix(seed.wrapping_add(0x5851_F42D_4C95_7F2D) ^ ((epoch as u64) << 32))
 }
 
 pub const STATE_FILE: &str = "train_state.safetensors";
 pub const MODEL_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "config.json";
 
-/// Runs (or continues) training, writing into `out`. `run_meta` is stored in the train
-/// state so that `--resume` can rebuild the same task; `resume` is a state read back.
+/// `name=value` pairs for a log line.
+fn fmt_metrics(prefix: &str, m: &[(String, f64)]) -> String {
+    m.iter()
+        .map(|(k, v)| format!(" {prefix}{k} {v:.4}"))
+        .collect()
+}
+
+/// Runs (or continues) training, writing into `out`. `run` (the task's typed configs) is
+/// stored in the train state so that a resume can rebuild the same task; `resume` is a
+/// state read back with [`crate::checkpoint::open`].
 pub fn train(
     task: &mut dyn Task,
     cfg: &TrainConfig,
     out: &Path,
-    run_meta: &serde_json::Value,
+    run: &serde_json::Value,
     resume: Option<&checkpoint::Loaded>,
-    show_progress: bool,
+    observers: &mut [&mut dyn Observer],
 ) -> Result<Summary> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut opt = Optimizer::new(cfg.optim, cfg.lr);
+    let sel = task.selection();
+    let unit = task.unit();
     let mut prog = Progress {
         epoch: 1,
         step: 0,
         lr: cfg.lr,
-        best_valid: None,
-        last_valid: None,
+        best: None,
+        last_improved: true,
+        bad_epochs: 0,
         tokens: 0,
         wall_s: 0.0,
         opt_step: 0,
+        stopped: None,
     };
     if let Some(st) = resume {
+        if st.meta["task"] != task.name() {
+            return Err(Error::format(
+                st.path(),
+                format!(
+                    "train state of task {}; expected \"{}\"",
+                    st.meta["task"],
+                    task.name()
+                ),
+            ));
+        }
         prog = serde_json::from_value(st.meta["progress"].clone())
             .map_err(|e| Error::format(st.path(), format!("bad progress: {e}")))?;
+        // A run stopped by its budget continues with the new one; one stopped by early
+        // stopping stays stopped.
+        if prog.stopped.as_deref() == Some("budget") {
+            prog.stopped = None;
+        }
         st.load_into(task.model(), &["optim.", "carry."])?;
-        let mut k = 0;
+        let mut sizes = Vec::new();
+        task.model().visit(&mut |p| sizes.push(p.w.len()));
         let mut moments = Vec::new();
-        task.model().visit(&mut |_| k += 1);
-        for i in 0..k {
-            let m = st
-                .tensor(&format!("optim.m.{i}"))
-                .map(|t| t.1)
-                .unwrap_or_default();
-            let v = st
-                .tensor(&format!("optim.v.{i}"))
-                .map(|t| t.1)
-                .unwrap_or_default();
-            moments.push((m, v));
+        for (i, &n) in sizes.iter().enumerate() {
+            let get = |k: &str| -> Result<Vec<f32>> {
+                match st.tensor(&format!("optim.{k}.{i}")) {
+                    Ok((_, d)) if d.len() == n => Ok(d),
+                    Ok(_) => Err(Error::format(
+                        st.path(),
+                        format!("optim.{k}.{i} does not match its parameter's size {n}"),
+                    )),
+                    Err(_) => Ok(Vec::new()),
+                }
+            };
+            moments.push((get("m")?, get("v")?));
         }
         opt.restore(prog.opt_step, prog.lr, moments);
         for (name, _, _) in task.carry() {
@@ -158,41 +244,32 @@ pub fn train(
     let mut log = |v: serde_json::Value| -> Result<()> {
         writeln!(metrics, "{v}").map_err(|e| Error::io(&metrics_path, e))
     };
+    let units = format!("{unit}s");
     let start = Instant::now() - std::time::Duration::from_secs_f64(prog.wall_s);
     let steps = task.steps_per_epoch();
-    let total = (cfg.epochs * steps) as u64;
-    let bar = if show_progress {
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_position(((prog.epoch - 1) * steps + prog.step) as u64);
+    let done = ((prog.epoch - 1) * steps + prog.step) as u64;
+    for o in observers.iter_mut() {
+        o.start((cfg.epochs * steps) as u64, done);
+    }
     let out_of_budget = |p: &Progress, t: &Instant| {
         cfg.token_budget.is_some_and(|b| p.tokens >= b)
             || cfg
                 .time_budget_min
                 .is_some_and(|m| t.elapsed().as_secs_f64() >= m * 60.0)
     };
-    let mut stop = false;
+    let mut best_eval = None;
+    let mut stop = prog.stopped.is_some();
     while prog.epoch <= cfg.epochs && !stop {
         let epoch = prog.epoch;
         if prog.step == 0 {
-            let plateau = matches!((prog.last_valid, prog.best_valid), (Some(l), Some(b)) if l > b);
-            if epoch > 1 {
-                prog.lr = cfg.schedule.next_lr(epoch, prog.lr, plateau);
+            prog.lr = if epoch > 1 {
+                cfg.schedule.next_lr(epoch, prog.lr, !prog.last_improved)
             } else {
-                prog.lr = cfg.schedule.next_lr(epoch, cfg.lr, false);
-            }
+                cfg.schedule.next_lr(epoch, cfg.lr, false)
+            };
         }
         opt.lr = prog.lr;
-        task.begin_epoch(epoch);
+        task.begin_epoch(epoch, epoch_seed(cfg.seed, epoch));
         let mut window = Stats::default();
         let mut epoch_stats = Stats::default();
         let mut t_log = Instant::now();
@@ -207,86 +284,119 @@ pub fn train(
             prog.step += 1;
             prog.tokens += s.count as u64;
             tok_log += s.count;
-            window.loss_sum += s.loss_sum;
-            window.count += s.count;
-            epoch_stats.loss_sum += s.loss_sum;
-            epoch_stats.count += s.count;
-            bar.inc(1);
+            window.add(s);
+            epoch_stats.add(s);
+            let mut msg = None;
             if prog.step.is_multiple_of(cfg.log_every.max(1)) || prog.step == steps {
-                let tps = tok_log as f64 / t_log.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!(
-                    "epoch {epoch} loss {:.3} ppl {:.1} {:.0} tok/s",
+                let rate = tok_log as f64 / t_log.elapsed().as_secs_f64().max(1e-9);
+                let extra = task.train_metrics(&window);
+                msg = Some(format!(
+                    "epoch {epoch} loss {:.3}{} {rate:.0} {unit}/s",
                     window.mean(),
-                    window.mean().exp(),
-                    tps
+                    fmt_metrics("", &extra)
                 ));
-                log(
-                    serde_json::json!({"epoch": epoch, "step": prog.step, "loss": window.mean(), "lr": prog.lr,
-                    "tokens_per_s": tps, "tokens": prog.tokens, "wall_s": start.elapsed().as_secs_f64()}),
-                )?;
+                let mut v = serde_json::json!({"epoch": epoch, "step": prog.step, "loss": window.mean(),
+                    "lr": prog.lr, "wall_s": start.elapsed().as_secs_f64()});
+                v[format!("{units}_per_s")] = rate.into();
+                v[&units] = prog.tokens.into();
+                log(v)?;
                 window = Stats::default();
                 t_log = Instant::now();
                 tok_log = 0;
             }
+            for o in observers.iter_mut() {
+                o.step(msg.as_deref());
+            }
             if cfg.eval_every > 0 && prog.step.is_multiple_of(cfg.eval_every) && prog.step < steps {
-                validate_and_keep(task, &mut prog, out, epoch, &start, &mut log)?;
+                if let Some((e, true)) =
+                    validate_and_keep(task, sel, &mut prog, out, &start, &mut log)?
+                {
+                    best_eval = Some(e);
+                }
             }
             if out_of_budget(&prog, &start) {
                 stop = true;
+                prog.stopped = Some("budget".into());
                 break;
             }
             if cfg.save_every > 0 && prog.step.is_multiple_of(cfg.save_every) && prog.step < steps {
                 prog.wall_s = start.elapsed().as_secs_f64();
-                save_state(task, &opt, &prog, out, run_meta)?;
+                save_state(task, &opt, &prog, out, run)?;
             }
         }
-        let v = validate_and_keep(task, &mut prog, out, epoch, &start, &mut log)?;
-        log(
-            serde_json::json!({"epoch": epoch, "train_loss": epoch_stats.mean(), "train_ppl": epoch_stats.mean().exp(),
-            "valid_loss": v, "valid_ppl": v.map(f64::exp), "lr": prog.lr, "wall_s": start.elapsed().as_secs_f64(), "epoch_end": true}),
-        )?;
-        if !stop {
+        let validated = validate_and_keep(task, sel, &mut prog, out, &start, &mut log)?;
+        let mut v = serde_json::json!({"epoch": epoch, "train_loss": epoch_stats.mean(), "lr": prog.lr,
+            "wall_s": start.elapsed().as_secs_f64(), "epoch_end": true});
+        for (k, x) in task.train_metrics(&epoch_stats) {
+            v[format!("train_{k}")] = x.into();
+        }
+        log(v)?;
+        if let Some((e, improved)) = validated {
+            prog.bad_epochs = if improved { 0 } else { prog.bad_epochs + 1 };
+            if improved {
+                best_eval = Some(e);
+            }
+            if cfg.patience.is_some_and(|p| prog.bad_epochs >= p) {
+                stop = true;
+                prog.stopped = Some("patience".into());
+            }
+        }
+        if prog.stopped.as_deref() != Some("budget") {
             prog.epoch += 1;
             prog.step = 0;
         }
         prog.wall_s = start.elapsed().as_secs_f64();
-        save_state(task, &opt, &prog, out, run_meta)?;
-        let _ = crate::plot::loss_curves(&metrics_path, &out.join("loss.png"));
+        save_state(task, &opt, &prog, out, run)?;
+        for o in observers.iter_mut() {
+            o.epoch_end(out);
+        }
     }
-    bar.finish_and_clear();
+    for o in observers.iter_mut() {
+        o.finish();
+    }
     Ok(Summary {
-        best_valid: prog.best_valid,
+        best: best_eval,
         progress: prog,
     })
 }
 
 type LogFn<'a> = dyn FnMut(serde_json::Value) -> Result<()> + 'a;
 
-/// Validates, logs, and writes model.safetensors when the loss is the best so far.
+/// Validates, logs `valid_loss` and `valid_{metric}`, and writes model.safetensors when the
+/// selection metric is the best so far (or always, without validation data). Returns the
+/// validation and whether it improved on the best (`None`: no validation data).
 fn validate_and_keep(
     task: &mut dyn Task,
+    sel: Selection,
     prog: &mut Progress,
     out: &Path,
-    epoch: usize,
     start: &Instant,
     log: &mut LogFn,
-) -> Result<Option<f64>> {
-    let v = task.validate().map(|s| s.mean());
-    prog.last_valid = v;
-    match v {
-        Some(v) => {
-            log(
-                serde_json::json!({"epoch": epoch, "step": prog.step, "valid_loss": v, "valid_ppl": v.exp(),
-                "tokens": prog.tokens, "wall_s": start.elapsed().as_secs_f64()}),
-            )?;
-            if prog.best_valid.is_none_or(|b| v < b) {
-                prog.best_valid = Some(v);
-                task.save(&out.join(MODEL_FILE))?;
-            }
-        }
-        None => task.save(&out.join(MODEL_FILE))?,
+) -> Result<Option<(Eval, bool)>> {
+    let Some(e) = task.validate() else {
+        task.save(&out.join(MODEL_FILE))?;
+        return Ok(None);
+    };
+    let mut v = serde_json::json!({"epoch": prog.epoch, "step": prog.step, "valid_loss": e.loss,
+        "wall_s": start.elapsed().as_secs_f64()});
+    v[format!("{}s", task.unit())] = prog.tokens.into();
+    for (k, x) in &e.metrics {
+        v[format!("valid_{k}")] = (*x).into();
     }
-    Ok(v)
+    log(v)?;
+    let value = e.get(sel.metric).ok_or_else(|| {
+        Error::Usage(format!(
+            "task {} selects by {} but its validation does not report it",
+            task.name(),
+            sel.metric
+        ))
+    })?;
+    prog.last_improved = sel.improves(value, prog.best);
+    if prog.last_improved {
+        prog.best = Some(value);
+        task.save(&out.join(MODEL_FILE))?;
+    }
+    Ok(Some((e, prog.last_improved)))
 }
 
 fn save_state(
@@ -294,7 +404,7 @@ fn save_state(
     opt: &Optimizer,
     prog: &Progress,
     out: &Path,
-    run_meta: &serde_json::Value,
+    run: &serde_json::Value,
 ) -> Result<()> {
     let mut extra: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for (i, (m, v)) in opt.moments().iter().enumerate() {
@@ -312,7 +422,8 @@ fn save_state(
         .collect();
     let mut prog = prog.clone();
     prog.opt_step = opt.step;
-    let meta = serde_json::json!({"format_version": checkpoint::FORMAT_VERSION, "run": run_meta, "progress": prog});
+    let meta = serde_json::json!({"format_version": checkpoint::FORMAT_VERSION, "task": task.name(),
+        "run": run, "progress": prog});
     checkpoint::save(&out.join(STATE_FILE), task.model(), &refs, &meta)
 }
 

@@ -522,7 +522,8 @@ fn pretrained_frozen_embeddings() {
             .unwrap()["rnnkit"],
     )
     .unwrap();
-    let vocab: Vec<String> = serde_json::from_value(meta["tokenizer"]["vocab"].clone()).unwrap();
+    let vocab: Vec<String> =
+        serde_json::from_value(meta["vocabs"]["tokens"]["tokens"].clone()).unwrap();
     let emb = st.tensor("encoder.weight").unwrap();
     let row = |id: usize| -> Vec<f32> {
         emb.data()[id * 64..(id + 1) * 64]

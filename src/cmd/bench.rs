@@ -2,12 +2,13 @@
 //! the way ../shared/bench/torch_lm_bench.py times PyTorch (3 warm-up steps, then full
 //! steps of forward, backward, clip 5 and an SGD update).
 
-use super::lm::{lm_config, ModelArgs};
-use clap::{Args, Subcommand, ValueEnum};
+use super::common::{EmbedArgs, StackArgs};
+use clap::{Args, Subcommand};
 use rand::{Rng, SeedableRng};
 use rnnkit::engine::optim::{OptimKind, Optimizer};
 use rnnkit::engine::param::Module;
-use rnnkit::lm::{LanguageModel, Sampling};
+use rnnkit::task::lm::run::{LmRun, Preset};
+use rnnkit::task::lm::{LanguageModel, Sampling};
 use std::time::Instant;
 
 #[derive(Subcommand)]
@@ -18,19 +19,16 @@ pub enum BenchCmd {
     Generate(BenchArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
-pub enum BenchPreset {
-    ZarembaSmall,
-    ZarembaMedium,
-    CharShakespeare,
-}
-
 #[derive(Args)]
 pub struct BenchArgs {
-    #[arg(long, value_enum)]
-    pub preset: Option<BenchPreset>,
+    /// The shape of torch_lm_bench.py's case of this name (zaremba-small, zaremba-medium,
+    /// char-shakespeare): hidden size, vocabulary, batch, window and steps.
+    #[arg(long)]
+    pub preset: Option<Preset>,
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub embed: EmbedArgs,
+    #[command(flatten)]
+    pub stack: StackArgs,
     #[arg(long)]
     pub vocab: Option<usize>,
     #[arg(long)]
@@ -50,12 +48,15 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// (vocab, hidden, batch, bptt, steps) per preset, as in torch_lm_bench.py.
-fn shape(p: Option<BenchPreset>) -> (usize, usize, usize, usize, usize) {
+/// (vocab, hidden, batch, bptt, steps) per preset, exactly as ../shared/bench/
+/// torch_lm_bench.py times PyTorch, so the two measure the same work: the model is the
+/// preset's size with PyTorch's default init and no dropout, and the char case unrolls 100
+/// steps as that script does (the training preset's 50 costs the same per token).
+fn shape(p: Option<Preset>) -> (usize, usize, usize, usize, usize) {
     match p {
-        Some(BenchPreset::ZarembaSmall) => (10000, 200, 20, 20, 40),
-        Some(BenchPreset::ZarembaMedium) => (10000, 650, 20, 35, 10),
-        Some(BenchPreset::CharShakespeare) | None => (65, 512, 64, 100, 5),
+        Some(Preset::ZarembaSmall) => (10000, 200, 20, 20, 40),
+        Some(Preset::ZarembaMedium) => (10000, 650, 20, 35, 10),
+        Some(Preset::CharShakespeare) | None => (65, 512, 64, 100, 5),
     }
 }
 
@@ -66,11 +67,15 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
     };
     super::set_threads(a.threads);
     let (v, h, b, t, steps) = shape(a.preset);
-    let mut m = a.model.clone();
-    m.hidden = m.hidden.or(Some(h));
-    m.embed = m.embed.or(m.hidden);
     let vocab = a.vocab.unwrap_or(v);
-    let cfg = lm_config(&m, vocab)?;
+    let mut cfg = LmRun::recipe(None).model;
+    cfg.vocab = vocab;
+    cfg.rnn.hidden = a.stack.hidden.unwrap_or(h);
+    cfg.embed = a.embed.embed.unwrap_or(cfg.rnn.hidden);
+    a.stack.apply(&mut cfg.rnn, &mut cfg.init, a.embed.dropout);
+    cfg.dropout = a.embed.dropout.unwrap_or(0.0);
+    cfg.rnn.input = cfg.embed;
+    cfg.validate()?;
     let (b, t) = (a.batch_size.unwrap_or(b), a.bptt.unwrap_or(t));
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let mut model = LanguageModel::new(cfg.clone(), &mut rng);
@@ -108,7 +113,7 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         };
         let mut count = 0usize;
         let mut start = Instant::now();
-        rnnkit::lm::generate(&mut model, &[1], n + 20, &s, &mut rng, |_| {
+        rnnkit::task::lm::generate(&mut model, &[1], n + 20, &s, &mut rng, |_| {
             count += 1;
             if count == 20 {
                 start = Instant::now();

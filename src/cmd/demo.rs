@@ -3,14 +3,16 @@
 //! embedded at build time, so the demo runs offline on a fresh machine.
 
 use clap::Args;
-use rnnkit::lm::{LanguageModel, LmTask, Sampling};
+use rnnkit::task::lm::run::LmRun;
+use rnnkit::task::lm::{EmbedInit, LanguageModel, LmTask, Sampling};
 use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
 use rnnkit::train::{self, TrainConfig};
 
 const OWN_SOURCES: &[&str] = &[
-    include_str!("../lm.rs"),
+    include_str!("../task/lm.rs"),
     include_str!("../train.rs"),
     include_str!("../engine/rnn.rs"),
+    include_str!("../engine/dir.rs"),
     include_str!("../engine/cell.rs"),
     include_str!("../engine/norm.rs"),
     include_str!("../engine/optim.rs"),
@@ -58,17 +60,16 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             max_size: None,
         },
     )?;
-    let model_args = super::lm::ModelArgs {
-        embed: Some(128),
-        hidden: Some(256),
-        layers: Some(2),
-        // nn.Embedding's N(0,1) learns much faster in the first epoch than U(±0.1) (valid
-        // 1.71 against 1.85 nats/char after one tinyshakespeare epoch; docs/results.md), and
-        // the demo has two minutes. The char-shakespeare preset uses it too.
-        embed_init: Some("torch-default".into()),
-        ..Default::default()
-    };
-    let cfg = super::lm::lm_config(&model_args, tok.len())?;
+    // The defaults with a 2×256 LSTM over 128-wide embeddings, trained with Adam.
+    let mut run = LmRun::recipe(None);
+    let cfg = &mut run.model;
+    (cfg.vocab, cfg.embed, cfg.rnn.input, cfg.rnn.hidden) = (tok.len(), 128, 128, 256);
+    // nn.Embedding's N(0,1) learns much faster in the first epoch than U(±0.1) (valid
+    // 1.71 against 1.85 nats/char after one tinyshakespeare epoch; docs/results.md), and
+    // the demo has two minutes. The char-shakespeare preset uses it too.
+    cfg.embed_init = EmbedInit::TorchDefault;
+    cfg.validate()?;
+    let cfg = cfg.clone();
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
     let model = LanguageModel::new(cfg, &mut rng);
     let (train_ids, valid_ids) = (tok.encode(&text[..cut]), tok.encode(&text[cut..]));
@@ -82,21 +83,12 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(out.join("metrics.jsonl"));
     let tcfg = TrainConfig {
         epochs: 1000,
-        token_budget: None,
         time_budget_min: Some(a.minutes),
         lr: 3e-3,
-        optim: rnnkit::engine::optim::OptimKind::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-        schedule: rnnkit::engine::optim::Schedule::Constant,
+        optim: rnnkit::engine::optim::OptimKind::named("adam", 0.0, None)?,
         clip: 5.0,
-        seed: 1,
         log_every: 20,
-        save_every: 0,
-        eval_every: 0,
+        ..run.train
     };
     let s = train::train(
         &mut task,
@@ -104,12 +96,12 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         &out,
         &serde_json::json!({"demo": true}),
         None,
-        true,
+        &mut [&mut train::ProgressBar::default()],
     )?;
-    let (mut best, tok) = rnnkit::lm::load(&out.join(train::MODEL_FILE))?;
+    let (mut best, tok) = rnnkit::task::lm::load(&out.join(train::MODEL_FILE))?;
     eprintln!(
         "Validation loss {:.3} nats/char after {:.0} s; model in {}. A sample:\n",
-        s.best_valid.unwrap_or(f64::NAN),
+        s.best.map_or(f64::NAN, |e| e.loss),
         s.progress.wall_s,
         out.display()
     );
@@ -126,7 +118,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         top_p: 1.0,
         greedy: false,
     };
-    rnnkit::lm::generate(&mut best, &ids, 400, &sampling, &mut rng, |id| {
+    rnnkit::task::lm::generate(&mut best, &ids, 400, &sampling, &mut rng, |id| {
         text.push_str(&tok.token_text(id, false));
         true
     });

@@ -1,6 +1,7 @@
 //! Subcommand definitions (clap) and dispatch.
 
 mod bench;
+mod common;
 mod demo;
 mod lm;
 mod plot;

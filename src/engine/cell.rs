@@ -42,13 +42,24 @@ impl CellKind {
     }
 
     pub fn parse(s: &str) -> Option<CellKind> {
-        match s {
-            "rnn" | "rnn_tanh" => Some(CellKind::Rnn),
-            "rnn_relu" => Some(CellKind::RnnRelu),
-            "lstm" => Some(CellKind::Lstm),
-            "gru" => Some(CellKind::Gru),
-            _ => None,
-        }
+        s.parse().ok()
+    }
+}
+
+impl std::str::FromStr for CellKind {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<CellKind> {
+        Ok(match s {
+            "rnn" | "rnn_tanh" => CellKind::Rnn,
+            "rnn_relu" => CellKind::RnnRelu,
+            "lstm" => CellKind::Lstm,
+            "gru" => CellKind::Gru,
+            _ => {
+                return Err(crate::error::Error::config(format!(
+                    "{s:?}: expected rnn, rnn_relu, lstm or gru"
+                )))
+            }
+        })
     }
 }
 

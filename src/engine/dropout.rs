@@ -61,3 +61,18 @@ pub fn backward(dy: &mut [f32], m: Option<&Mask>) {
         apply(dy, m);
     }
 }
+
+impl std::str::FromStr for DropoutKind {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<DropoutKind> {
+        Ok(match s {
+            "standard" => DropoutKind::Standard,
+            "variational" | "locked" => DropoutKind::Variational,
+            _ => {
+                return Err(crate::error::Error::config(format!(
+                    "{s:?}: expected standard or variational"
+                )))
+            }
+        })
+    }
+}

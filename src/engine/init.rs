@@ -19,6 +19,29 @@ pub enum Init {
     Orthogonal,
 }
 
+impl std::str::FromStr for Init {
+    type Err = crate::error::Error;
+    /// `pytorch`, `xavier`, `orthogonal` or `uniform:A` with A > 0.
+    fn from_str(s: &str) -> crate::error::Result<Init> {
+        Ok(match s {
+            "pytorch" => Init::Pytorch,
+            "xavier" => Init::Xavier,
+            "orthogonal" => Init::Orthogonal,
+            _ => match s
+                .strip_prefix("uniform:")
+                .and_then(|a| a.parse::<f32>().ok())
+            {
+                Some(a) if a > 0.0 && a.is_finite() => Init::Uniform { a },
+                _ => {
+                    return Err(crate::error::Error::config(format!(
+                        "{s:?}: expected pytorch, uniform:A (A > 0), xavier or orthogonal"
+                    )))
+                }
+            },
+        })
+    }
+}
+
 pub fn uniform(p: &mut Param, a: f32, rng: &mut dyn RngCore) {
     for v in &mut p.w {
         *v = rng.random_range(-a..=a);

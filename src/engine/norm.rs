@@ -22,6 +22,22 @@ pub enum NormKind {
 
 /// What backward needs: the normalised input x̂ `[n, f]` and 1/σ per row (LayerNorm)
 /// or per feature (BatchNorm).
+impl std::str::FromStr for NormKind {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<NormKind> {
+        Ok(match s {
+            "none" => NormKind::None,
+            "layer" => NormKind::Layer,
+            "batch" => NormKind::Batch,
+            _ => {
+                return Err(crate::error::Error::config(format!(
+                    "{s:?}: expected none, layer or batch"
+                )))
+            }
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct NormCache {
     xhat: Vec<f32>,

@@ -221,6 +221,70 @@ pub enum Schedule {
     },
 }
 
+impl std::str::FromStr for Schedule {
+    type Err = crate::error::Error;
+    /// `constant`, `step:AFTER:FACTOR` or `plateau:FACTOR` (FACTOR > 0).
+    fn from_str(s: &str) -> crate::error::Result<Schedule> {
+        let bad = || {
+            crate::error::Error::config(format!(
+                "{s:?}: expected constant, step:AFTER:FACTOR or plateau:FACTOR (FACTOR > 0)"
+            ))
+        };
+        let factor = |f: &str| match f.parse::<f32>() {
+            Ok(f) if f > 0.0 && f.is_finite() => Ok(f),
+            _ => Err(bad()),
+        };
+        Ok(match s.split(':').collect::<Vec<_>>().as_slice() {
+            ["constant"] => Schedule::Constant,
+            ["step", after, f] => Schedule::StepDecay {
+                after: after.parse().map_err(|_| bad())?,
+                factor: factor(f)?,
+            },
+            ["plateau", f] => Schedule::Plateau { factor: factor(f)? },
+            _ => return Err(bad()),
+        })
+    }
+}
+
+impl OptimKind {
+    /// `sgd`, `adam` or `adamw` with PyTorch's defaults (AdamW: weight decay 0.01).
+    pub fn named(
+        s: &str,
+        momentum: f32,
+        weight_decay: Option<f32>,
+    ) -> crate::error::Result<OptimKind> {
+        Ok(match s {
+            "sgd" => OptimKind::Sgd { momentum },
+            "adam" => OptimKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: weight_decay.unwrap_or(0.0),
+            },
+            "adamw" => OptimKind::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: weight_decay.unwrap_or(0.01),
+            },
+            _ => {
+                return Err(crate::error::Error::config(format!(
+                    "{s:?}: expected sgd, adam or adamw"
+                )))
+            }
+        })
+    }
+
+    /// The learning rate a run uses when none is given: word_language_model's 20 for
+    /// plain SGD, Adam's customary 1e-3 otherwise.
+    pub fn default_lr(&self) -> f32 {
+        match self {
+            OptimKind::Sgd { .. } => 20.0,
+            _ => 1e-3,
+        }
+    }
+}
+
 impl Schedule {
     /// The learning rate for `epoch` given the previous one and whether the last
     /// validation loss failed to improve.

@@ -4,8 +4,8 @@
 //! Layout is time-major as in PyTorch: inputs `[T, B, I]`, outputs `[T, B, D·H]`,
 //! states `[L·D, B, H]`.
 
-pub use super::dir::{active_mask, DirCache, RnnDir, State};
 use super::cell::CellKind;
+pub use super::dir::{active_mask, DirCache, RnnDir, State};
 use super::dropout::{self, DropoutKind, Mask};
 use super::init::Init;
 use super::lnlstm::CellNorm;
@@ -62,13 +62,36 @@ impl RnnConfig {
         self.hidden * self.dirs()
     }
 
+    /// Parameters of the stack (weights, biases, norms), `None` on overflow: checked
+    /// before anything is allocated.
+    pub fn num_params(&self) -> Option<u64> {
+        let (h, o, g) = (
+            self.hidden as u64,
+            self.output() as u64,
+            (self.cell.gates() as u64).checked_mul(self.hidden as u64)?,
+        );
+        let mut n: u64 = 0;
+        for l in 0..self.layers as u64 {
+            let i = if l == 0 { self.input as u64 } else { o };
+            let mut dir = g.checked_mul(i.checked_add(h)?.checked_add(2)?)?;
+            if self.cell_norm {
+                dir = dir.checked_add(g.checked_mul(4)?.checked_add(h.checked_mul(2)?)?)?;
+            }
+            n = n.checked_add(dir.checked_mul(self.dirs() as u64)?)?;
+            if self.norm != NormKind::None {
+                n = n.checked_add(o.checked_mul(2)?)?;
+            }
+        }
+        Some(n)
+    }
+
     /// Refuses combinations the layers do not implement.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::error::Result<()> {
         if self.cell_norm && self.cell != CellKind::Lstm {
-            return Err(format!(
+            return Err(crate::error::Error::config(format!(
                 "layer normalisation inside the cell (Ba et al. 2016) is implemented for lstm, not {}",
                 format!("{:?}", self.cell).to_lowercase()
-            ));
+            )));
         }
         Ok(())
     }

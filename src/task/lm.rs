@@ -5,6 +5,8 @@
 //! the state_dict of PyTorch's word_language_model `RNNModel` (encoder.weight,
 //! rnn.weight_ih_l0, ..., decoder.weight, decoder.bias), so checkpoints move between the two.
 
+use super::{Eval, Stats, Task};
+use crate::checkpoint::{self, Checkpointed, Meta};
 use crate::engine::dropout::{self, DropoutKind};
 use crate::engine::embedding::Embedding;
 use crate::engine::init::{self, Init};
@@ -12,8 +14,18 @@ use crate::engine::linear;
 use crate::engine::loss::{cross_entropy, cross_entropy_backward, CeOut, Reduction};
 use crate::engine::param::{Module, Param};
 use crate::engine::rnn::{Rnn, RnnConfig, State};
+use crate::error::{Error, Result};
+use crate::text::tokenizer::Tokenizer;
+use crate::text::vocab::Vocab;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub mod run;
+
+/// The task name checkpoints carry.
+pub const TASK: &str = "lm";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LmConfig {
@@ -47,31 +59,50 @@ pub enum EmbedInit {
     TorchDefault,
 }
 
+impl std::str::FromStr for EmbedInit {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<EmbedInit> {
+        match s {
+            "word-lm" => Ok(EmbedInit::WordLm),
+            "torch-default" => Ok(EmbedInit::TorchDefault),
+            _ => Err(Error::config(format!(
+                "{s:?}: expected word-lm or torch-default"
+            ))),
+        }
+    }
+}
+
 impl LmConfig {
     /// Refuses configurations that cannot work, with the reason.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         if self.rnn.bidirectional {
-            return Err("a bidirectional language model would see the token it has to predict; use a unidirectional stack".into());
+            return Err(Error::config("a bidirectional language model would see the token it has to predict; use a unidirectional stack"));
         }
         if self.tied && self.rnn.output() != self.embed {
-            return Err(format!(
+            return Err(Error::config(format!(
                 "tied embeddings need hidden size == embedding size ({} != {})",
                 self.rnn.output(),
                 self.embed
-            ));
+            )));
+        }
+        if self.rnn.input != self.embed {
+            return Err(Error::config(format!(
+                "rnn.input is {} but the embedding size is {}; they must be equal",
+                self.rnn.input, self.embed
+            )));
         }
         if self.vocab == 0 || self.embed == 0 || self.rnn.hidden == 0 || self.rnn.layers == 0 {
-            return Err(
-                "vocabulary, embedding, hidden size and layers must all be positive".into(),
-            );
+            return Err(Error::config(
+                "vocabulary, embedding, hidden size and layers must all be positive",
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.rnn.dropout) {
-            return Err("dropout must be in [0, 1)".into());
+            return Err(Error::config("dropout must be in [0, 1)"));
         }
         if matches!(self.init, Init::Uniform { .. }) && self.embed_init != EmbedInit::WordLm {
-            return Err(
-                "a uniform init (uniform:A) sets every weight, the embedding and decoder included, so it takes no separate embedding init".into(),
-            );
+            return Err(Error::config(
+                "a uniform init (uniform:A) sets every weight, the embedding and decoder included, so it takes no separate embedding init",
+            ));
         }
         self.rnn.validate()
     }
@@ -280,7 +311,7 @@ impl Module for LanguageModel {
 /// windows with the hidden state carried across them, and a validation stream.
 pub struct LmTask {
     pub model: LanguageModel,
-    pub tokenizer: crate::text::tokenizer::Tokenizer,
+    pub tokenizer: Tokenizer,
     pub train: crate::text::batch::Stream,
     pub valid: Option<Vec<u32>>,
     pub bptt: usize,
@@ -295,7 +326,7 @@ pub struct LmTask {
 impl LmTask {
     pub fn new(
         model: LanguageModel,
-        tokenizer: crate::text::tokenizer::Tokenizer,
+        tokenizer: Tokenizer,
         train_ids: &[u32],
         valid: Option<Vec<u32>>,
         batch: usize,
@@ -319,31 +350,19 @@ impl LmTask {
         }
     }
 
-    /// The checkpoint metadata: format version, task, model config and tokenizer.
-    pub fn meta(
-        cfg: &LmConfig,
-        tokenizer: &crate::text::tokenizer::Tokenizer,
-    ) -> serde_json::Value {
-        serde_json::json!({
-            "format_version": crate::checkpoint::FORMAT_VERSION,
-            "task": "lm",
-            "model": cfg,
-            "tokenizer": serde_json::from_str::<serde_json::Value>(&tokenizer.to_json()).unwrap_or_default(),
-        })
+    /// The checkpoint metadata: the model config and the vocabulary `tokens`.
+    pub fn meta(cfg: &LmConfig, tokenizer: &Tokenizer) -> Meta<LmConfig> {
+        let vocabs = [("tokens".to_string(), tokenizer.to_vocab())].into();
+        Meta::new(TASK, cfg.clone(), vocabs)
     }
 }
 
 /// Mean loss of `model` over a token stream, batched as PyTorch's example evaluates.
-pub fn evaluate(
-    model: &mut LanguageModel,
-    ids: &[u32],
-    batch: usize,
-    bptt: usize,
-) -> crate::train::Stats {
+pub fn evaluate(model: &mut LanguageModel, ids: &[u32], batch: usize, bptt: usize) -> Stats {
     let s = crate::text::batch::batchify(ids, batch.max(1));
     let mut state = model.rnn.zero_state(s.batch);
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-    let mut st = crate::train::Stats::default();
+    let mut st = Stats::default();
     for i in s.starts(bptt) {
         let (l, x, y) = s.window(i, bptt);
         let o = model.eval_window(x, y, l, s.batch, &state, &mut rng);
@@ -354,15 +373,19 @@ pub fn evaluate(
     st
 }
 
-impl crate::train::Task for LmTask {
+impl Task for LmTask {
+    fn name(&self) -> &'static str {
+        TASK
+    }
     fn model(&mut self) -> &mut dyn Module {
         &mut self.model
     }
     fn steps_per_epoch(&self) -> usize {
         self.starts.len()
     }
-    fn begin_epoch(&mut self, _epoch: usize) {}
-    fn train_step(&mut self, i: usize, rng: &mut dyn RngCore) -> crate::train::Stats {
+    // The stream is contiguous text: no shuffling.
+    fn begin_epoch(&mut self, _epoch: usize, _seed: u64) {}
+    fn train_step(&mut self, i: usize, rng: &mut dyn RngCore) -> Stats {
         if i == 0 {
             self.state = self.model.rnn.zero_state(self.train.batch);
         }
@@ -374,23 +397,25 @@ impl crate::train::Task for LmTask {
             .train_window(x, y, l, self.train.batch, &state, scale, rng);
         // Truncated BPTT: the state's values carry over, its gradient does not.
         self.state = o.state;
-        crate::train::Stats {
+        Stats {
             loss_sum: o.ce.sum,
             count: o.ce.count,
         }
     }
-    fn validate(&mut self) -> Option<crate::train::Stats> {
-        let v = self.valid.as_ref()?;
-        Some(evaluate(
-            &mut self.model,
-            v,
-            self.eval_batch,
-            self.eval_bptt,
-        ))
+    fn train_metrics(&self, s: &Stats) -> Vec<(String, f64)> {
+        vec![("ppl".into(), s.mean().exp())]
     }
-    fn save(&mut self, path: &std::path::Path) -> crate::error::Result<()> {
+    fn validate(&mut self) -> Option<Eval> {
+        let v = self.valid.as_ref()?;
+        let s = evaluate(&mut self.model, v, self.eval_batch, self.eval_bptt);
+        Some(Eval {
+            loss: s.mean(),
+            metrics: vec![("ppl".into(), s.mean().exp())],
+        })
+    }
+    fn save(&mut self, path: &Path) -> Result<()> {
         let meta = Self::meta(&self.model.cfg, &self.tokenizer);
-        crate::checkpoint::save(path, &self.model, &[], &meta)
+        checkpoint::save(path, &self.model, &[], &meta.to_json())
     }
     fn carry(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let mut v = vec![(
@@ -416,46 +441,49 @@ impl crate::train::Task for LmTask {
     }
 }
 
-/// Loads a language-model checkpoint: its config, tokenizer and weights.
-pub fn load(
-    path: &std::path::Path,
-) -> crate::error::Result<(LanguageModel, crate::text::tokenizer::Tokenizer)> {
-    use crate::error::Error;
-    let ck = crate::checkpoint::open(path)?;
-    if ck.meta["task"] != "lm" {
-        return Err(Error::format(
-            path,
-            format!("task is {}; expected \"lm\"", ck.meta["task"]),
-        ));
+impl Checkpointed for LanguageModel {
+    const TASK: &'static str = TASK;
+    const VOCABS: &'static [&'static str] = &["tokens"];
+    type Config = LmConfig;
+    fn check(cfg: &LmConfig, vocabs: &BTreeMap<String, Vocab>) -> std::result::Result<(), String> {
+        cfg.validate().map_err(|e| e.to_string())?;
+        let n = vocabs["tokens"].len();
+        if n != cfg.vocab {
+            return Err(format!(
+                "vocabulary \"tokens\" has {n} entries but model.vocab (the embedding's rows) is {}",
+                cfg.vocab
+            ));
+        }
+        Ok(())
     }
-    let cfg: LmConfig = serde_json::from_value(ck.meta["model"].clone())
-        .map_err(|e| Error::format(path, format!("bad model config: {e}")))?;
-    cfg.validate().map_err(|e| Error::format(path, e))?;
-    if cfg.vocab > 10_000_000
-        || cfg.embed > 1 << 16
-        || cfg.rnn.hidden > 1 << 16
-        || cfg.rnn.layers > 64
-    {
-        return Err(Error::format(
-            path,
-            "model sizes in the config are implausibly large",
-        ));
+    fn num_params(cfg: &LmConfig) -> Option<u64> {
+        let (v, e, h) = (cfg.vocab as u64, cfg.embed as u64, cfg.rnn.output() as u64);
+        let emb = v.checked_mul(e)?;
+        let dec = if cfg.tied { 0 } else { v.checked_mul(h)? };
+        emb.checked_add(dec)?
+            .checked_add(v)?
+            .checked_add(cfg.rnn.num_params()?)
     }
-    let tok =
-        crate::text::tokenizer::Tokenizer::from_json(&ck.meta["tokenizer"].to_string(), path)?;
-    if tok.len() != cfg.vocab {
+    fn build(cfg: LmConfig) -> LanguageModel {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+        LanguageModel::new(cfg, &mut rng)
+    }
+}
+
+/// Loads a language-model checkpoint (format 1 or 2): its weights and tokenizer.
+pub fn load(path: &Path) -> Result<(LanguageModel, Tokenizer)> {
+    let (model, meta) = checkpoint::load::<LanguageModel>(path)?;
+    let tok = Tokenizer::from_vocab_record(&meta.vocabs["tokens"], path)?;
+    if tok.len() != model.cfg.vocab {
         return Err(Error::format(
             path,
             format!(
-                "tokenizer has {} tokens but the model's vocabulary is {}",
+                "the tokenizer has {} tokens but model.vocab is {}",
                 tok.len(),
-                cfg.vocab
+                model.cfg.vocab
             ),
         ));
     }
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-    let mut model = LanguageModel::new(cfg, &mut rng);
-    ck.load_into(&mut model, &[])?;
     Ok((model, tok))
 }
 

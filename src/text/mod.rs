@@ -5,3 +5,4 @@ pub mod conll;
 pub mod corpus;
 pub mod read;
 pub mod tokenizer;
+pub mod vocab;

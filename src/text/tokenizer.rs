@@ -14,6 +14,8 @@ pub const UNK: &str = "<unk>";
 pub const PAD: &str = "<pad>";
 pub const BOS: &str = "<bos>";
 pub const EOS: &str = "<eos>";
+/// Every special token, in the order vocabularies list them.
+pub const SPECIALS: [&str; 4] = [UNK, PAD, BOS, EOS];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,13 +32,24 @@ pub enum Kind {
 
 impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "char" => Some(Kind::Char),
-            "word" => Some(Kind::Word),
-            "ptb" => Some(Kind::Ptb),
-            "bpe" => Some(Kind::Bpe),
-            _ => None,
-        }
+        s.parse().ok()
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> Result<Kind> {
+        Ok(match s {
+            "char" => Kind::Char,
+            "word" => Kind::Word,
+            "ptb" => Kind::Ptb,
+            "bpe" => Kind::Bpe,
+            _ => {
+                return Err(Error::config(format!(
+                    "{s:?}: expected char, word, ptb or bpe"
+                )))
+            }
+        })
     }
 }
 
@@ -235,6 +248,39 @@ impl Tokenizer {
             index,
             bpe: None,
         }
+    }
+
+    /// The vocabulary record a checkpoint stores (tokens, specials, kind, BPE model).
+    pub fn to_vocab(&self) -> crate::text::vocab::Vocab {
+        crate::text::vocab::Vocab {
+            tokens: self.vocab.clone(),
+            specials: [UNK, PAD, BOS, EOS]
+                .into_iter()
+                .filter(|s| self.index.contains_key(*s))
+                .map(String::from)
+                .collect(),
+            unk: self.index.contains_key(UNK).then(|| UNK.to_string()),
+            lowercase: false,
+            tokenizer: Some(self.kind),
+            bpe_json: self.bpe_json.clone(),
+            ..Default::default()
+        }
+        .indexed()
+    }
+
+    /// The tokenizer a vocabulary record describes (it must name a tokenizer kind).
+    pub fn from_vocab_record(v: &crate::text::vocab::Vocab, file: &Path) -> Result<Tokenizer> {
+        let kind = v
+            .tokenizer
+            .ok_or_else(|| Error::format(file, "vocabulary names no tokenizer kind"))?;
+        Tokenizer {
+            kind,
+            vocab: v.tokens.clone(),
+            bpe_json: v.bpe_json.clone(),
+            index: HashMap::new(),
+            bpe: None,
+        }
+        .restore(file)
     }
 
     /// Rebuilds the lookup tables after deserialisation.

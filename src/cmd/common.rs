@@ -1,0 +1,274 @@
+//! Option groups every task's `train` shares, flattened into each command: the recurrent
+//! stack, the embeddings, the optimizer and schedule, the tokenizer, and the run (output,
+//! resume, threads, reporting). Each option is `None` unless given, so it only overrides
+//! the recipe (a preset, a config.json, or the library's defaults): no default is written
+//! here.
+
+use clap::Args;
+use rnnkit::engine::cell::CellKind;
+use rnnkit::engine::dropout::DropoutKind;
+use rnnkit::engine::init::Init;
+use rnnkit::engine::norm::NormKind;
+use rnnkit::engine::optim::{OptimKind, Schedule};
+use rnnkit::engine::rnn::RnnConfig;
+use rnnkit::text::tokenizer::Kind;
+use rnnkit::train::TrainConfig;
+use std::path::PathBuf;
+
+/// The recurrent stack.
+#[derive(Args, Clone, Debug, Default)]
+pub struct StackArgs {
+    /// Recurrent cell: rnn, rnn_relu, lstm or gru.
+    #[arg(long)]
+    pub cell: Option<CellKind>,
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Hidden size of each layer (default: the embedding size).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Dropout between stacked layers (default: same as --dropout).
+    #[arg(long)]
+    pub layer_dropout: Option<f32>,
+    /// standard or variational (one mask per sequence, Gal & Ghahramani).
+    #[arg(long)]
+    pub dropout_kind: Option<DropoutKind>,
+    /// Normalisation between layers: none, layer or batch.
+    #[arg(long)]
+    pub norm: Option<NormKind>,
+    /// Layer normalisation inside each LSTM cell (Ba et al. 2016): both gate projections
+    /// and the cell state.
+    #[arg(long)]
+    pub cell_norm: bool,
+    /// Skip connections between stacked layers of equal width.
+    #[arg(long)]
+    pub residual: bool,
+    /// A bidirectional stack (refused by language models, which would see their targets).
+    #[arg(long)]
+    pub bidirectional: bool,
+    /// Weight init: pytorch, uniform:A, xavier or orthogonal.
+    #[arg(long)]
+    pub init: Option<Init>,
+}
+
+impl StackArgs {
+    /// Overrides `rnn` (and the model's `init`); `dropout` is the --dropout given, which
+    /// the layers inherit unless --layer-dropout is set.
+    pub fn apply(&self, rnn: &mut RnnConfig, init: &mut Init, dropout: Option<f32>) {
+        if let Some(c) = self.cell {
+            rnn.cell = c;
+        }
+        if let Some(l) = self.layers {
+            rnn.layers = l;
+        }
+        if let Some(h) = self.hidden {
+            rnn.hidden = h;
+        }
+        if let Some(d) = self.layer_dropout.or(dropout) {
+            rnn.dropout = d;
+        }
+        if let Some(k) = self.dropout_kind {
+            rnn.dropout_kind = k;
+        }
+        if let Some(n) = self.norm {
+            rnn.norm = n;
+        }
+        rnn.cell_norm |= self.cell_norm;
+        rnn.residual |= self.residual;
+        rnn.bidirectional |= self.bidirectional;
+        if let Some(i) = self.init {
+            *init = i;
+        }
+    }
+}
+
+/// The input embeddings.
+#[derive(Args, Clone, Debug, Default)]
+pub struct EmbedArgs {
+    /// Embedding size.
+    #[arg(long)]
+    pub embed: Option<usize>,
+    /// Dropout on the embeddings and on the stack's output (Zaremba et al.).
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    /// Embedding (and LM decoder) init: word-lm (U(±0.1), zero decoder bias) or
+    /// torch-default (nn.Embedding's N(0,1), nn.Linear's U(±1/√H)). uniform:A covers both.
+    #[arg(long)]
+    pub embed_init: Option<rnnkit::task::lm::EmbedInit>,
+    /// Pretrained word vectors (word2vec/GloVe/fastText text) for the rows they cover.
+    #[arg(long)]
+    pub pretrained: Option<PathBuf>,
+    /// Keep the embedding fixed during training (with --pretrained).
+    #[arg(long)]
+    pub freeze_embeddings: bool,
+}
+
+/// The optimizer, the schedule and when training stops.
+#[derive(Args, Clone, Debug, Default)]
+pub struct OptimArgs {
+    /// sgd, adam or adamw.
+    #[arg(long)]
+    pub optim: Option<String>,
+    /// Learning rate (default: the recipe's; 20 for plain SGD, 1e-3 for Adam when
+    /// --optim changes the optimizer).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// constant, step:AFTER:FACTOR (divide lr by FACTOR each epoch after AFTER) or
+    /// plateau:FACTOR (divide when validation did not improve).
+    #[arg(long)]
+    pub schedule: Option<Schedule>,
+    /// Gradient clipping by global norm (0: off).
+    #[arg(long)]
+    pub clip: Option<f32>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many training tokens.
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Stop after this many minutes of training.
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Stop after this many epochs without a better validation score.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Validate every N steps as well as at each epoch end.
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Save the resumable state every N steps as well as at each epoch end.
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    #[arg(long)]
+    pub log_every: Option<usize>,
+    /// Seed of the initial weights, dropout masks and shuffling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl OptimArgs {
+    pub fn apply(&self, t: &mut TrainConfig) -> anyhow::Result<()> {
+        let (wd, mom) = match t.optim {
+            OptimKind::Sgd { momentum } => (None, momentum),
+            OptimKind::Adam { weight_decay, .. } | OptimKind::AdamW { weight_decay, .. } => {
+                (Some(weight_decay), 0.0)
+            }
+        };
+        if let Some(o) = &self.optim {
+            let before = t.optim;
+            t.optim = OptimKind::named(o, self.momentum.unwrap_or(0.0), self.weight_decay)
+                .map_err(|e| anyhow::anyhow!("--optim {e}"))?;
+            if std::mem::discriminant(&before) != std::mem::discriminant(&t.optim) {
+                t.lr = t.optim.default_lr();
+            }
+        } else if self.momentum.is_some() || self.weight_decay.is_some() {
+            let name = match t.optim {
+                OptimKind::Sgd { .. } => "sgd",
+                OptimKind::Adam { .. } => "adam",
+                OptimKind::AdamW { .. } => "adamw",
+            };
+            t.optim =
+                OptimKind::named(name, self.momentum.unwrap_or(mom), self.weight_decay.or(wd))?;
+        }
+        macro_rules! set {
+            ($($f:ident => $g:ident),*) => {$(
+                if let Some(v) = self.$f { t.$g = v; }
+            )*};
+        }
+        set!(lr => lr, schedule => schedule, clip => clip, epochs => epochs, eval_every => eval_every,
+            save_every => save_every, log_every => log_every, seed => seed);
+        self.apply_budgets(t);
+        if self.patience.is_some() {
+            t.patience = self.patience;
+        }
+        Ok(())
+    }
+
+    /// The options a resumed run takes from the new invocation: its budgets.
+    pub fn apply_budgets(&self, t: &mut TrainConfig) {
+        t.token_budget = self.max_tokens;
+        t.time_budget_min = self.minutes;
+    }
+}
+
+/// The tokenizer.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TokArgs {
+    /// Tokenizer: char, word, ptb or bpe.
+    #[arg(long)]
+    pub tokenizer: Option<Kind>,
+    /// BPE / word vocabulary size limit.
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    /// Tokens seen fewer times become <unk> (char and word).
+    #[arg(long)]
+    pub min_freq: Option<usize>,
+}
+
+/// Where a run writes and how it reports.
+#[derive(Args, Clone, Debug, Default)]
+pub struct RunArgs {
+    /// Output folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the stopped run in this folder (its options are kept; --minutes and
+    /// --max-tokens set the new budget).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Rerun the run a config.json describes (explicit options override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print a JSON summary as the last line.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The record every run folder gets as config.json: the task's typed run, and where and
+/// with what it ran.
+pub fn run_record(task: &str, run: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "task": task,
+        "rnnkit": env!("CARGO_PKG_VERSION"),
+        "git": option_env!("RNNKIT_GIT"),
+        "cpu": cpu_model(),
+        "threads": rnnkit::engine::ops::threads(),
+        "run": run,
+    })
+}
+
+/// The `run` of a config.json written by [`run_record`] for `task`.
+pub fn read_record(path: &std::path::Path, task: &str) -> anyhow::Result<serde_json::Value> {
+    let text = rnnkit::text::read::read_text(path)?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| rnnkit::error::Error::format(path, format!("not JSON: {e}")))?;
+    if v["task"] != task {
+        return Err(rnnkit::error::Error::format(
+            path,
+            format!(
+                "a config of task {}; this command needs \"{task}\"",
+                v["task"]
+            ),
+        )
+        .into());
+    }
+    Ok(v["run"].clone())
+}
+
+/// The CPU's model name (/proc/cpuinfo), for run records and benchmarks.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}

@@ -1,0 +1,106 @@
+//! Tasks: what the one trainer ([`crate::train`]) trains. A task owns its model, its data
+//! and its metrics; the trainer owns epochs, the optimizer, the schedule, logging,
+//! checkpoints and resuming. docs/tasks.md walks through adding one, with [`lm`] as the
+//! worked example.
+
+pub mod lm;
+
+use crate::engine::param::Module;
+use crate::error::Result;
+use rand::RngCore;
+use std::path::Path;
+
+/// Loss summed in nats over `count` predicted units (tokens, tags, sentences).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub loss_sum: f64,
+    pub count: usize,
+}
+
+impl Stats {
+    pub fn mean(&self) -> f64 {
+        self.loss_sum / self.count.max(1) as f64
+    }
+
+    pub fn add(&mut self, o: Stats) {
+        self.loss_sum += o.loss_sum;
+        self.count += o.count;
+    }
+}
+
+/// One validation pass: the mean loss and the task's named metrics (for example `ppl`,
+/// `f1`, `accuracy`, `bleu`). The trainer logs them as `valid_{name}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Eval {
+    pub loss: f64,
+    pub metrics: Vec<(String, f64)>,
+}
+
+impl Eval {
+    /// The value of `name`; `"loss"` is the loss itself.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        if name == "loss" {
+            return Some(self.loss);
+        }
+        self.metrics.iter().find(|m| m.0 == name).map(|m| m.1)
+    }
+}
+
+/// Which validation metric picks the best checkpoint and drives early stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// A name in [`Eval::metrics`], or `"loss"`.
+    pub metric: &'static str,
+    pub higher_is_better: bool,
+}
+
+impl Selection {
+    /// Is `new` better than `best` (`None`: nothing yet)?
+    pub fn improves(&self, new: f64, best: Option<f64>) -> bool {
+        match best {
+            None => new.is_finite(),
+            Some(b) if self.higher_is_better => new > b,
+            Some(b) => new < b,
+        }
+    }
+}
+
+/// What the trainer needs from a task (language model, tagger, classifier, translator).
+pub trait Task {
+    /// The task's name as checkpoints record it (`"lm"`, `"tag"`, ...).
+    fn name(&self) -> &'static str;
+    /// What [`Stats::count`] counts, singular (`"token"`, `"sentence"`), for logs.
+    fn unit(&self) -> &'static str {
+        "token"
+    }
+    fn model(&mut self) -> &mut dyn Module;
+    /// Batches in one epoch.
+    fn steps_per_epoch(&self) -> usize;
+    /// Called before step 0 of every epoch, and again when a run resumes mid-epoch, with a
+    /// seed for this epoch's shuffling (a function of the run's seed and the epoch, so a
+    /// resumed run sees the same order).
+    fn begin_epoch(&mut self, epoch: usize, seed: u64);
+    /// Forward and backward of batch `i`; gradients accumulate into the model.
+    fn train_step(&mut self, i: usize, rng: &mut dyn RngCore) -> Stats;
+    /// Metrics derived from a training loss window (an LM's perplexity), logged as
+    /// `train_{name}` at epoch ends and shown beside the loss.
+    fn train_metrics(&self, _s: &Stats) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+    /// Validation loss and metrics, if there is validation data.
+    fn validate(&mut self) -> Option<Eval>;
+    /// The metric that selects the best model; by default the validation loss.
+    fn selection(&self) -> Selection {
+        Selection {
+            metric: "loss",
+            higher_is_better: false,
+        }
+    }
+    /// Writes the model checkpoint.
+    fn save(&mut self, path: &Path) -> Result<()>;
+    /// State carried between batches (an LM's hidden state), for resuming mid-epoch.
+    fn carry(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        Vec::new()
+    }
+    fn set_carry(&mut self, _name: &str, _data: Vec<f32>) {}
+}
