@@ -30,7 +30,7 @@ fn corpus(dir: &Path) -> (PathBuf, PathBuf) {
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_else(|| {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            ["README.md", "src/lm.rs", "src/train.rs"]
+            ["README.md", "src/task/lm.rs", "src/train.rs"]
                 .iter()
                 .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
                 .collect()
@@ -641,4 +641,131 @@ fn readers_report_bad_input_from_the_cli() {
         "--kind",
     );
     assert_user_error(&run(&["data", "fetch", "nosuchset"]), "unknown dataset");
+}
+
+/// Rewrites the `rnnkit` metadata of a checkpoint with `edit`, keeping its tensors.
+fn edit_checkpoint(src: &Path, dst: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let buf = std::fs::read(src).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&buf).unwrap();
+    let (_, md) = safetensors::SafeTensors::read_metadata(&buf).unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&md.metadata().as_ref().unwrap()["rnnkit"]).unwrap();
+    edit(&mut meta);
+    let info = std::collections::HashMap::from([("rnnkit".to_string(), meta.to_string())]);
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    std::fs::write(dst, safetensors::serialize(tensors, &Some(info)).unwrap()).unwrap();
+}
+
+/// Checkpoints whose metadata is well-formed JSON but inconsistent (sizes that disagree,
+/// another task, a missing vocabulary, a vocabulary of another size than its embedding, a
+/// config asking for far more memory than the file holds) are one-line errors with exit 2.
+#[test]
+fn inconsistent_checkpoints_are_refused_at_load() {
+    let (out, ts, vs, os) = run_dir("hostile-ckpt");
+    let mut args = train_args(&ts, &vs, &os);
+    args.extend(["--epochs", "1"]);
+    assert!(run(&args).status.success());
+    let good = out.join("model.safetensors");
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 7] = [
+        (
+            "input",
+            |m| m["model"]["rnn"]["input"] = (m["model"]["embed"].as_u64().unwrap() + 1).into(),
+            "rnn.input",
+        ),
+        ("task", |m| m["task"] = "tag".into(), "task"),
+        (
+            "novocab",
+            |m| {
+                m["vocabs"].as_object_mut().unwrap().remove("tokens");
+            },
+            "missing vocabulary",
+        ),
+        (
+            "vocabsize",
+            |m| {
+                m["vocabs"]["tokens"]["tokens"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push("zzz-extra".into())
+            },
+            "vocabulary \\\"tokens\\\" has",
+        ),
+        (
+            "huge",
+            |m| {
+                m["model"]["rnn"]["hidden"] = 65536.into();
+                m["model"]["rnn"]["layers"] = 64.into();
+            },
+            "parameters",
+        ),
+        (
+            "hidden",
+            |m| {
+                m["model"]["rnn"]["hidden"] =
+                    (m["model"]["rnn"]["hidden"].as_u64().unwrap() - 1).into()
+            },
+            "shape",
+        ),
+        (
+            "version",
+            |m| m["format_version"] = 9.into(),
+            "format_version",
+        ),
+    ];
+    for (name, edit, needle) in cases {
+        let bad = out.join(format!("{name}.safetensors"));
+        edit_checkpoint(&good, &bad, edit);
+        let o = run(&[
+            "lm",
+            "generate",
+            "--model",
+            bad.to_str().unwrap(),
+            "--max-tokens",
+            "3",
+        ]);
+        let needle = needle.replace("\\\"", "\"");
+        assert_user_error(&o, &needle);
+    }
+    // The untouched file still loads.
+    let o = run(&[
+        "lm",
+        "generate",
+        "--model",
+        good.to_str().unwrap(),
+        "--max-tokens",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// config.json records the typed run; `train --config` reruns it to the same weights.
+#[test]
+fn config_json_reruns_the_same_run() {
+    let (out, ts, vs, os) = run_dir("config-rerun");
+    let mut args = train_args(&ts, &vs, &os);
+    args.extend(["--epochs", "1", "--threads", "2"]);
+    assert!(run(&args).status.success());
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["task"], "lm");
+    assert!(cfg["cpu"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(cfg["run"]["model"]["vocab"].as_u64().unwrap() > 10);
+    let again = out.with_file_name("again");
+    let o = run(&[
+        "lm",
+        "train",
+        "--config",
+        out.join("config.json").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        "--threads",
+        "2",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(again.join("model.safetensors")).unwrap()
+    );
 }

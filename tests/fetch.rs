@@ -62,6 +62,7 @@ fn fetch_checks_sha256_and_never_leaves_a_bad_file() {
         .map(PathBuf::from)
         .filter(|d| d.join("tinyshakespeare/input.txt").is_file())
     else {
+        eprintln!("SKIPPED: needs the shared corpora; run with RNNKIT_DATA_DIR=../shared/data");
         return;
     };
     let tmp = std::env::temp_dir().join(format!("rnnkit-fetch-{}", std::process::id()));
@@ -127,6 +128,7 @@ fn fetch_extracts_sst2_from_its_zip() {
         .map(PathBuf::from)
         .filter(|d| d.join("sst2/train.tsv").is_file())
     else {
+        eprintln!("SKIPPED: needs the shared corpora; run with RNNKIT_DATA_DIR=../shared/data");
         return;
     };
     let tmp = std::env::temp_dir().join(format!("rnnkit-fetch-zip-{}", std::process::id()));
