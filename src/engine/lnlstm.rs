@@ -69,8 +69,7 @@ pub struct LnCache {
 /// One step's gate math after the projections: `pre [B, 4H]` (pre-activations in, gates
 /// after their nonlinearity out), `c [B, H]` (c_{t−1} in, c_t out), `h [B, H]` (h_t out),
 /// `tc [B, H]` (tanh(LN_c(c_t)) out, for active rows). Rows that are not `active` keep their
-/// h and c.
-/// Shared by the sequence layer and batch-1 decoding.
+/// h and c. Returns LN_c's cache for backward.
 pub fn step(
     ln_c: &LayerNorm,
     pre: &mut [f32],
@@ -79,8 +78,39 @@ pub fn step(
     tc: &mut [f32],
     active: &[bool],
 ) -> NormCache {
-    let hs = ln_c.weight.len();
     let mut cn = vec![0.0; c.len()];
+    let mut cache = NormCache::default();
+    step_body(pre, c, h, tc, &mut cn, active, |x| cache = ln_c.forward(x));
+    cache
+}
+
+/// [`step`] for inference: `cn` `[B, H]` and `scratch` are caller-owned buffers, so a
+/// decoder step allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn step_eval(
+    ln_c: &LayerNorm,
+    pre: &mut [f32],
+    c: &mut [f32],
+    h: &mut [f32],
+    tc: &mut [f32],
+    cn: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
+    active: &[bool],
+) {
+    cn.resize(c.len(), 0.0);
+    step_body(pre, c, h, tc, cn, active, |x| ln_c.forward_eval(x, scratch));
+}
+
+fn step_body(
+    pre: &mut [f32],
+    c: &mut [f32],
+    h: &mut [f32],
+    tc: &mut [f32],
+    cn: &mut [f32],
+    active: &[bool],
+    norm_c: impl FnOnce(&mut [f32]),
+) {
+    let hs = c.len() / active.len().max(1);
     for (r, p) in pre.chunks_exact_mut(4 * hs).enumerate() {
         let (ifg, o) = p.split_at_mut(3 * hs);
         let (i, fg) = ifg.split_at_mut(hs);
@@ -96,8 +126,8 @@ pub fn step(
     }
     // LN_c(c_t) is formed in `tc` itself; rows of finished sequences keep it unsquashed,
     // and backward never reads them.
-    tc.copy_from_slice(&cn);
-    let cache = ln_c.forward(tc);
+    tc.copy_from_slice(cn);
+    norm_c(tc);
     for (r, &a) in active.iter().enumerate() {
         if !a {
             continue;
@@ -110,5 +140,4 @@ pub fn step(
             h[j] = o[jj] * tc[j];
         }
     }
-    cache
 }

@@ -18,6 +18,7 @@ pub mod optim;
 pub(crate) mod par;
 pub mod param;
 pub mod rnn;
+pub mod step;
 
 #[cfg(test)]
 mod gradcheck;

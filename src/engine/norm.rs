@@ -71,15 +71,7 @@ impl LayerNorm {
         let mut xhat = vec![0.0; x.len()];
         let mut rstd = vec![0.0; n];
         for (r, row) in x.chunks_exact_mut(f).enumerate() {
-            let mean = row.iter().sum::<f32>() / f as f32;
-            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / f as f32;
-            let rs = 1.0 / (var + EPS).sqrt();
-            rstd[r] = rs;
-            let xh = &mut xhat[r * f..(r + 1) * f];
-            for j in 0..f {
-                xh[j] = (row[j] - mean) * rs;
-                row[j] = xh[j] * self.weight.w[j] + self.bias.w[j];
-            }
+            rstd[r] = self.norm_row(row, &mut xhat[r * f..(r + 1) * f]);
         }
         NormCache {
             xhat,
@@ -87,6 +79,29 @@ impl LayerNorm {
             valid: Vec::new(),
             fixed: false,
         }
+    }
+
+    /// [`LayerNorm::forward`] without a cache: `scratch` `[f]` holds each row's x̂ in
+    /// turn, so a decoder step allocates nothing.
+    pub fn forward_eval(&self, x: &mut [f32], scratch: &mut Vec<f32>) {
+        let f = self.weight.len();
+        scratch.resize(f, 0.0);
+        for row in x.chunks_exact_mut(f) {
+            self.norm_row(row, scratch);
+        }
+    }
+
+    /// One row `[f]` normalised in place, x̂ written to `xhat`; returns 1/σ.
+    fn norm_row(&self, row: &mut [f32], xhat: &mut [f32]) -> f32 {
+        let f = row.len();
+        let mean = row.iter().sum::<f32>() / f as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / f as f32;
+        let rs = 1.0 / (var + EPS).sqrt();
+        for j in 0..f {
+            xhat[j] = (row[j] - mean) * rs;
+            row[j] = xhat[j] * self.weight.w[j] + self.bias.w[j];
+        }
+        rs
     }
 
     /// dy `[n, f]` → dx in place; accumulates dγ, dβ.

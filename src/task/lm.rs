@@ -555,157 +555,61 @@ pub fn generate(
     mut emit: impl FnMut(u32) -> bool,
 ) {
     let mut state = model.rnn.zero_state(1);
-    let v = model.cfg.vocab;
-    let mut last = None;
     let mut stepper = Stepper::new(model);
-    for &id in prompt {
-        last = Some(stepper.step(model, id, &mut state));
-    }
     // With no prompt the first token is drawn from a uniform distribution.
-    let mut logits = last.unwrap_or_else(|| vec![0.0; v]);
+    let mut logits = vec![0.0; model.cfg.vocab];
+    for &id in prompt {
+        logits.copy_from_slice(stepper.step(model, &[id], &mut state));
+    }
     for _ in 0..max_tokens {
         let id = sample(&mut logits, s, rng);
         if !emit(id) {
             return;
         }
-        logits = stepper.step(model, id, &mut state);
+        logits.copy_from_slice(stepper.step(model, &[id], &mut state));
     }
 }
 
-/// Batch-1 decoding: one token through the stack and the decoder, with matrix-vector
-/// products (decoding is bound by reading the weights, not by arithmetic). For cells whose
-/// hidden bias folds into the input side, each layer's `[W_ih | W_hh]` is packed once into
-/// one `[G·H, I+H]` matrix, so a step reads each weight exactly once in one pass.
+/// Token-by-token decoding on the engine's batched step API ([`crate::engine::step`]):
+/// `B` tokens in, the next-token logits `[B, V]` out, the state `[L, B, H]` updated.
 pub struct Stepper {
-    layers: Vec<(Vec<f32>, Vec<f32>)>,
-    xh: Vec<f32>,
-    xg: Vec<f32>,
-    hg: Vec<f32>,
-    gates: Vec<f32>,
-    hn: Vec<f32>,
-    out: Vec<f32>,
+    stack: crate::engine::step::Stepper,
+    emb: Vec<f32>,
+    logits: Vec<f32>,
 }
 
 impl Stepper {
     pub fn new(model: &LanguageModel) -> Stepper {
-        let kind = model.cfg.rnn.cell;
-        let g = kind.gates() * model.cfg.rnn.hidden;
-        let layers = if kind.folds_hidden_bias() && !model.cfg.rnn.cell_norm {
-            model
-                .rnn
-                .dirs
-                .iter()
-                .map(|d| {
-                    let (i, h) = (d.input(), d.hidden);
-                    let mut w = Vec::with_capacity(g * (i + h));
-                    for r in 0..g {
-                        w.extend_from_slice(&d.w_ih.w[r * i..(r + 1) * i]);
-                        w.extend_from_slice(&d.w_hh.w[r * h..(r + 1) * h]);
-                    }
-                    let b = d.b_ih.w.iter().zip(&d.b_hh.w).map(|(a, b)| a + b).collect();
-                    (w, b)
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
         Stepper {
-            layers,
-            xh: Vec::new(),
-            xg: vec![0.0; g],
-            hg: vec![0.0; g],
-            gates: vec![0.0; g],
-            hn: vec![0.0; model.cfg.rnn.hidden],
-            out: Vec::new(),
+            stack: crate::engine::step::Stepper::new(&model.rnn)
+                .expect("a language model's stack is unidirectional"),
+            emb: Vec::new(),
+            logits: Vec::new(),
         }
     }
 
-    /// Runs token `id` and returns the next-token logits `[V]`; `state` is `[L, 1, H]`.
-    pub fn step(&mut self, model: &LanguageModel, id: u32, state: &mut State) -> Vec<f32> {
-        use crate::engine::cell::{step_forward, StepFwd};
-        use crate::engine::ops::{add_bias_rows, matvec};
-        use crate::engine::rnn::Norm;
-        let e = model.cfg.embed;
-        let hsz = model.cfg.rnn.hidden;
-        let kind = model.cfg.rnn.cell;
-        // xh holds [x, h_{t−1}] for the packed product; x alone is its first part.
-        self.xh.clear();
-        self.xh
-            .extend_from_slice(&model.encoder.weight.w[id as usize * e..(id as usize + 1) * e]);
-        for (l, dir) in model.rnn.dirs.iter().enumerate() {
-            let i = self.xh.len();
-            let hrange = l * hsz..(l + 1) * hsz;
-            self.xh.extend_from_slice(&state.h[hrange.clone()]);
-            if let Some((w, b)) = self.layers.get(l) {
-                matvec(&mut self.xg, w, &self.xh, false);
-                add_bias_rows(&mut self.xg, b);
-                self.hg.fill(0.0);
-            } else {
-                matvec(&mut self.xg, &dir.w_ih.w, &self.xh[..i], false);
-                add_bias_rows(&mut self.xg, &dir.b_ih.w);
-                matvec(&mut self.hg, &dir.w_hh.w, &self.xh[i..], false);
-                add_bias_rows(&mut self.hg, &dir.b_hh.w);
-            }
-            let c: &mut [f32] = if kind.has_cell_state() {
-                &mut state.c[hrange.clone()]
-            } else {
-                &mut []
-            };
-            if let Some(ln) = &dir.ln {
-                // Ba et al.: normalise the two projections before the biases.
-                matvec(&mut self.xg, &dir.w_ih.w, &self.xh[..i], false);
-                matvec(&mut self.hg, &dir.w_hh.w, &self.xh[i..], false);
-                ln.ih.forward(&mut self.xg);
-                ln.hh.forward(&mut self.hg);
-                for (k, g) in self.gates.iter_mut().enumerate() {
-                    *g = self.xg[k] + self.hg[k] + dir.b_ih.w[k] + dir.b_hh.w[k];
-                }
-                let mut tc = vec![0.0; hsz];
-                let h = &mut state.h[hrange.clone()];
-                crate::engine::lnlstm::step(&ln.c, &mut self.gates, c, h, &mut tc, &[true]);
-            } else {
-                step_forward(
-                    kind,
-                    hsz,
-                    StepFwd {
-                        xg: &self.xg,
-                        hg: &self.hg,
-                        h_prev: &self.xh[i..],
-                        h: &mut state.h[hrange.clone()],
-                        c,
-                        gates: &mut self.gates,
-                        hn: &mut self.hn,
-                        active: &[true],
-                    },
-                );
-            }
-            self.out.clear();
-            self.out.extend_from_slice(&state.h[hrange]);
-            if model.rnn.residual_at(l) {
-                self.out
-                    .iter_mut()
-                    .zip(&self.xh[..i])
-                    .for_each(|(o, x)| *o += x);
-            }
-            match model.rnn.norms.get(l) {
-                Some(Norm::Layer(n)) => {
-                    n.forward(&mut self.out);
-                }
-                Some(Norm::Batch(n)) => {
-                    n.forward_eval(&mut self.out);
-                }
-                None => {}
-            }
-            self.xh.clear();
-            self.xh.extend_from_slice(&self.out);
+    /// Runs tokens `ids [B]` and returns the next-token logits `[B, V]`.
+    pub fn step(&mut self, model: &LanguageModel, ids: &[u32], state: &mut State) -> &[f32] {
+        let (b, e, v) = (ids.len(), model.cfg.embed, model.cfg.vocab);
+        self.emb.resize(b * e, 0.0);
+        model.encoder.forward(ids, &mut self.emb);
+        let out = self.stack.step(&model.rnn, &self.emb, b, state);
+        self.logits.resize(b * v, 0.0);
+        if b == 1 {
+            // Batch-1 decoding is bound by reading the weights: one pass over them.
+            crate::engine::ops::matvec(&mut self.logits, model.dec_w(), out, false);
+            crate::engine::ops::add_bias_rows(&mut self.logits, &model.decoder_bias.w);
+        } else {
+            linear::forward(
+                out,
+                model.dec_w(),
+                Some(&model.decoder_bias.w),
+                model.cfg.rnn.output(),
+                v,
+                &mut self.logits,
+            );
         }
-        let mut logits = vec![0.0; model.cfg.vocab];
-        matvec(&mut logits, model.dec_w(), &self.xh, false);
-        logits
-            .iter_mut()
-            .zip(&model.decoder_bias.w)
-            .for_each(|(l, b)| *l += b);
-        logits
+        &self.logits
     }
 }
 
@@ -777,7 +681,7 @@ mod tests {
             let mut st = m.rnn.zero_state(1);
             let mut s = Stepper::new(&m);
             for (t, &id) in ids.iter().enumerate() {
-                let got = s.step(&m, id, &mut st);
+                let got = s.step(&m, &[id], &mut st);
                 for (a, b) in got.iter().zip(&want[t * 11..(t + 1) * 11]) {
                     assert!((a - b).abs() < 1e-5, "{cell:?} step {t}: {a} vs {b}");
                 }
