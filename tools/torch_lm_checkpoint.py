@@ -39,6 +39,7 @@ def export_rnnkit(model, vocab, path, tokenizer_kind="ptb"):
     if model.tie:
         sd.pop("decoder.weight")
     rnn = model.rnn
+    # Version 1 on purpose: the fixture it writes proves that rnnkit still reads version-1 files.
     config = {
         "format_version": 1,
         "task": "lm",
@@ -59,14 +60,16 @@ def import_rnnkit(path):
         config = json.loads(f.metadata()["rnnkit"])
     m = config["model"]
     r = m["rnn"]
-    assert config["format_version"] == 1 and config["task"] == "lm"
+    assert config["format_version"] in (1, 2) and config["task"] == "lm"
     assert r["norm"] == "none" and not r["residual"], "this snippet covers plain stacks"
     model = RNNModel(r["cell"], m["vocab"], m["embed"], r["hidden"], r["layers"], m["tied"])
     sd = load_file(path)
     if m["tied"]:
         sd["decoder.weight"] = sd["encoder.weight"]
     model.load_state_dict(sd)
-    return model.eval(), config["tokenizer"]["vocab"], config
+    # Version 2 names its vocabularies; version 1 had one tokenizer.
+    vocab = config["vocabs"]["tokens"]["tokens"] if config["format_version"] >= 2 else config["tokenizer"]["vocab"]
+    return model.eval(), vocab, config
 
 
 def encode_ptb(text, vocab):
@@ -110,7 +113,7 @@ def main():
         print(json.dumps({"loss": loss, "tokens": cnt}))
     elif sys.argv[1] == "check":
         model, vocab, config = import_rnnkit(sys.argv[2])
-        kind = config["tokenizer"]["kind"]
+        kind = config["vocabs"]["tokens"]["tokenizer"] if config["format_version"] >= 2 else config["tokenizer"]["kind"]
         assert kind in ("ptb", "word"), "this check covers word-level models"
         loss, cnt = lm_loss(model, encode_ptb(open(sys.argv[3], encoding="utf-8").read(), vocab))
         print(json.dumps({"loss": loss, "ppl": math.exp(loss), "tokens": cnt, "torch": torch.__version__}))
