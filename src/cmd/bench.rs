@@ -99,9 +99,10 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         (b * t * n) as f64
             / time_steps(n, || {
                 let (_, _, cache) = model
+                    .enc
                     .rnn
                     .forward(&x, t, b, None, None, true, true, &mut rng);
-                model.rnn.backward(cache, &dy, None);
+                model.enc.rnn.backward(cache, &dy, None);
             })
     } else if gen {
         let n = a.steps.unwrap_or(2000);
@@ -129,7 +130,7 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
             .map(|_| rng.random_range(0..vocab as u32))
             .collect();
         let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, 1.0);
-        let state = model.rnn.zero_state(b);
+        let state = model.enc.rnn.zero_state(b);
         let n = a.steps.unwrap_or(steps);
         model.zero_grad();
         (b * t * n) as f64

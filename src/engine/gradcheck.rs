@@ -522,7 +522,7 @@ fn language_model_window() {
         let (l, b) = (4, 3);
         let x: Vec<u32> = (0..l * b).map(|i| (i * 5 % 9) as u32).collect();
         let y: Vec<u32> = (0..l * b).map(|i| (i * 7 % 9) as u32).collect();
-        let state = m.rnn.zero_state(b);
+        let state = m.enc.rnn.zero_state(b);
         check(&mut m, |m: &mut LanguageModel, backward| {
             let mut rng = StdRng::seed_from_u64(0);
             let out = if backward {

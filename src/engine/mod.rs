@@ -8,6 +8,7 @@ pub mod cell;
 pub mod dir;
 pub mod dropout;
 pub mod embedding;
+pub mod encoder;
 pub mod init;
 pub mod linear;
 pub mod lnlstm;

@@ -7,8 +7,9 @@
 
 use super::{Eval, Stats, Task};
 use crate::checkpoint::{self, Checkpointed, Meta};
-use crate::engine::dropout::{self, DropoutKind};
+use crate::engine::dropout::DropoutKind;
 use crate::engine::embedding::Embedding;
+use crate::engine::encoder::Encoder;
 use crate::engine::init::{self, Init};
 use crate::engine::linear;
 use crate::engine::loss::{cross_entropy, cross_entropy_backward, CeOut, Reduction};
@@ -110,8 +111,9 @@ impl LmConfig {
 
 pub struct LanguageModel {
     pub cfg: LmConfig,
-    pub encoder: Embedding,
-    pub rnn: Rnn,
+    /// Embedding (`encoder.weight`, as word_language_model names it) → dropout → stack
+    /// (`rnn.*`) → dropout.
+    pub enc: Encoder,
     /// `[V, H]`; `None` when tied to the encoder.
     pub decoder_weight: Option<Param>,
     pub decoder_bias: Param,
@@ -151,10 +153,15 @@ impl LanguageModel {
             }
         }
         let decoder_weight = (!cfg.tied).then_some(dw);
+        let enc = Encoder {
+            embedding: encoder,
+            rnn,
+            dropout: cfg.dropout,
+            dropout_kind: cfg.dropout_kind,
+        };
         LanguageModel {
             cfg,
-            encoder,
-            rnn,
+            enc,
             decoder_weight,
             decoder_bias: db,
             logits_buf: Vec::new(),
@@ -164,14 +171,7 @@ impl LanguageModel {
     fn dec_w(&self) -> &[f32] {
         self.decoder_weight
             .as_ref()
-            .map_or(&self.encoder.weight.w, |p| &p.w)
-    }
-
-    /// Embedding rows `[n, E]` of ids `[n]`.
-    fn embed(&self, x: &[u32]) -> Vec<f32> {
-        let mut emb = vec![0.0; x.len() * self.cfg.embed];
-        self.encoder.forward(x, &mut emb);
-        emb
+            .map_or(&self.enc.embedding.weight.w, |p| &p.w)
     }
 
     /// Logits `[n, V]` of the stack's outputs `[n, H]`.
@@ -203,29 +203,11 @@ impl LanguageModel {
         scale: f32,
         rng: &mut dyn RngCore,
     ) -> WindowOut {
-        let (e, v, h) = (self.cfg.embed, self.cfg.vocab, self.cfg.rnn.output());
+        let (v, h) = (self.cfg.vocab, self.cfg.rnn.output());
         let n = l * b;
-        let mut emb = self.embed(x);
-        let m1 = dropout::forward(
-            &mut emb,
-            b * e,
-            self.cfg.dropout,
-            self.cfg.dropout_kind,
-            true,
-            rng,
-        );
-        let (mut out, st, cache) = self
-            .rnn
-            .forward(&emb, l, b, None, Some(state), true, true, rng);
-        drop(emb);
-        let m2 = dropout::forward(
-            &mut out,
-            b * h,
-            self.cfg.dropout,
-            self.cfg.dropout_kind,
-            true,
-            rng,
-        );
+        let (out, st, cache) = self
+            .enc
+            .forward(x, l, b, None, Some(state), true, true, rng);
         // The decoder's bias is added, and its gradient summed, inside the loss pass.
         let mut logits = std::mem::take(&mut self.logits_buf);
         logits.resize(n * v, 0.0);
@@ -241,17 +223,16 @@ impl LanguageModel {
         );
         let mut dout = vec![0.0; n * h];
         {
+            let emb = &mut self.enc.embedding.weight;
             let (dw, w) = match &mut self.decoder_weight {
                 Some(p) => (&mut p.g, &p.w),
-                None => (&mut self.encoder.weight.g, &self.encoder.weight.w),
+                None => (&mut emb.g, &emb.w),
             };
             linear::backward(&out, &logits, w, dw, None, h, v, Some(&mut dout));
         }
         self.logits_buf = logits;
-        dropout::backward(&mut dout, m2.as_ref());
-        let (mut demb, _) = self.rnn.backward(cache, &dout, None);
-        dropout::backward(&mut demb, m1.as_ref());
-        self.encoder.backward(x, &demb);
+        drop(out);
+        self.enc.backward(cache, x, dout, None);
         WindowOut { ce, state: st }
     }
 
@@ -264,10 +245,9 @@ impl LanguageModel {
         state: &State,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, State) {
-        let emb = self.embed(x);
         let (out, st, _) = self
-            .rnn
-            .forward(&emb, l, b, None, Some(state), false, false, rng);
+            .enc
+            .forward(x, l, b, None, Some(state), false, false, rng);
         let logits = self.decode(&out);
         (logits, st)
     }
@@ -290,16 +270,14 @@ impl LanguageModel {
 
 impl Module for LanguageModel {
     fn visit(&self, f: &mut dyn FnMut(&Param)) {
-        f(&self.encoder.weight);
-        self.rnn.visit(f);
+        self.enc.visit(f);
         if let Some(p) = &self.decoder_weight {
             f(p);
         }
         f(&self.decoder_bias);
     }
     fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
-        f(&mut self.encoder.weight);
-        self.rnn.visit_mut(f);
+        self.enc.visit_mut(f);
         if let Some(p) = &mut self.decoder_weight {
             f(p);
         }
@@ -335,7 +313,7 @@ impl LmTask {
     ) -> LmTask {
         let train = crate::text::batch::batchify(train_ids, batch);
         let starts = train.starts(bptt).collect();
-        let state = model.rnn.zero_state(batch);
+        let state = model.enc.rnn.zero_state(batch);
         LmTask {
             model,
             tokenizer,
@@ -360,7 +338,7 @@ impl LmTask {
 /// Mean loss of `model` over a token stream, batched as PyTorch's example evaluates.
 pub fn evaluate(model: &mut LanguageModel, ids: &[u32], batch: usize, bptt: usize) -> Stats {
     let s = crate::text::batch::batchify(ids, batch.max(1));
-    let mut state = model.rnn.zero_state(s.batch);
+    let mut state = model.enc.rnn.zero_state(s.batch);
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
     let mut st = Stats::default();
     for i in s.starts(bptt) {
@@ -387,7 +365,7 @@ impl Task for LmTask {
     fn begin_epoch(&mut self, _epoch: usize, _seed: u64) {}
     fn train_step(&mut self, i: usize, rng: &mut dyn RngCore) -> Stats {
         if i == 0 {
-            self.state = self.model.rnn.zero_state(self.train.batch);
+            self.state = self.model.enc.rnn.zero_state(self.train.batch);
         }
         let (l, x, y) = self.train.window(self.starts[i], self.bptt);
         let scale = if self.sum_over_time { l as f32 } else { 1.0 };
@@ -554,7 +532,7 @@ pub fn generate(
     rng: &mut dyn RngCore,
     mut emit: impl FnMut(u32) -> bool,
 ) {
-    let mut state = model.rnn.zero_state(1);
+    let mut state = model.enc.rnn.zero_state(1);
     let mut stepper = Stepper::new(model);
     // With no prompt the first token is drawn from a uniform distribution.
     let mut logits = vec![0.0; model.cfg.vocab];
@@ -581,7 +559,7 @@ pub struct Stepper {
 impl Stepper {
     pub fn new(model: &LanguageModel) -> Stepper {
         Stepper {
-            stack: crate::engine::step::Stepper::new(&model.rnn)
+            stack: crate::engine::step::Stepper::new(&model.enc.rnn)
                 .expect("a language model's stack is unidirectional"),
             emb: Vec::new(),
             logits: Vec::new(),
@@ -592,8 +570,8 @@ impl Stepper {
     pub fn step(&mut self, model: &LanguageModel, ids: &[u32], state: &mut State) -> &[f32] {
         let (b, e, v) = (ids.len(), model.cfg.embed, model.cfg.vocab);
         self.emb.resize(b * e, 0.0);
-        model.encoder.forward(ids, &mut self.emb);
-        let out = self.stack.step(&model.rnn, &self.emb, b, state);
+        model.enc.embedding.forward(ids, &mut self.emb);
+        let out = self.stack.step(&model.enc.rnn, &self.emb, b, state);
         self.logits.resize(b * v, 0.0);
         if b == 1 {
             // Batch-1 decoding is bound by reading the weights: one pass over them.
@@ -635,7 +613,7 @@ mod tests {
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let m = LanguageModel::new(cfg(EmbedInit::TorchDefault), &mut rng);
-        let e = &m.encoder.weight.w;
+        let e = &m.enc.embedding.weight.w;
         let var = e.iter().map(|v| v * v).sum::<f32>() / e.len() as f32;
         assert!((var - 1.0).abs() < 0.1, "embedding variance {var}");
         let bound = |p: &Param| p.w.iter().fold(0f32, |a, v| a.max(v.abs()));
@@ -648,7 +626,7 @@ mod tests {
             "{dw} {db}"
         );
         let m = LanguageModel::new(cfg(EmbedInit::WordLm), &mut rng);
-        assert!(bound(&m.encoder.weight) <= 0.1 && bound(&m.decoder_bias) == 0.0);
+        assert!(bound(&m.enc.embedding.weight) <= 0.1 && bound(&m.decoder_bias) == 0.0);
     }
 
     /// The batch-1 decoder gives the logits of the full forward pass, step by step.
@@ -677,8 +655,8 @@ mod tests {
             let mut rng = rand::rngs::StdRng::seed_from_u64(4);
             let mut m = LanguageModel::new(cfg, &mut rng);
             let ids = [3u32, 7, 1, 10, 0];
-            let (want, _) = m.logits(&ids, 5, 1, &m.rnn.zero_state(1), &mut rng);
-            let mut st = m.rnn.zero_state(1);
+            let (want, _) = m.logits(&ids, 5, 1, &m.enc.rnn.zero_state(1), &mut rng);
+            let mut st = m.enc.rnn.zero_state(1);
             let mut s = Stepper::new(&m);
             for (t, &id) in ids.iter().enumerate() {
                 let got = s.step(&m, &[id], &mut st);

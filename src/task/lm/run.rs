@@ -302,7 +302,8 @@ impl LmRun {
         if let Some(p) = &d.pretrained {
             let v = crate::text::corpus::read_vectors(p)?;
             let found = model
-                .encoder
+                .enc
+                .embedding
                 .load_pretrained(&tok.vocab, &v, d.freeze_embeddings)
                 .map_err(|e| Error::format(p, e))?;
             note(format!(
