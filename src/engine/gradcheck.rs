@@ -38,7 +38,7 @@ fn param(name: &str, shape: &[usize], seed: u32) -> Param {
 
 /// Checks every unfrozen parameter of `m`; `run(m, backward)` returns the loss and, when
 /// `backward`, accumulates the analytic gradients.
-fn check<M: Module>(m: &mut M, run: impl Fn(&mut M, bool) -> f64) {
+pub(crate) fn check<M: Module>(m: &mut M, run: impl Fn(&mut M, bool) -> f64) {
     m.zero_grad();
     run(m, true);
     let mut grads = Vec::new();
@@ -498,39 +498,5 @@ fn stepping_one_timestep_at_a_time_matches_the_sequence_call() {
             ga.iter().zip(&gb).all(|(a, b)| (a - b).abs() < 1e-4),
             "{cell:?} weight gradients"
         );
-    }
-}
-
-/// The whole LM window (embedding → 2-layer LSTM → decoder with its bias folded into the
-/// loss pass), untied and tied, against finite differences of the evaluation loss.
-#[test]
-fn language_model_window() {
-    use crate::task::lm::{LanguageModel, LmConfig};
-    for tied in [false, true] {
-        let cfg = LmConfig {
-            vocab: 9,
-            embed: 6,
-            rnn: RnnConfig::new(CellKind::Lstm, 6, 6, 2),
-            dropout: 0.0,
-            dropout_kind: DropoutKind::Standard,
-            tied,
-            init: Init::Uniform { a: 0.5 },
-            embed_init: Default::default(),
-        };
-        let mut rng = StdRng::seed_from_u64(7);
-        let mut m = LanguageModel::new(cfg, &mut rng);
-        let (l, b) = (4, 3);
-        let x: Vec<u32> = (0..l * b).map(|i| (i * 5 % 9) as u32).collect();
-        let y: Vec<u32> = (0..l * b).map(|i| (i * 7 % 9) as u32).collect();
-        let state = m.enc.rnn.zero_state(b);
-        check(&mut m, |m: &mut LanguageModel, backward| {
-            let mut rng = StdRng::seed_from_u64(0);
-            let out = if backward {
-                m.train_window(&x, &y, l, b, &state, 1.0, &mut rng)
-            } else {
-                m.eval_window(&x, &y, l, b, &state, &mut rng)
-            };
-            out.ce.sum / out.ce.count as f64
-        });
     }
 }

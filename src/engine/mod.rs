@@ -22,4 +22,4 @@ pub mod rnn;
 pub mod step;
 
 #[cfg(test)]
-mod gradcheck;
+pub(crate) mod gradcheck;
