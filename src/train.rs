@@ -8,7 +8,7 @@
 //! weights.
 
 use crate::checkpoint;
-use crate::engine::optim::{OptimKind, Optimizer, Schedule};
+use crate::engine::optim::Optimizer;
 use crate::error::{write_atomic, Error, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -17,31 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use crate::task::{Eval, Selection, Stats, Task};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    pub epochs: usize,
-    /// Stop after this many training units (an LM's target tokens), if set.
-    pub token_budget: Option<u64>,
-    /// Stop after this many minutes of training, if set.
-    pub time_budget_min: Option<f64>,
-    pub lr: f32,
-    pub optim: OptimKind,
-    pub schedule: Schedule,
-    /// Global-norm clip; 0 disables.
-    pub clip: f32,
-    pub seed: u64,
-    pub log_every: usize,
-    /// Also write the resumable state every this many steps (0: only at epoch ends).
-    pub save_every: usize,
-    /// Validate every this many steps as well as at epoch ends (0: epoch ends only).
-    pub eval_every: usize,
-    /// Stop when this many epoch-end validations in a row do not improve the selection
-    /// metric (`None`: never).
-    #[serde(default)]
-    pub patience: Option<usize>,
-}
+pub use crate::task::{Eval, Selection, Stats, Task, TrainConfig};
 
 /// Resumable position: written to `train_state.safetensors` with the weights and the
 /// optimizer moments.

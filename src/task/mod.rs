@@ -5,10 +5,39 @@
 
 pub mod lm;
 
+use crate::engine::optim::{OptimKind, Schedule};
 use crate::engine::param::Module;
 use crate::error::Result;
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// How the trainer ([`crate::train::train`]) runs: epochs, budgets, optimizer, schedule,
+/// clipping, seed and the rhythm of logging, validation and saves. Part of every task's run
+/// record, so it lives beside the tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    /// Stop after this many training units (an LM's target tokens), if set.
+    pub token_budget: Option<u64>,
+    /// Stop after this many minutes of training, if set.
+    pub time_budget_min: Option<f64>,
+    pub lr: f32,
+    pub optim: OptimKind,
+    pub schedule: Schedule,
+    /// Global-norm clip; 0 disables.
+    pub clip: f32,
+    pub seed: u64,
+    pub log_every: usize,
+    /// Also write the resumable state every this many steps (0: only at epoch ends).
+    pub save_every: usize,
+    /// Validate every this many steps as well as at epoch ends (0: epoch ends only).
+    pub eval_every: usize,
+    /// Stop when this many epoch-end validations in a row do not improve the selection
+    /// metric (`None`: never).
+    #[serde(default)]
+    pub patience: Option<usize>,
+}
 
 /// Loss summed in nats over `count` predicted units (tokens, tags, sentences).
 #[derive(Clone, Copy, Debug, Default)]

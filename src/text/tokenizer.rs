@@ -17,41 +17,7 @@ pub const EOS: &str = "<eos>";
 /// Every special token, in the order vocabularies list them.
 pub const SPECIALS: [&str; 4] = [UNK, PAD, BOS, EOS];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Unicode scalar values (not bytes, so Cyrillic is one token per letter).
-    Char,
-    /// Whitespace- and punctuation-split words.
-    Word,
-    /// Mikolov's PTB convention: whitespace-split words, `<eos>` at the end of each line.
-    Ptb,
-    /// Byte-level BPE through Hugging Face `tokenizers`.
-    Bpe,
-}
-
-impl Kind {
-    pub fn parse(s: &str) -> Option<Kind> {
-        s.parse().ok()
-    }
-}
-
-impl std::str::FromStr for Kind {
-    type Err = crate::error::Error;
-    fn from_str(s: &str) -> Result<Kind> {
-        Ok(match s {
-            "char" => Kind::Char,
-            "word" => Kind::Word,
-            "ptb" => Kind::Ptb,
-            "bpe" => Kind::Bpe,
-            _ => {
-                return Err(Error::config(format!(
-                    "{s:?}: expected char, word, ptb or bpe"
-                )))
-            }
-        })
-    }
-}
+pub use super::vocab::Kind;
 
 /// Training options for [`Tokenizer::train`].
 #[derive(Clone, Debug)]

@@ -6,11 +6,47 @@
 //! normalisation its lookups apply (lowercasing). A vocabulary that encodes text also names
 //! its tokenizer kind (and, for BPE, carries the whole tokenizer.json).
 
-use super::tokenizer::Kind;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
+
+/// How text is split into tokens (the tokenizer a vocabulary was built with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Unicode scalar values (not bytes, so Cyrillic is one token per letter).
+    Char,
+    /// Whitespace- and punctuation-split words.
+    Word,
+    /// Mikolov's PTB convention: whitespace-split words, `<eos>` at the end of each line.
+    Ptb,
+    /// Byte-level BPE through Hugging Face `tokenizers`.
+    Bpe,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        s.parse().ok()
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> Result<Kind> {
+        Ok(match s {
+            "char" => Kind::Char,
+            "word" => Kind::Word,
+            "ptb" => Kind::Ptb,
+            "bpe" => Kind::Bpe,
+            _ => {
+                return Err(Error::config(format!(
+                    "{s:?}: expected char, word, ptb or bpe"
+                )))
+            }
+        })
+    }
+}
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Vocab {

@@ -13,9 +13,9 @@ use crate::engine::init::Init;
 use crate::engine::optim::{OptimKind, Schedule};
 use crate::engine::rnn::RnnConfig;
 use crate::error::{Error, Result};
+use crate::task::TrainConfig;
 use crate::text::read::Source;
 use crate::text::tokenizer::{Kind, Tokenizer, TrainOptions};
-use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
