@@ -26,6 +26,9 @@ pub enum Error {
     /// out of range), with the reason.
     #[error("{0}")]
     Config(String),
+    /// The tokenizers library failed while training a BPE model.
+    #[error("BPE training failed: {0}")]
+    Tokenizer(String),
     /// A checkpoint or tokenizer file that does not match what rnnkit expects.
     #[error("{}: {msg}", file.display())]
     Format { file: PathBuf, msg: String },

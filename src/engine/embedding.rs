@@ -27,13 +27,13 @@ impl Embedding {
         vocab: &[String],
         vectors: &crate::text::corpus::Vectors,
         freeze: bool,
-    ) -> Result<usize, String> {
+    ) -> crate::error::Result<usize> {
         let d = self.dim();
         if vectors.dim != d {
-            return Err(format!(
+            return Err(crate::error::Error::config(format!(
                 "pretrained vectors have {} dimensions; the embedding has {d}",
                 vectors.dim
-            ));
+            )));
         }
         let mut found = 0;
         for (id, tok) in vocab.iter().enumerate() {

@@ -155,9 +155,7 @@ impl Tokenizer {
             AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper,
             PreTokenizerWrapper, TokenizerBuilder,
         };
-        let err = |e: Box<dyn std::error::Error + Send + Sync>| {
-            Error::Usage(format!("BPE training failed: {e}"))
-        };
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| Error::Tokenizer(e.to_string());
         let mut trainer = BpeTrainerBuilder::new()
             .vocab_size(opt.max_size.unwrap_or(8000))
             .min_frequency(opt.min_freq.max(1) as u64)

@@ -305,7 +305,7 @@ impl LmRun {
                 .enc
                 .embedding
                 .load_pretrained(&tok.vocab, &v, d.freeze_embeddings)
-                .map_err(|e| Error::format(p, e))?;
+                .map_err(|e| Error::format(p, e.to_string()))?;
             note(format!(
                 "pretrained vectors cover {found} of {} tokens",
                 tok.len()
