@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 
 pub mod plot;
 pub mod task;

@@ -294,3 +294,78 @@ fn optimizers_with_clipping_match_pytorch() {
         }
     }
 }
+
+/// The CRF against pytorch-crf 0.7.2 (tools/make_tag_fixtures.py): the log-likelihood of
+/// a batch with sequences of different lengths, every gradient, and the Viterbi paths.
+#[test]
+fn crf_matches_pytorch_crf() {
+    use rnnkit::engine::crf::Crf;
+    let f = load("crf");
+    let (t, k) = (
+        f.meta["T"].as_u64().unwrap() as usize,
+        f.meta["K"].as_u64().unwrap() as usize,
+    );
+    let lengths: Vec<usize> = serde_json::from_value(f.meta["lengths"].clone()).unwrap();
+    let mut crf = Crf::new("crf", k, &mut rand::rngs::StdRng::seed_from_u64(0));
+    crf.start.w = f.get("start_transitions").to_vec();
+    crf.end.w = f.get("end_transitions").to_vec();
+    crf.trans.w = f.get("transitions").to_vec();
+    let em = f.get("emissions");
+    let tags: Vec<u32> = f.get("tags").iter().map(|&v| v as u32).collect();
+    let mut dem = vec![0.0; em.len()];
+    // pytorch-crf returns the log-likelihood; rnnkit minimises its negative.
+    let nll = crf.nll_backward(em, &tags, &lengths, t, -1.0, &mut dem);
+    let llh = f.meta["llh"].as_f64().unwrap();
+    assert!((-nll - llh).abs() < 1e-4 * llh.abs(), "{} vs {llh}", -nll);
+    close("grad.emissions", &dem, f.get("grad.emissions"));
+    close("grad.start", &crf.start.g, f.get("grad.start_transitions"));
+    close("grad.end", &crf.end.g, f.get("grad.end_transitions"));
+    close("grad.transitions", &crf.trans.g, f.get("grad.transitions"));
+    let paths: Vec<Vec<u32>> = serde_json::from_value(f.meta["paths"].clone()).unwrap();
+    assert_eq!(crf.decode(em, &lengths), paths);
+}
+
+/// Entity scores against seqeval 1.2.2 on random tag files, ill-formed sequences (I- after
+/// O, type changes inside an entity), BIOES and a Cyrillic type included.
+#[test]
+fn ner_scores_match_seqeval() {
+    use rnnkit::metrics::NerCounter;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seqeval.json");
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (i, case) in fx["cases"].as_array().unwrap().iter().enumerate() {
+        let gold: Vec<Vec<String>> = serde_json::from_value(case["gold"].clone()).unwrap();
+        let pred: Vec<Vec<String>> = serde_json::from_value(case["pred"].clone()).unwrap();
+        let mut n = NerCounter::default();
+        for (g, p) in gold.iter().zip(&pred) {
+            n.add(g, p);
+        }
+        let s = n.scores();
+        let near = |a: f64, k: &str| (a - case[k].as_f64().unwrap()).abs() < 1e-9;
+        assert!(
+            near(s.precision, "precision") && near(s.recall, "recall"),
+            "case {i}"
+        );
+        assert!(near(s.f1, "f1") && near(s.accuracy, "accuracy"), "case {i}");
+        let want = case["per_type"].as_object().unwrap();
+        assert_eq!(want.len(), s.per_type.len(), "case {i}: types");
+        for (ty, w) in want {
+            let g = &s.per_type[ty];
+            for (k, v) in [
+                ("precision", g.precision),
+                ("recall", g.recall),
+                ("f1", g.f1),
+            ] {
+                assert!(
+                    (v - w[k].as_f64().unwrap()).abs() < 1e-9,
+                    "case {i} {ty} {k}"
+                );
+            }
+            assert_eq!(
+                g.support as u64,
+                w["support"].as_u64().unwrap(),
+                "case {i} {ty}"
+            );
+        }
+    }
+}

@@ -80,7 +80,12 @@ impl Crf {
             p.w.iter()
                 .enumerate()
                 .map(|(i, &w)| {
-                    w as f64 + if ok.is_some_and(|a| !a[i]) { FORBIDDEN } else { 0.0 }
+                    w as f64
+                        + if ok.is_some_and(|a| !a[i]) {
+                            FORBIDDEN
+                        } else {
+                            0.0
+                        }
                 })
                 .collect()
         };
@@ -219,10 +224,10 @@ impl Crf {
                     for i in 0..k {
                         let a = lat.alpha[(tt - 1) * k + i];
                         for j in 0..k {
-                            g.trans[i * k + j] += (a + trans[i * k + j] + e(tt, j)
-                                + lat.beta[tt * k + j]
-                                - lat.log_z)
-                                .exp();
+                            g.trans[i * k + j] +=
+                                (a + trans[i * k + j] + e(tt, j) + lat.beta[tt * k + j]
+                                    - lat.log_z)
+                                    .exp();
                         }
                     }
                 }
@@ -359,7 +364,8 @@ mod tests {
             });
         }
         let mut em = Param::zeros("em", &[t, b, k]);
-        em.w.iter_mut().for_each(|v| *v = rng.random_range(-2.0..2.0));
+        em.w.iter_mut()
+            .for_each(|v| *v = rng.random_range(-2.0..2.0));
         // Gold paths that the constraints allow where there are constraints.
         let tags = (0..t * b).map(|i| [0u32, 3, 0, 1][i % 4]).collect();
         Harness {
@@ -406,13 +412,17 @@ mod tests {
                 let e = |tt: usize, j: usize| h.em.w[(tt * b + bi) * k + j] as f64;
                 let mut all = Vec::new();
                 for code in 0..k.pow(len as u32) {
-                    let y: Vec<u32> = (0..len).map(|p| ((code / k.pow(p as u32)) % k) as u32).collect();
+                    let y: Vec<u32> = (0..len)
+                        .map(|p| ((code / k.pow(p as u32)) % k) as u32)
+                        .collect();
                     all.push((Crf::path_score(k, &y, &e, &s), y));
                 }
                 let log_z = log_sum_exp(all.iter().map(|a| a.0));
                 let lat = Crf::lattice(k, len, &e, &s);
                 assert!((lat.log_z - log_z).abs() < 1e-9, "{log_z} vs {}", lat.log_z);
-                let best = all.iter().fold(&all[0], |a, c| if c.0 > a.0 { c } else { a });
+                let best = all
+                    .iter()
+                    .fold(&all[0], |a, c| if c.0 > a.0 { c } else { a });
                 assert_eq!(h.crf.decode(&h.em.w, &h.lengths)[bi], best.1);
             }
             let m = h.crf.marginals(&h.em.w, &h.lengths, h.t);
