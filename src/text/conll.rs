@@ -1,7 +1,11 @@
 //! CoNLL-style column files and tag schemes (IOB1, IOB2 = BIO, BIOES).
 //!
 //! Columns are tab-separated when a line holds a tab, else whitespace-separated; blank
-//! lines end sentences; `-DOCSTART-` lines and `#` comments are skipped.
+//! lines end sentences; `-DOCSTART-` lines are skipped, and so are comment lines of the
+//! formats that have them (CoNLL-U's `# text = …`, `# sent_id = …`): a line that starts with
+//! `#` before a sentence's first token and holds a `=`, another number of columns than the
+//! file's rows, or no tag in its tag column. Any other line that starts with `#` is a row
+//! (the token `#`, as in CoNLL-2003's `# # I-NP O`).
 
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -138,7 +142,7 @@ impl Parser {
             let done = std::mem::replace(&mut self.cur, next);
             return Ok((!done.tokens.is_empty()).then_some(done));
         }
-        if line.starts_with('#') || line.starts_with("-DOCSTART-") {
+        if line.starts_with("-DOCSTART-") {
             return Ok(None);
         }
         let fields: Vec<&str> = if line.contains('\t') {
@@ -146,6 +150,13 @@ impl Parser {
         } else {
             line.split_whitespace().collect()
         };
+        if line.starts_with('#') && self.cur.tokens.is_empty() {
+            let tag_like = pick(&fields, self.cols.tag).is_some_and(|t| split_tag(t).is_some());
+            let odd_width = self.width.is_some_and(|w| w != fields.len());
+            if line.contains('=') || odd_width || !tag_like {
+                return Ok(None);
+            }
+        }
         match self.width {
             None => self.width = Some(fields.len()),
             Some(w) if w != fields.len() => {
@@ -363,6 +374,19 @@ mod tests {
         let s = parse(ru, Path::new("b"), Columns { token: 1, tag: 2 }).unwrap();
         assert_eq!(s[0].tokens[0], "Петр");
         assert_eq!(s[1].tags, vec!["B-LOC"]);
+    }
+
+    /// `#` is a token like any other; only comment lines of formats that have them go.
+    #[test]
+    fn hash_tokens_stay_and_conllu_comments_go() {
+        let t = "# # I-NP O\nwins VBZ B-VP O\n\n# NN B-NP O\n\n";
+        let s = parse(t, Path::new("a"), Columns::default()).unwrap();
+        assert_eq!(s[0].tokens, vec!["#", "wins"]);
+        assert_eq!(s[1].tokens, vec!["#"]);
+        let u = "# sent_id = 1\n# text = # 1\n0\t#\tO\n1\t1\tB-X\n\n# newpar\n0\tx\tO\n";
+        let s = parse(u, Path::new("b"), Columns { token: 1, tag: 2 }).unwrap();
+        assert_eq!(s[0].tokens, vec!["#", "1"]);
+        assert_eq!(s[1].tokens, vec!["x"]);
     }
 
     #[test]
