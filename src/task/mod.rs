@@ -4,6 +4,7 @@
 //! worked example.
 
 pub mod lm;
+pub mod tag;
 
 use crate::engine::optim::{OptimKind, Schedule};
 use crate::engine::param::Module;

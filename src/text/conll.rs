@@ -196,7 +196,8 @@ impl Parser {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Scheme {
     /// I- everywhere except B- to separate two adjacent entities of one type.
     Iob1,
@@ -204,6 +205,13 @@ pub enum Scheme {
     Iob2,
     /// B-, I-, E- (end), S- (single token).
     Bioes,
+}
+
+impl std::str::FromStr for Scheme {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Scheme> {
+        Scheme::parse(s)
+    }
 }
 
 impl Scheme {
