@@ -5,6 +5,7 @@ mod common;
 mod demo;
 mod lm;
 mod plot;
+mod tag;
 mod tokenizer;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,9 @@ pub enum Command {
     /// Causal language models: train, evaluate, generate.
     #[command(subcommand)]
     Lm(lm::LmCmd),
+    /// Named-entity tagging: train, evaluate, predict, score CoNLL files.
+    #[command(subcommand)]
+    Tag(tag::TagCmd),
     /// Train tokenizers and compare them on held-out text.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokCmd),
@@ -44,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Lm(c) => lm::run(c),
+        Command::Tag(c) => tag::run(c),
         Command::Tokenizer(c) => tokenizer::run(c),
         Command::Data(c) => tokenizer::run_data(c),
         Command::Bench(c) => bench::run(c),

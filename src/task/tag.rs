@@ -109,6 +109,10 @@ pub struct TagConfig {
     /// Forbid the CRF transitions the scheme does not allow.
     pub constrained: bool,
     pub init: Init,
+    /// The entity types the model tags when training kept only some (others read as O,
+    /// in evaluation too); `None`: every type of the training data.
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
 }
 
 impl TagConfig {
@@ -948,6 +952,7 @@ mod tests {
             scheme: Scheme::Bioes,
             constrained: false,
             init: Init::Pytorch,
+            types: None,
         };
         cfg.rnn.input = cfg.token_dim();
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);

@@ -52,27 +52,38 @@ impl std::fmt::Debug for Tokenizer {
 /// Splits a line into words, with punctuation as tokens of its own; the special tokens
 /// (`<unk>`, ...) that some corpora spell out stay whole.
 fn split_words(line: &str) -> impl Iterator<Item = &str> {
-    line.split_whitespace().flat_map(|w| {
-        let mut parts = Vec::new();
-        if [UNK, PAD, BOS, EOS].contains(&w) {
-            parts.push(w);
-            return parts;
+    word_spans(line).into_iter().map(move |(s, e)| &line[s..e])
+}
+
+/// The byte ranges of a line's words as the word tokenizer splits them: at whitespace, and
+/// every punctuation mark or symbol is a token of its own (`U.S.` → `U . S .`), except the
+/// special tokens (`<unk>`, ...) that some corpora spell out. `rnnkit tag predict` splits
+/// plain text this way too, and reports entities by these offsets.
+pub fn word_spans(line: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for w in line.split_whitespace() {
+        let base = pos + line[pos..].find(w).unwrap_or(0);
+        pos = base + w.len();
+        if SPECIALS.contains(&w) {
+            out.push((base, pos));
+            continue;
         }
         let mut start = 0;
         for (i, ch) in w.char_indices() {
             if ch.is_ascii_punctuation() || (!ch.is_alphanumeric() && !ch.is_whitespace()) {
                 if start < i {
-                    parts.push(&w[start..i]);
+                    out.push((base + start, base + i));
                 }
-                parts.push(&w[i..i + ch.len_utf8()]);
+                out.push((base + i, base + i + ch.len_utf8()));
                 start = i + ch.len_utf8();
             }
         }
         if start < w.len() {
-            parts.push(&w[start..]);
+            out.push((base + start, base + w.len()));
         }
-        parts
-    })
+    }
+    out
 }
 
 impl Tokenizer {

@@ -101,6 +101,7 @@ impl TagRun {
             scheme: Scheme::Bioes,
             constrained: true,
             init: Init::Pytorch,
+            types: None,
         };
         model.rnn.input = model.token_dim();
         let mut run = TagRun {
@@ -218,6 +219,7 @@ impl TagRun {
         let m = &mut self.model;
         (m.words, m.chars, m.labels) =
             (vocabs.words.len(), vocabs.chars.len(), vocabs.labels.len());
+        m.types = self.data.types.clone();
         m.rnn.input = m.token_dim();
         m.validate()?;
         let encode = |sents: &[Sentence], which: usize| -> Result<Vec<Encoded>> {

@@ -1,0 +1,676 @@
+//! `rnnkit tag train | eval | predict | score`.
+
+use super::common::{self, EmbedArgs, OptimArgs, RunArgs, StackArgs};
+use anyhow::{anyhow, bail};
+use clap::{Args, Subcommand};
+use rnnkit::error::Error;
+use rnnkit::metrics::{NerCounter, NerScores};
+use rnnkit::task::tag::run::{retag, TagPreset, TagRun};
+use rnnkit::task::tag::{self, Encoded, Output, TagVocabs, Tagger, TASK};
+use rnnkit::text::conll::{self, Columns, Scheme};
+use rnnkit::train;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum TagCmd {
+    /// Train a tagger (BiLSTM with character features, CRF or softmax) on CoNLL files.
+    Train(Box<TrainArgs>),
+    /// Entity precision, recall and F1 (conlleval's counting) of a model on a CoNLL file.
+    Eval(EvalArgs),
+    /// Tag a CoNLL file, or plain text with one sentence a line.
+    Predict(PredictArgs),
+    /// Score a predicted CoNLL file against a gold one, as conlleval does.
+    Score(ScoreArgs),
+}
+
+/// How CoNLL files are read.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ConllArgs {
+    /// Column of the token (0-based; negative counts from the end).
+    #[arg(long, allow_hyphen_values = true)]
+    pub token_col: Option<isize>,
+    /// Column of the tag (default: the last).
+    #[arg(long, allow_hyphen_values = true)]
+    pub tag_col: Option<isize>,
+    /// The files' tag scheme: iob1, bio (iob2) or bioes.
+    #[arg(long)]
+    pub scheme: Option<Scheme>,
+}
+
+impl ConllArgs {
+    fn columns(&self) -> Columns {
+        Columns {
+            token: self.token_col.unwrap_or(0),
+            tag: self.tag_col.unwrap_or(-1),
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// Published recipe: lample-conll (Lample et al. 2016 on CoNLL-2003).
+    #[arg(long)]
+    pub preset: Option<TagPreset>,
+    /// Dataset name (conll2003, wikiann-ru) found under RNNKIT_DATA_DIR.
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    #[command(flatten)]
+    pub conll: ConllArgs,
+    /// Keep only these entity types, comma-separated (e.g. PER or PER,LOC); the rest become O.
+    #[arg(long, value_delimiter = ',')]
+    pub types: Option<Vec<String>>,
+    /// The scheme the model tags in (bioes, as Lample et al., or bio).
+    #[arg(long)]
+    pub internal_scheme: Option<Scheme>,
+    /// Output layer: crf or softmax.
+    #[arg(long)]
+    pub output: Option<Output>,
+    /// Let the CRF learn every transition (no scheme constraints).
+    #[arg(long)]
+    pub unconstrained: bool,
+    /// Character embedding size (0: no character features).
+    #[arg(long)]
+    pub char_dim: Option<usize>,
+    /// Hidden size of each direction of the character BiLSTM.
+    #[arg(long)]
+    pub char_hidden: Option<usize>,
+    /// Casing feature size (0: none).
+    #[arg(long)]
+    pub casing_dim: Option<usize>,
+    /// Sentences per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Probability of replacing a training word seen once by <unk>.
+    #[arg(long)]
+    pub unk_replace: Option<f32>,
+    /// Start the word embedding from an rnnkit language model's input embedding.
+    #[arg(long)]
+    pub init_from_lm: Option<PathBuf>,
+    #[command(flatten)]
+    pub embed: EmbedArgs,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl TrainArgs {
+    fn apply(&self, run: &mut TagRun) -> anyhow::Result<()> {
+        let d = &mut run.data;
+        if let Some(n) = &self.data {
+            d.dataset = Some(n.clone());
+        }
+        if self.train.is_some() {
+            (d.train, d.valid, d.test) =
+                (self.train.clone(), self.valid.clone(), self.test.clone());
+        }
+        d.token_col = self.conll.token_col.unwrap_or(d.token_col);
+        d.tag_col = self.conll.tag_col.unwrap_or(d.tag_col);
+        d.scheme = self.conll.scheme.unwrap_or(d.scheme);
+        d.types = self.types.clone().or(d.types.take());
+        d.batch = self.batch_size.unwrap_or(d.batch);
+        d.unk_replace = self.unk_replace.unwrap_or(d.unk_replace);
+        d.pretrained = self.embed.pretrained.clone().or(d.pretrained.take());
+        d.init_from_lm = self.init_from_lm.clone().or(d.init_from_lm.take());
+        let m = &mut run.model;
+        m.scheme = self.internal_scheme.unwrap_or(m.scheme);
+        m.output = self.output.unwrap_or(m.output);
+        m.constrained &= !self.unconstrained;
+        m.char_dim = self.char_dim.unwrap_or(m.char_dim);
+        m.char_hidden = self.char_hidden.unwrap_or(m.char_hidden);
+        m.casing_dim = self.casing_dim.unwrap_or(m.casing_dim);
+        m.word_dim = self.embed.embed.unwrap_or(m.word_dim);
+        m.dropout = self.embed.dropout.unwrap_or(m.dropout);
+        self.stack.apply(&mut m.rnn, &mut m.init, None);
+        m.rnn.input = m.token_dim();
+        self.optim.apply(&mut run.train)?;
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A CoNLL file with gold tags.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub conll: ConllArgs,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Input file (default: standard input).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// The input is plain text, one sentence a line, split into tokens at whitespace and
+    /// around every punctuation mark (as the word tokenizer splits); default: CoNLL columns.
+    #[arg(long)]
+    pub text: bool,
+    /// conll (the input's columns plus the predicted tag), json (entities with token and
+    /// character offsets) or html (entities highlighted by type). Default: conll for CoNLL
+    /// input, bracketed entities for text (coloured on a terminal).
+    #[arg(long)]
+    pub format: Option<String>,
+    #[command(flatten)]
+    pub conll: ConllArgs,
+    /// With a CRF, give each entity's probability (the mean marginal of its tags).
+    #[arg(long)]
+    pub probs: bool,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// The reference CoNLL file.
+    #[arg(long)]
+    pub gold: PathBuf,
+    /// The predicted CoNLL file (same tokens, line for line).
+    #[arg(long)]
+    pub pred: PathBuf,
+    #[command(flatten)]
+    pub conll: ConllArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(c: TagCmd) -> anyhow::Result<()> {
+    match c {
+        TagCmd::Train(a) => train_cmd(*a),
+        TagCmd::Eval(a) => eval_cmd(a),
+        TagCmd::Predict(a) => predict_cmd(a),
+        TagCmd::Score(a) => score_cmd(a),
+    }
+}
+
+fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
+    let (mut run, resume) = match &a.run.resume {
+        Some(dir) => {
+            let st = rnnkit::checkpoint::open(&train::state_path(dir))?;
+            let run: TagRun = serde_json::from_value(st.meta["run"].clone())
+                .map_err(|e| Error::format(st.path(), format!("bad run record: {e}")))?;
+            (run, Some(st))
+        }
+        None => {
+            let mut run = match &a.run.config {
+                Some(p) => serde_json::from_value(common::read_record(p, TASK)?)
+                    .map_err(|e| Error::format(p, format!("bad run record: {e}")))?,
+                None => TagRun::recipe(a.preset),
+            };
+            a.apply(&mut run)?;
+            (run, None)
+        }
+    };
+    if resume.is_some() {
+        a.optim.apply_budgets(&mut run.train);
+    }
+    super::set_threads(a.run.threads);
+    let out = a
+        .run
+        .out
+        .clone()
+        .or_else(|| a.run.resume.clone())
+        .ok_or_else(|| anyhow!("--out DIR is required (or --resume DIR)"))?;
+    let corpus = run.corpus()?;
+    let quiet = a.run.quiet;
+    let mut task = run.build(&corpus, &mut |m| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    })?;
+    let record = serde_json::to_value(&run)?;
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    train::write_json(
+        &out.join(train::CONFIG_FILE),
+        &common::run_record(TASK, &record),
+    )?;
+    let mut bar = train::ProgressBar::default();
+    let mut curves = train::Curves { metric: "f1" };
+    let mut observers: Vec<&mut dyn train::Observer> = vec![&mut curves];
+    if !quiet {
+        observers.push(&mut bar);
+    }
+    let s = train::train(
+        &mut task,
+        &run.train,
+        &out,
+        &record,
+        resume.as_ref(),
+        &mut observers,
+    )?;
+    let (mut best, vocabs) = tag::load(&out.join(train::MODEL_FILE))?;
+    let mut res = serde_json::json!({
+        "epochs_done": if s.progress.step == 0 { s.progress.epoch - 1 } else { s.progress.epoch },
+        "sentences": s.progress.tokens, "wall_s": s.progress.wall_s, "stopped": s.progress.stopped,
+        "params": rnnkit::engine::param::Module::num_params(&best),
+    });
+    for (name, sents, path) in [
+        ("valid", &corpus.valid, &corpus.paths[1]),
+        ("test", &corpus.test, &corpus.paths[2]),
+    ] {
+        if sents.is_empty() {
+            continue;
+        }
+        let enc = encode_all(&vocabs, sents, path.as_deref().unwrap_or(Path::new("-")))?;
+        let sc = score_encoded(&mut best, &vocabs, &enc);
+        for (k, v) in [
+            ("f1", sc.f1),
+            ("precision", sc.precision),
+            ("recall", sc.recall),
+            ("accuracy", sc.accuracy),
+        ] {
+            res[format!("{name}_{k}")] = v.into();
+        }
+        res[format!("{name}_per_type")] = serde_json::to_value(&sc.per_type)?;
+    }
+    train::write_json(&out.join("summary.json"), &res)?;
+    if a.run.json {
+        super::print_json(&res);
+    } else {
+        println!(
+            "valid F1 {}  test F1 {}  ({:.0} s)",
+            pct(res.get("valid_f1")),
+            pct(res.get("test_f1")),
+            s.progress.wall_s
+        );
+    }
+    Ok(())
+}
+
+fn pct(v: Option<&serde_json::Value>) -> String {
+    v.and_then(|v| v.as_f64())
+        .map_or("-".into(), |v| format!("{:.2}", 100.0 * v))
+}
+
+fn encode_all(
+    v: &TagVocabs,
+    sents: &[conll::Sentence],
+    path: &Path,
+) -> anyhow::Result<Vec<Encoded>> {
+    Ok(sents
+        .iter()
+        .map(|s| {
+            v.encode(&s.tokens, &s.tags)
+                .map_err(|e| Error::input(path, s.line, e))
+        })
+        .collect::<Result<_, _>>()?)
+}
+
+fn score_encoded(model: &mut Tagger, v: &TagVocabs, sents: &[Encoded]) -> NerScores {
+    let (pred, _) = tag::tag_all(model, sents, 64);
+    let gold: Vec<Vec<u32>> = sents.iter().map(|s| s.labels.clone()).collect();
+    tag::score(&v.labels, model.cfg.scheme, &gold, &pred)
+}
+
+fn print_scores(s: &NerScores, json: bool) {
+    if json {
+        super::print_json(&serde_json::json!({
+            "precision": s.precision, "recall": s.recall, "f1": s.f1, "accuracy": s.accuracy,
+            "per_type": s.per_type, "tokens": s.tokens,
+            "gold_entities": s.gold_entities, "predicted_entities": s.predicted_entities,
+        }));
+        return;
+    }
+    println!(
+        "precision {:.2}  recall {:.2}  F1 {:.2}  accuracy {:.2}  ({} tokens, {} gold and {} predicted entities)",
+        100.0 * s.precision,
+        100.0 * s.recall,
+        100.0 * s.f1,
+        100.0 * s.accuracy,
+        s.tokens,
+        s.gold_entities,
+        s.predicted_entities
+    );
+    for (ty, p) in &s.per_type {
+        println!(
+            "  {ty:12} precision {:6.2}  recall {:6.2}  F1 {:6.2}  support {}",
+            100.0 * p.precision,
+            100.0 * p.recall,
+            100.0 * p.f1,
+            p.support
+        );
+    }
+}
+
+fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads);
+    let (mut model, vocabs) = tag::load(&a.model)?;
+    let scheme = a.conll.scheme.unwrap_or(Scheme::Iob2);
+    let mut sents = conll::read(&a.data, a.conll.columns())?;
+    for s in &mut sents {
+        conll::validate_sentence(&a.data, s, scheme)?;
+        s.tags = retag(
+            &s.tags,
+            scheme,
+            model.cfg.scheme,
+            model.cfg.types.as_deref(),
+        );
+    }
+    let enc = encode_all(&vocabs, &sents, &a.data)?;
+    print_scores(&score_encoded(&mut model, &vocabs, &enc), a.json);
+    Ok(())
+}
+
+fn score_cmd(a: ScoreArgs) -> anyhow::Result<()> {
+    let cols = a.conll.columns();
+    let gold = conll::read(&a.gold, cols)?;
+    if let Some(scheme) = a.conll.scheme {
+        conll::validate_file(&a.gold, &gold, scheme)?;
+    }
+    let pred = conll::read(&a.pred, cols)?;
+    if gold.len() != pred.len() {
+        bail!(
+            "{}: {} sentences, but {} has {}; the files must hold the same sentences",
+            a.pred.display(),
+            pred.len(),
+            a.gold.display(),
+            gold.len()
+        );
+    }
+    let mut n = NerCounter::default();
+    for (g, p) in gold.iter().zip(&pred) {
+        if g.tokens.len() != p.tokens.len() {
+            return Err(Error::input(
+                &a.pred,
+                p.line,
+                format!(
+                    "{} tokens; the gold sentence at line {} has {}",
+                    p.tokens.len(),
+                    g.line,
+                    g.tokens.len()
+                ),
+            )
+            .into());
+        }
+        n.add(&g.tags, &p.tags);
+    }
+    print_scores(&n.scores(), a.json);
+    Ok(())
+}
+
+/// One input sentence: its tokens, each token's character range in the text line (plain
+/// text) and the raw lines (CoNLL) to echo.
+struct Input {
+    tokens: Vec<String>,
+    offsets: Vec<(usize, usize)>,
+    text: String,
+    lines: Vec<String>,
+}
+
+fn read_inputs(a: &PredictArgs) -> anyhow::Result<Vec<Input>> {
+    let name = a.input.clone().unwrap_or_else(|| PathBuf::from("<stdin>"));
+    let reader: Box<dyn BufRead> = match &a.input {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).map_err(|e| Error::io(p, e))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut out = Vec::new();
+    if a.text {
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.map_err(|e| Error::input(&name, n + 1, e.to_string()))?;
+            let spans = rnnkit::text::tokenizer::word_spans(&line);
+            let char_at = |b: usize| line[..b].chars().count();
+            out.push(Input {
+                tokens: spans.iter().map(|&(s, e)| line[s..e].to_string()).collect(),
+                offsets: spans
+                    .iter()
+                    .map(|&(s, e)| (char_at(s), char_at(e)))
+                    .collect(),
+                text: line,
+                lines: Vec::new(),
+            });
+        }
+        return Ok(out);
+    }
+    // CoNLL: keep every line of a sentence to echo it with the predicted tag appended.
+    let cols = a.conll.columns();
+    let mut cur = Input {
+        tokens: Vec::new(),
+        offsets: Vec::new(),
+        text: String::new(),
+        lines: Vec::new(),
+    };
+    let mut docstart = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| Error::input(&name, n + 1, e.to_string()))?;
+        let line = line.trim_end_matches('\r').to_string();
+        if line.trim().is_empty() {
+            if !cur.tokens.is_empty() {
+                out.push(std::mem::replace(
+                    &mut cur,
+                    Input {
+                        tokens: Vec::new(),
+                        offsets: Vec::new(),
+                        text: String::new(),
+                        lines: Vec::new(),
+                    },
+                ));
+            }
+            continue;
+        }
+        if line.starts_with("-DOCSTART-") {
+            docstart.push(line);
+            continue;
+        }
+        let fields: Vec<&str> = if line.contains('\t') {
+            line.split('\t').collect()
+        } else {
+            line.split_whitespace().collect()
+        };
+        let i = if cols.token < 0 {
+            fields.len() as isize + cols.token
+        } else {
+            cols.token
+        };
+        let tok = usize::try_from(i)
+            .ok()
+            .and_then(|i| fields.get(i))
+            .ok_or_else(|| Error::input(&name, n + 1, format!("no token column {}", cols.token)))?;
+        cur.tokens.push(tok.to_string());
+        cur.lines.push(line.clone());
+    }
+    if !cur.tokens.is_empty() {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads);
+    let (mut model, vocabs) = tag::load(&a.model)?;
+    let inputs = read_inputs(&a)?;
+    let enc: Vec<Encoded> = inputs
+        .iter()
+        .map(|s| vocabs.encode(&s.tokens, &[]).map_err(|e| anyhow!(e)))
+        .collect::<anyhow::Result<_>>()?;
+    let (paths, _) = tag::tag_all(&mut model, &enc, 64);
+    let out_scheme = a.conll.scheme.unwrap_or(Scheme::Iob2);
+    let format = a.format.clone().unwrap_or_else(|| {
+        if a.text {
+            "text".into()
+        } else {
+            "conll".into()
+        }
+    });
+    let model_scheme = model.cfg.scheme;
+    let names = |p: &[u32]| -> Vec<String> {
+        let t: Vec<String> = p
+            .iter()
+            .map(|&i| vocabs.labels.tokens[i as usize].clone())
+            .collect();
+        conll::convert(&t, model_scheme, out_scheme)
+    };
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    match format.as_str() {
+        "conll" => {
+            for (inp, p) in inputs.iter().zip(&paths) {
+                let tags = names(p);
+                for (i, t) in tags.iter().enumerate() {
+                    match inp.lines.get(i) {
+                        Some(l) => {
+                            let sep = if l.contains('\t') { "\t" } else { " " };
+                            writeln!(w, "{l}{sep}{t}")?
+                        }
+                        None => writeln!(w, "{}\t{t}", inp.tokens[i])?,
+                    }
+                }
+                writeln!(w)?;
+            }
+        }
+        "json" | "html" | "text" => {
+            let probs = if a.probs {
+                let refs: Vec<&Encoded> = enc.iter().collect();
+                Some(
+                    refs.chunks(64)
+                        .zip(paths.chunks(64))
+                        .flat_map(|(b, p)| model.confidences(b, p))
+                        .collect::<Vec<_>>(),
+                )
+            } else {
+                None
+            };
+            let mut docs = Vec::new();
+            for (k, (inp, p)) in inputs.iter().zip(&paths).enumerate() {
+                let tags = names(p);
+                let iob2 = conll::convert(&tags, out_scheme, Scheme::Iob2);
+                let ents: Vec<serde_json::Value> = rnnkit::metrics::chunks(&iob2)
+                    .into_iter()
+                    .map(|(ty, s, e)| {
+                        let mut v = serde_json::json!({"type": ty, "start": s, "end": e + 1,
+                            "text": inp.tokens[s..=e].join(" ")});
+                        if let Some((cs, _)) = inp.offsets.get(s) {
+                            v["char_start"] = (*cs).into();
+                            v["char_end"] = inp.offsets[e].1.into();
+                            v["text"] = inp
+                                .text
+                                .chars()
+                                .skip(*cs)
+                                .take(inp.offsets[e].1 - cs)
+                                .collect::<String>()
+                                .into();
+                        }
+                        if let Some(pr) = &probs {
+                            let m: f32 = pr[k][s..=e].iter().sum::<f32>() / (e + 1 - s) as f32;
+                            v["prob"] = m.into();
+                        }
+                        v
+                    })
+                    .collect();
+                docs.push(
+                    serde_json::json!({"tokens": inp.tokens, "tags": tags, "entities": ents}),
+                );
+            }
+            match format.as_str() {
+                "json" => {
+                    for d in &docs {
+                        writeln!(w, "{d}")?;
+                    }
+                }
+                "html" => write_html(&mut w, &docs)?,
+                _ => {
+                    use std::io::IsTerminal;
+                    let colour = std::io::stdout().is_terminal();
+                    for d in &docs {
+                        writeln!(w, "{}", bracketed(d, colour))?;
+                    }
+                }
+            }
+        }
+        other => bail!("--format {other:?}: expected conll, json, html or text"),
+    }
+    Ok(())
+}
+
+/// Tokens with entities in brackets (`[PER John Smith]`), in colour on a terminal.
+fn bracketed(doc: &serde_json::Value, colour: bool) -> String {
+    let tokens: Vec<&str> = doc["tokens"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let ents = doc["entities"].as_array().cloned().unwrap_or_default();
+    for e in &ents {
+        let (s, en) = (
+            e["start"].as_u64().unwrap_or(0) as usize,
+            e["end"].as_u64().unwrap_or(0) as usize,
+        );
+        out.extend(tokens[i..s].iter().map(|t| t.to_string()));
+        let ty = e["type"].as_str().unwrap_or("");
+        let text = tokens[s..en].join(" ");
+        out.push(if colour {
+            format!("\x1b[1;{}m[{ty} {text}]\x1b[0m", 31 + (type_colour(ty) % 6))
+        } else {
+            format!("[{ty} {text}]")
+        });
+        i = en;
+    }
+    out.extend(tokens[i..].iter().map(|t| t.to_string()));
+    out.join(" ")
+}
+
+fn type_colour(ty: &str) -> usize {
+    ty.bytes()
+        .fold(7usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn write_html(w: &mut dyn Write, docs: &[serde_json::Value]) -> std::io::Result<()> {
+    const PALETTE: [&str; 6] = [
+        "#fde2e4", "#cde7f0", "#d8f3dc", "#fff1c1", "#e2d9f3", "#ffd8be",
+    ];
+    writeln!(
+        w,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>rnnkit tag predict</title>\n<style>body{{font-family:sans-serif;line-height:2}} mark{{padding:0.1em 0.3em;border-radius:0.3em}} mark sub{{font-size:0.7em;font-weight:bold;margin-left:0.3em}}</style></head><body>"
+    )?;
+    for d in docs {
+        let tokens: Vec<String> = d["tokens"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str()).map(escape).collect())
+            .unwrap_or_default();
+        let mut line = Vec::new();
+        let mut i = 0;
+        for e in d["entities"].as_array().cloned().unwrap_or_default() {
+            let (s, en) = (
+                e["start"].as_u64().unwrap_or(0) as usize,
+                e["end"].as_u64().unwrap_or(0) as usize,
+            );
+            line.extend(tokens[i..s].iter().cloned());
+            let ty = e["type"].as_str().unwrap_or("");
+            line.push(format!(
+                "<mark style=\"background:{}\">{}<sub>{}</sub></mark>",
+                PALETTE[type_colour(ty) % PALETTE.len()],
+                tokens[s..en].join(" "),
+                escape(ty)
+            ));
+            i = en;
+        }
+        line.extend(tokens[i..].iter().cloned());
+        writeln!(w, "<p>{}</p>", line.join(" "))?;
+    }
+    writeln!(w, "</body></html>")
+}
