@@ -145,3 +145,76 @@ pub fn metric_curve(metrics: &Path, key: &str, png: &Path) -> Result<()> {
         &[series(&text, &x, key, key)],
     )
 }
+
+/// A confusion-matrix heatmap: `m[gold][pred]` counts, rows normalised to shades, each
+/// cell labelled with its count. `labels` name the rows and columns.
+pub fn heatmap(path: &Path, title: &str, labels: &[String], m: &[Vec<usize>]) -> Result<()> {
+    register_font();
+    let c = labels.len().max(1);
+    let size = (160 + 70 * c as u32).clamp(360, 1400);
+    let tmp = path.with_extension("tmp.png");
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(&tmp, (size + 60, size)).into_drawing_area();
+        root.fill(&WHITE)?;
+        use plotters::coord::ranged1d::{IntoSegmentedCoord, SegmentValue};
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(50)
+            .y_label_area_size(90)
+            .build_cartesian_2d((0..c - 1).into_segmented(), (0..c - 1).into_segmented())?;
+        // `0..c − 1` segmented is c cells. Rows run top to bottom in label order: row g
+        // sits at y = c − 1 − g.
+        let name = |v: &SegmentValue<usize>, flip: bool| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                let i = if flip { c.saturating_sub(1 + i) } else { *i };
+                labels.get(i).cloned().unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("predicted")
+            .y_desc("gold")
+            .x_labels(c)
+            .y_labels(c)
+            .x_label_formatter(&|v| name(v, false))
+            .y_label_formatter(&|v| name(v, true))
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        for (g, row) in m.iter().enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            for (p, &n) in row.iter().enumerate() {
+                let shade = n as f64 / total;
+                let y = c - 1 - g;
+                let colour = RGBColor(
+                    (255.0 * (1.0 - 0.8 * shade)) as u8,
+                    (255.0 * (1.0 - 0.55 * shade)) as u8,
+                    255,
+                );
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (SegmentValue::Exact(p), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    colour.filled(),
+                )))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    n.to_string(),
+                    (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)),
+                    ("sans-serif", 18).into_text_style(&root).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Center,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    ),
+                )))?;
+            }
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| Error::format(path, format!("could not draw chart: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

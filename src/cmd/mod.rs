@@ -1,6 +1,7 @@
 //! Subcommand definitions (clap) and dispatch.
 
 mod bench;
+mod classify;
 mod common;
 mod demo;
 mod lm;
@@ -31,6 +32,9 @@ pub enum Command {
     /// Named-entity tagging: train, evaluate, predict, score CoNLL files.
     #[command(subcommand)]
     Tag(tag::TagCmd),
+    /// Sentence classification: train, evaluate, predict TSV files.
+    #[command(subcommand)]
+    Classify(classify::ClsCmd),
     /// Train tokenizers and compare them on held-out text.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokCmd),
@@ -49,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Lm(c) => lm::run(c),
         Command::Tag(c) => tag::run(c),
+        Command::Classify(c) => classify::run(c),
         Command::Tokenizer(c) => tokenizer::run(c),
         Command::Data(c) => tokenizer::run_data(c),
         Command::Bench(c) => bench::run(c),

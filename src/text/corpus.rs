@@ -55,20 +55,73 @@ pub fn read_parallel_tsv(path: &Path) -> Result<Vec<(String, String)>> {
 
 /// A TSV with a header naming a `sentence` and a `label` column (GLUE's SST-2 layout).
 pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>> {
-    let mut lines = numbered(path)?;
-    let header = lines.next().transpose()?.map(|l| l.1).unwrap_or_default();
-    let header: Vec<&str> = header.split('\t').collect();
-    let col = |name: &str| header.iter().position(|h| h.trim() == name);
-    let (Some(si), Some(li)) = (col("sentence"), col("label")) else {
-        return Err(Error::input(
+    let rows = read_tsv(
+        path,
+        &Column::Name("sentence".into()),
+        Some(&Column::Name("label".into())),
+        None,
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(s, l)| (s, l.unwrap_or_default()))
+        .collect())
+}
+
+/// A TSV column: by its header name, or by its 0-based index.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Column {
+    Index(usize),
+    Name(String),
+}
+
+impl std::str::FromStr for Column {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Column> {
+        Ok(match s.parse::<usize>() {
+            Ok(i) => Column::Index(i),
+            Err(_) => Column::Name(s.to_string()),
+        })
+    }
+}
+
+/// Rows `(text, label)` of a TSV file. Columns are named (the first line is then a header)
+/// or numbered; `header` says whether a first line is a header when every column is
+/// numbered (default: no). Without a label column, or when the named label column is
+/// absent (GLUE's unlabelled test.tsv), labels are `None`. Empty lines are skipped; a row
+/// with another number of columns than the first is an error naming its line.
+pub fn read_tsv(
+    path: &Path,
+    text: &Column,
+    label: Option<&Column>,
+    header: Option<bool>,
+) -> Result<Vec<(String, Option<String>)>> {
+    let mut lines = numbered(path)?.peekable();
+    let named = matches!(text, Column::Name(_)) || matches!(label, Some(Column::Name(_)));
+    let head: Vec<String> = if named || header == Some(true) {
+        let h = lines.next().transpose()?.map(|l| l.1).unwrap_or_default();
+        h.split('\t').map(|c| c.trim().to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let index = |c: &Column| -> Option<usize> {
+        match c {
+            Column::Index(i) => Some(*i),
+            Column::Name(n) => head.iter().position(|h| h == n),
+        }
+    };
+    let ti = index(text).ok_or_else(|| {
+        Error::input(
             path,
             1,
             format!(
-                "header {:?}; expected columns named sentence and label",
-                header.join("\t")
+                "header {:?}; expected a column named {text:?}",
+                head.join("\t")
             ),
-        ));
-    };
+        )
+    })?;
+    let li = label.and_then(index);
+    let mut width = (!head.is_empty()).then_some(head.len());
     let mut out = Vec::new();
     for l in lines {
         let (i, l) = l?;
@@ -76,18 +129,26 @@ pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>> {
             continue;
         }
         let f: Vec<&str> = l.split('\t').collect();
-        match (f.get(si), f.get(li)) {
-            (Some(s), Some(lab)) if f.len() == header.len() => {
-                out.push((s.trim_end().to_string(), lab.trim().to_string()))
-            }
-            _ => {
-                return Err(Error::input(
-                    path,
-                    i,
-                    format!("{} columns; expected {}", f.len(), header.len()),
-                ))
-            }
+        let w = *width.get_or_insert(f.len());
+        let need = ti.max(li.unwrap_or(0)) + 1;
+        if f.len() != w || f.len() < need {
+            return Err(Error::input(
+                path,
+                i,
+                format!("{} columns; expected {}", f.len(), w.max(need)),
+            ));
         }
+        out.push((
+            f[ti].trim_end().to_string(),
+            li.map(|j| f[j].trim().to_string()),
+        ));
+    }
+    if out.is_empty() {
+        return Err(Error::input(
+            path,
+            1,
+            "no rows; expected tab-separated text and label columns",
+        ));
     }
     Ok(out)
 }

@@ -250,27 +250,7 @@ impl TagRun {
             ));
         }
         if let Some(p) = &self.data.init_from_lm {
-            let (lm, tok) = crate::task::lm::load(p)?;
-            let e = &lm.enc.embedding;
-            if e.dim() != self.model.word_dim {
-                return Err(Error::format(
-                    p,
-                    format!(
-                        "its embedding is {} wide; this tagger's word_dim is {}",
-                        e.dim(),
-                        self.model.word_dim
-                    ),
-                ));
-            }
-            let d = e.dim();
-            let mut found = 0;
-            for (i, w) in vocabs.words.tokens.iter().enumerate() {
-                if let Some(id) = tok.id(w) {
-                    model.words.weight.w[i * d..(i + 1) * d]
-                        .copy_from_slice(&e.weight.w[id as usize * d..(id as usize + 1) * d]);
-                    found += 1;
-                }
-            }
+            let found = crate::task::copy_lm_embedding(p, &vocabs.words.tokens, &mut model.words)?;
             note(format!(
                 "the language model's embedding covers {found} of {} words",
                 vocabs.words.len()

@@ -1,0 +1,408 @@
+//! `rnnkit classify train | eval | predict`.
+
+use super::common::{self, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
+use rnnkit::error::Error;
+use rnnkit::task::classify::run::{ClsRun, Weights};
+use rnnkit::task::classify::{self, ClsScores, Pooling, TASK};
+use rnnkit::text::corpus::{read_tsv, Column};
+use rnnkit::train;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum ClsCmd {
+    /// Train a sentence classifier (embeddings → BiLSTM → pooling → softmax) on TSV files.
+    Train(Box<TrainArgs>),
+    /// Accuracy, per-class precision/recall/F1, macro-F1 and the confusion matrix.
+    Eval(EvalArgs),
+    /// A label and its probability for each line of a file or of standard input.
+    Predict(PredictArgs),
+}
+
+/// Which TSV columns hold the text and the label.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TsvArgs {
+    /// Text column: a header name or a 0-based index (default: sentence).
+    #[arg(long)]
+    pub text_col: Option<Column>,
+    /// Label column: a header name or a 0-based index (default: label).
+    #[arg(long)]
+    pub label_col: Option<Column>,
+    /// With numbered columns, the first line is a header to skip.
+    #[arg(long)]
+    pub header: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// Dataset name (sst2) found under RNNKIT_DATA_DIR; SST-2 is evaluated on dev.
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    #[command(flatten)]
+    pub tsv: TsvArgs,
+    /// Pooling over time: last (each direction's final state), max, mean or attention.
+    #[arg(long)]
+    pub pooling: Option<Pooling>,
+    /// Class weights of the loss: balanced, or W1,W2,... in the order of the sorted labels.
+    #[arg(long)]
+    pub class_weights: Option<Weights>,
+    /// Select the best model by accuracy or macro-f1.
+    #[arg(long)]
+    pub select: Option<String>,
+    /// Keep the text's case (default: lowercase before the lookup).
+    #[arg(long)]
+    pub keep_case: bool,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Start the embedding from an rnnkit language model's input embedding.
+    #[arg(long)]
+    pub init_from_lm: Option<PathBuf>,
+    #[command(flatten)]
+    pub tok: TokArgs,
+    #[command(flatten)]
+    pub embed: EmbedArgs,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl TrainArgs {
+    fn apply(&self, run: &mut ClsRun) -> anyhow::Result<()> {
+        let d = &mut run.data;
+        if let Some(n) = &self.data {
+            d.dataset = Some(n.clone());
+        }
+        if self.train.is_some() {
+            (d.train, d.valid, d.test) =
+                (self.train.clone(), self.valid.clone(), self.test.clone());
+        }
+        if let Some(c) = &self.tsv.text_col {
+            d.text_col = c.clone();
+        }
+        if let Some(c) = &self.tsv.label_col {
+            d.label_col = c.clone();
+        }
+        d.header |= self.tsv.header;
+        d.weights = self.class_weights.clone().or(d.weights.take());
+        if let Some(s) = &self.select {
+            d.select = s.clone();
+        }
+        d.lowercase &= !self.keep_case;
+        d.batch = self.batch_size.unwrap_or(d.batch);
+        d.tokenizer = self.tok.tokenizer.unwrap_or(d.tokenizer);
+        d.vocab_size = self.tok.vocab_size.or(d.vocab_size);
+        d.min_freq = self.tok.min_freq.unwrap_or(d.min_freq);
+        d.pretrained = self.embed.pretrained.clone().or(d.pretrained.take());
+        d.init_from_lm = self.init_from_lm.clone().or(d.init_from_lm.take());
+        let m = &mut run.model;
+        m.pooling = self.pooling.unwrap_or(m.pooling);
+        m.embed = self.embed.embed.unwrap_or(m.embed);
+        m.dropout = self.embed.dropout.unwrap_or(m.dropout);
+        self.stack.apply(&mut m.rnn, &mut m.init, None);
+        m.rnn.input = m.embed;
+        self.optim.apply(&mut run.train)?;
+        run.selection()?;
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A labelled TSV file.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub tsv: TsvArgs,
+    /// Also draw the confusion matrix into this PNG.
+    #[arg(long)]
+    pub confusion_png: Option<PathBuf>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Input: one sentence a line (default: standard input).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// The input is a TSV; classify its text column (see --text-col).
+    #[arg(long)]
+    pub tsv: bool,
+    #[command(flatten)]
+    pub cols: TsvArgs,
+    /// One JSON object a line with every class's probability.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(c: ClsCmd) -> anyhow::Result<()> {
+    match c {
+        ClsCmd::Train(a) => train_cmd(*a),
+        ClsCmd::Eval(a) => eval_cmd(a),
+        ClsCmd::Predict(a) => predict_cmd(a),
+    }
+}
+
+fn scores_json(s: &ClsScores) -> serde_json::Value {
+    serde_json::json!({
+        "accuracy": s.accuracy, "macro_f1": s.macro_f1, "per_class": s.per_class,
+        "labels": s.labels, "confusion": s.confusion,
+    })
+}
+
+fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
+    let (mut run, resume) = match &a.run.resume {
+        Some(dir) => {
+            let st = rnnkit::checkpoint::open(&train::state_path(dir))?;
+            let run: ClsRun = serde_json::from_value(st.meta["run"].clone())
+                .map_err(|e| Error::format(st.path(), format!("bad run record: {e}")))?;
+            (run, Some(st))
+        }
+        None => {
+            let mut run = match &a.run.config {
+                Some(p) => serde_json::from_value(common::read_record(p, TASK)?)
+                    .map_err(|e| Error::format(p, format!("bad run record: {e}")))?,
+                None => ClsRun::recipe(),
+            };
+            a.apply(&mut run)?;
+            (run, None)
+        }
+    };
+    if resume.is_some() {
+        a.optim.apply_budgets(&mut run.train);
+    }
+    super::set_threads(a.run.threads);
+    let out = a
+        .run
+        .out
+        .clone()
+        .or_else(|| a.run.resume.clone())
+        .ok_or_else(|| anyhow!("--out DIR is required (or --resume DIR)"))?;
+    let corpus = run.corpus()?;
+    let quiet = a.run.quiet;
+    let mut task = run.build(&corpus, &mut |m| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    })?;
+    let record = serde_json::to_value(&run)?;
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    train::write_json(
+        &out.join(train::CONFIG_FILE),
+        &common::run_record(TASK, &record),
+    )?;
+    let mut bar = train::ProgressBar::default();
+    let mut curves = train::Curves {
+        metric: task.select.metric,
+    };
+    let mut observers: Vec<&mut dyn train::Observer> = vec![&mut curves];
+    if !quiet {
+        observers.push(&mut bar);
+    }
+    let s = train::train(
+        &mut task,
+        &run.train,
+        &out,
+        &record,
+        resume.as_ref(),
+        &mut observers,
+    )?;
+    let (best, ..) = classify::load(&out.join(train::MODEL_FILE))?;
+    task.model = best;
+    let mut res = serde_json::json!({
+        "epochs_done": if s.progress.step == 0 { s.progress.epoch - 1 } else { s.progress.epoch },
+        "sentences": s.progress.tokens, "wall_s": s.progress.wall_s, "stopped": s.progress.stopped,
+        "params": rnnkit::engine::param::Module::num_params(&task.model),
+    });
+    let sets = [("valid", &corpus.valid, 1usize), ("test", &corpus.test, 2)];
+    for (name, rows, which) in sets {
+        if rows.is_empty() {
+            continue;
+        }
+        let path = corpus.paths[which].clone().unwrap_or_default();
+        let enc = encode_rows(&task, rows, &path)?;
+        let (_, sc) = classify::evaluate(&mut task.model, &task.labels, &enc);
+        res[format!("{name}_accuracy")] = sc.accuracy.into();
+        res[format!("{name}_macro_f1")] = sc.macro_f1.into();
+        res[format!("{name}_per_class")] = serde_json::to_value(&sc.per_class)?;
+        res[format!("{name}_confusion")] = serde_json::to_value(&sc.confusion)?;
+        let _ = rnnkit::plot::heatmap(
+            &out.join(format!("confusion_{name}.png")),
+            &format!("{name}: accuracy {:.2}%", 100.0 * sc.accuracy),
+            &sc.labels,
+            &sc.confusion,
+        );
+    }
+    train::write_json(&out.join("summary.json"), &res)?;
+    if a.run.json {
+        super::print_json(&res);
+    } else {
+        let p = |k: &str| {
+            res[k]
+                .as_f64()
+                .map_or("-".into(), |v| format!("{:.2}%", 100.0 * v))
+        };
+        println!(
+            "valid accuracy {}  test accuracy {}  ({:.0} s)",
+            p("valid_accuracy"),
+            p("test_accuracy"),
+            s.progress.wall_s
+        );
+    }
+    Ok(())
+}
+
+fn encode_rows(
+    task: &classify::ClsTask,
+    rows: &[(String, String)],
+    path: &Path,
+) -> anyhow::Result<Vec<(Vec<u32>, u32)>> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, (t, l))| {
+            let y = task.labels.id(l).ok_or_else(|| {
+                Error::input(
+                    path,
+                    i + 2,
+                    format!("label {l:?} never occurs in the training data"),
+                )
+            })?;
+            Ok((classify::encode(&task.tokenizer, task.lowercase, t), y))
+        })
+        .collect()
+}
+
+fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads);
+    let (model, tok, lowercase, labels) = classify::load(&a.model)?;
+    let text_col = a
+        .tsv
+        .text_col
+        .clone()
+        .unwrap_or(Column::Name("sentence".into()));
+    let label_col = a
+        .tsv
+        .label_col
+        .clone()
+        .unwrap_or(Column::Name("label".into()));
+    let rows = read_tsv(&a.data, &text_col, Some(&label_col), Some(a.tsv.header))?;
+    let mut enc = Vec::new();
+    for (i, (t, l)) in rows.iter().enumerate() {
+        let l = l.as_deref().ok_or_else(|| {
+            Error::input(&a.data, i + 1, format!("no label column {label_col:?}"))
+        })?;
+        let y = labels.id(l).ok_or_else(|| {
+            Error::input(
+                &a.data,
+                i + 2,
+                format!("label {l:?} never occurs in the training data"),
+            )
+        })?;
+        enc.push((classify::encode(&tok, lowercase, t), y));
+    }
+    let mut model = model;
+    let (loss, s) = classify::evaluate(&mut model, &labels, &enc);
+    if let Some(p) = &a.confusion_png {
+        rnnkit::plot::heatmap(
+            p,
+            &format!("accuracy {:.2}%", 100.0 * s.accuracy),
+            &s.labels,
+            &s.confusion,
+        )?;
+    }
+    if a.json {
+        let mut v = scores_json(&s);
+        v["loss"] = loss.into();
+        v["sentences"] = enc.len().into();
+        super::print_json(&v);
+    } else {
+        println!(
+            "accuracy {:.2}%  macro-F1 {:.2}  ({} sentences)",
+            100.0 * s.accuracy,
+            100.0 * s.macro_f1,
+            enc.len()
+        );
+        for (l, p) in &s.per_class {
+            println!(
+                "  {l:12} precision {:6.2}  recall {:6.2}  F1 {:6.2}  support {}",
+                100.0 * p.precision,
+                100.0 * p.recall,
+                100.0 * p.f1,
+                p.support
+            );
+        }
+    }
+    Ok(())
+}
+
+fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads);
+    let (mut model, tok, lowercase, labels) = classify::load(&a.model)?;
+    let texts: Vec<String> = match (&a.input, a.tsv) {
+        (Some(p), true) => {
+            let col = a
+                .cols
+                .text_col
+                .clone()
+                .unwrap_or(Column::Name("sentence".into()));
+            read_tsv(p, &col, None, Some(a.cols.header))?
+                .into_iter()
+                .map(|r| r.0)
+                .collect()
+        }
+        (Some(p), false) => {
+            let f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+            std::io::BufReader::new(f)
+                .lines()
+                .enumerate()
+                .map(|(i, l)| l.map_err(|e| Error::input(p, i + 1, e.to_string())))
+                .collect::<Result<_, _>>()?
+        }
+        (None, _) => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
+    };
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| classify::encode(&tok, lowercase, t))
+        .collect();
+    let probs = classify::classify_all(&mut model, &ids, 128);
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    for (t, p) in texts.iter().zip(&probs) {
+        let y = classify::argmax(p) as usize;
+        if a.json {
+            let all: serde_json::Map<String, serde_json::Value> = labels
+                .tokens
+                .iter()
+                .zip(p)
+                .map(|(l, &v)| (l.clone(), v.into()))
+                .collect();
+            writeln!(
+                w,
+                "{}",
+                serde_json::json!({"text": t, "label": labels.tokens[y], "prob": p[y], "probs": all})
+            )?;
+        } else {
+            writeln!(w, "{}\t{:.4}", labels.tokens[y], p[y])?;
+        }
+    }
+    Ok(())
+}
