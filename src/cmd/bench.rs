@@ -1,6 +1,8 @@
-//! `rnnkit bench lm | generate`: throughput on synthetic token ids, no data needed, timed
-//! the way ../shared/bench/torch_lm_bench.py times PyTorch (3 warm-up steps, then full
-//! steps of forward, backward, clip 5 and an SGD update).
+//! `rnnkit bench lm | generate | tag | classify`: throughput on synthetic token ids, no
+//! data needed. `lm` is timed the way ../shared/bench/torch_lm_bench.py times PyTorch (3
+//! warm-up steps, then full steps of forward, backward, clip 5 and an SGD update); `tag` and
+//! `classify` the way tools/torch_tag_bench.py times PyTorch's equivalents (the same
+//! synthetic sentences, Adam steps for training, whole batches for inference).
 
 use super::common::{EmbedArgs, StackArgs};
 use clap::{Args, Subcommand};
@@ -17,6 +19,29 @@ pub enum BenchCmd {
     Lm(BenchArgs),
     /// Batch-1 sampling tokens/s from a randomly initialised language model.
     Generate(BenchArgs),
+    /// Training and inference sentences/s of the CoNLL tagger (BiLSTM-CRF with characters).
+    Tag(TaskBenchArgs),
+    /// Training and inference sentences/s of the SST-2 classifier (BiLSTM, max pooling).
+    Classify(TaskBenchArgs),
+}
+
+/// The synthetic workload of `bench tag` and `bench classify`, the same as
+/// tools/torch_tag_bench.py's: batches of equal-length sentences of random ids.
+#[derive(Args)]
+pub struct TaskBenchArgs {
+    /// Sentences per training batch (inference uses batches of 64).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Tokens per sentence (CoNLL's mean is 14, SST-2's sentences 19).
+    #[arg(long)]
+    pub length: Option<usize>,
+    /// Timed training steps (inference: the same number of sentences).
+    #[arg(long, default_value_t = 40)]
+    pub steps: usize,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -64,6 +89,8 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
     let (gen, a) = match c {
         BenchCmd::Lm(a) => (false, a),
         BenchCmd::Generate(a) => (true, a),
+        BenchCmd::Tag(a) => return task_bench(true, a),
+        BenchCmd::Classify(a) => return task_bench(false, a),
     };
     super::set_threads(a.threads);
     let (v, h, b, t, steps) = shape(a.preset);
@@ -147,6 +174,87 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         );
     } else {
         println!("{name:28} {rate:10.0} tokens/s   (peak RSS {rss:.0} MiB, {threads} threads)");
+    }
+    Ok(())
+}
+
+/// Training and inference sentences/s of the tagger (`tag`) or the classifier, built from
+/// the library's recipes, on random sentences: words from 20,000, 6 characters each from 80
+/// (tagger), 17 tags (CoNLL in BIOES) or 2 classes.
+fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
+    use rnnkit::task::{classify, tag as tagger};
+    super::set_threads(a.threads);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let (b, t) = (
+        a.batch_size.max(1),
+        a.length.unwrap_or(if tag { 14 } else { 19 }),
+    );
+    let words = 20_000u32;
+    let n_train = b * a.steps;
+    let mut opt = Optimizer::new(OptimKind::named("adam", 0.0, None)?, 1e-3);
+    let (train_rate, infer_rate, name, params);
+    if tag {
+        let mut cfg = tagger::run::TagRun::recipe(None).model;
+        (cfg.words, cfg.chars, cfg.labels) = (words as usize, 80, 17);
+        cfg.rnn.input = cfg.token_dim();
+        let mut m = tagger::Tagger::new(cfg, &mut rng);
+        let sent = |rng: &mut rand::rngs::StdRng| tagger::Encoded {
+            words: (0..t).map(|_| rng.random_range(2..words)).collect(),
+            chars: (0..t)
+                .map(|_| (0..6).map(|_| rng.random_range(2..80)).collect())
+                .collect(),
+            casing: (0..t).map(|_| rng.random_range(1..8)).collect(),
+            labels: (0..t).map(|_| rng.random_range(0..17)).collect(),
+        };
+        let sents: Vec<tagger::Encoded> = (0..b).map(|_| sent(&mut rng)).collect();
+        let refs: Vec<&tagger::Encoded> = sents.iter().collect();
+        m.zero_grad();
+        train_rate = (b * a.steps) as f64
+            / time_steps(a.steps, || {
+                m.train_batch(&refs, 1.0, &mut rng);
+                opt.step(&mut m, 5.0);
+            });
+        let test: Vec<tagger::Encoded> = (0..n_train).map(|_| sent(&mut rng)).collect();
+        infer_rate = n_train as f64
+            / time_steps(1, || {
+                tagger::tag_all(&mut m, &test, 64);
+            });
+        (name, params) = ("tagger-bilstm-crf", m.num_params());
+    } else {
+        let mut run = classify::run::ClsRun::recipe();
+        (run.model.vocab, run.model.classes) = (words as usize, 2);
+        let mut m = classify::Classifier::new(run.model, &mut rng);
+        let sent = |rng: &mut rand::rngs::StdRng| -> Vec<u32> {
+            (0..t).map(|_| rng.random_range(2..words)).collect()
+        };
+        let sents: Vec<Vec<u32>> = (0..b).map(|_| sent(&mut rng)).collect();
+        let refs: Vec<&[u32]> = sents.iter().map(|s| &s[..]).collect();
+        let labels: Vec<u32> = (0..b).map(|i| (i % 2) as u32).collect();
+        m.zero_grad();
+        train_rate = (b * a.steps) as f64
+            / time_steps(a.steps, || {
+                m.train_batch(&refs, &labels, None, 1.0, &mut rng);
+                opt.step(&mut m, 5.0);
+            });
+        let test: Vec<Vec<u32>> = (0..n_train).map(|_| sent(&mut rng)).collect();
+        infer_rate = n_train as f64
+            / time_steps(1, || {
+                classify::classify_all(&mut m, &test, 64);
+            });
+        (name, params) = ("classifier-bilstm-max", m.num_params());
+    }
+    let rss = peak_rss_mib();
+    let threads = rnnkit::engine::ops::threads();
+    if a.json {
+        super::print_json(
+            &serde_json::json!({"name": name, "train_sentences_per_s": train_rate,
+            "infer_sentences_per_s": infer_rate, "peak_rss_mib": rss, "threads": threads,
+            "params": params, "batch": b, "length": t}),
+        );
+    } else {
+        println!(
+            "{name:24} train {train_rate:8.0} sentences/s   infer {infer_rate:8.0} sentences/s   (peak RSS {rss:.0} MiB, {threads} threads)"
+        );
     }
     Ok(())
 }
