@@ -769,3 +769,44 @@ fn config_json_reruns_the_same_run() {
         std::fs::read(again.join("model.safetensors")).unwrap()
     );
 }
+
+/// Numeric options that would train on nothing, diverge or run backwards are refused before
+/// training starts (one line, exit 2), as is a model too large for the machine's memory.
+#[test]
+fn numeric_options_are_checked_before_training() {
+    let (_, ts, vs, os) = run_dir("numeric");
+    for (extra, needle) in [
+        (&["--batch-size", "0"][..], "batch size"),
+        (&["--bptt", "0"], "BPTT"),
+        (&["--lr", "nan"], "learning rate"),
+        (&["--lr=-1"], "learning rate"),
+        (&["--clip=-1"], "clip"),
+        (&["--epochs", "0"], "epochs"),
+        (&["--init", "uniform:-5"], "uniform:A (A > 0)"),
+        (&["--schedule", "step:2:0"], "FACTOR > 0"),
+        (&["--dropout", "1.5"], "dropout"),
+        (&["--patience", "0"], "patience"),
+        (&["--hidden", "100000000"], "GiB"),
+    ] {
+        // The base arguments without the option under test.
+        let base = train_args(&ts, &vs, &os);
+        let mut args: Vec<&str> = Vec::new();
+        let mut i = 0;
+        while i < base.len() {
+            if base[i] == extra[0].split('=').next().unwrap() {
+                i += 2;
+                continue;
+            }
+            args.push(base[i]);
+            i += 1;
+        }
+        args.extend(extra);
+        assert_user_error(&run(&args), needle);
+    }
+    let tiny_valid = std::path::Path::new(&os).with_file_name("tiny.txt");
+    std::fs::write(&tiny_valid, "a b c\n").unwrap();
+    let args = train_args(&ts, tiny_valid.to_str().unwrap(), &os);
+    assert_user_error(&run(&args), "too few for the evaluation batch");
+    let o = run(&["lm", "generate", "--model", "x", "--temperature", "nan"]);
+    assert_user_error(&o, "--temperature");
+}

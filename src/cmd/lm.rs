@@ -195,6 +195,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
         // A resumed run keeps every saved option but its budgets.
         a.optim.apply_budgets(&mut run.train);
     }
+    run.validate()?;
     super::set_threads(a.run.threads);
     let out = a
         .run
@@ -270,6 +271,9 @@ fn fmt_opt(v: Option<f64>) -> String {
 }
 
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
+    if a.batch_size == 0 || a.bptt == 0 {
+        bail!("--batch-size and --bptt must be at least 1");
+    }
     super::set_threads(a.threads);
     let (mut model, tok) = rnnkit::task::lm::load(&a.model)?;
     let ids = tok.encode_file(&a.data)?;
@@ -304,8 +308,8 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
 
 fn gen_cmd(a: GenArgs) -> anyhow::Result<()> {
     super::set_threads(a.threads);
-    if a.temperature < 0.0 || !(0.0..=1.0).contains(&a.top_p) {
-        bail!("--temperature must be ≥ 0 and --top-p in [0, 1]");
+    if !(a.temperature.is_finite() && a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0) {
+        bail!("--temperature must be a number ≥ 0 and --top-p in (0, 1]");
     }
     let (mut model, tok) = rnnkit::task::lm::load(&a.model)?;
     let prompt = tok.encode(&a.prompt);

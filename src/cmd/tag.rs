@@ -221,6 +221,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
     if resume.is_some() {
         a.optim.apply_budgets(&mut run.train);
     }
+    run.validate()?;
     super::set_threads(a.run.threads);
     let out = a
         .run

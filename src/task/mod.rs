@@ -41,6 +41,70 @@ pub struct TrainConfig {
     pub patience: Option<usize>,
 }
 
+impl TrainConfig {
+    /// Refuses values that would train on nothing, diverge at once or run backwards, before
+    /// any data is read: a NaN or non-positive rate, a negative clip, zero epochs, ...
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(crate::error::Error::config(what.to_string()));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("the learning rate must be a positive number");
+        }
+        if !(self.clip.is_finite() && self.clip >= 0.0) {
+            return bad("clip must be ≥ 0 (0 turns clipping off)");
+        }
+        if self.patience == Some(0) {
+            return bad("patience must be at least 1");
+        }
+        if self.token_budget == Some(0) {
+            return bad("max-tokens must be at least 1");
+        }
+        if self
+            .time_budget_min
+            .is_some_and(|m| !(m.is_finite() && m > 0.0))
+        {
+            return bad("minutes must be a positive number");
+        }
+        match self.optim {
+            OptimKind::Sgd { momentum } if !(0.0..1.0).contains(&momentum) => {
+                bad("momentum must be in [0, 1)")
+            }
+            OptimKind::Adam { weight_decay, .. } | OptimKind::AdamW { weight_decay, .. }
+                if !(weight_decay.is_finite() && weight_decay >= 0.0) =>
+            {
+                bad("weight decay must be ≥ 0")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Refuses a model whose training state (weights, gradients and two optimizer moments:
+/// 16 bytes a parameter) would not fit in the memory available, with the estimate, before
+/// anything is allocated; the OS would otherwise kill the run.
+pub fn check_memory(params: Option<u64>) -> Result<()> {
+    let need = params.and_then(|p| p.checked_mul(16));
+    let avail = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    match (need, avail) {
+        (None, _) => Err(crate::error::Error::config(
+            "the model's sizes overflow: far beyond any machine's memory",
+        )),
+        (Some(n), Some(a)) if n > a => Err(crate::error::Error::config(format!(
+            "the model needs about {:.1} GiB for weights, gradients and optimizer state; {:.1} GiB is available",
+            n as f64 / (1u64 << 30) as f64,
+            a as f64 / (1u64 << 30) as f64
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Loss summed in nats over `count` predicted units (tokens, tags, sentences).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {

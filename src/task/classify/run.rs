@@ -131,6 +131,21 @@ impl ClsRun {
         }
     }
 
+    /// Checks every number of the run before any data is read.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        let d = &self.data;
+        if d.batch == 0 || d.min_freq == 0 || d.vocab_size == Some(0) {
+            return Err(Error::config(
+                "batch size, min-freq and vocab-size must be at least 1",
+            ));
+        }
+        self.selection()?;
+        let mut m = self.model.clone();
+        (m.vocab, m.classes, m.rnn.input) = (1, 2, m.embed);
+        m.validate()
+    }
+
     fn files(&self) -> Result<[Option<PathBuf>; 3]> {
         let d = &self.data;
         if d.train.is_some() {
@@ -218,6 +233,9 @@ impl ClsRun {
         let m = &mut self.model;
         (m.vocab, m.classes, m.rnn.input) = (tok.len(), labels.len(), m.embed);
         m.validate()?;
+        crate::task::check_memory(<Classifier as crate::checkpoint::Checkpointed>::num_params(
+            m,
+        ))?;
         let encode = |set: &[(String, String)], which: usize| -> Result<Vec<(Vec<u32>, u32)>> {
             set.iter()
                 .enumerate()

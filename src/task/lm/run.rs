@@ -214,6 +214,23 @@ impl LmRun {
 
     /// The texts: files streamed line by line, or (tinyshakespeare) nanoGPT's split of one
     /// file held in memory. A missing file is found here, before any training.
+    /// Checks every number of the run before any data is read.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        let d = &self.data;
+        if d.batch == 0 || d.bptt == 0 || d.eval_batch == 0 || d.eval_bptt == 0 {
+            return Err(Error::config(
+                "batch size and BPTT window must be at least 1",
+            ));
+        }
+        if d.min_freq == 0 || d.vocab_size == Some(0) {
+            return Err(Error::config("min-freq and vocab-size must be at least 1"));
+        }
+        let mut m = self.model.clone();
+        m.vocab = m.vocab.max(1);
+        m.validate()
+    }
+
     pub fn corpus(&self) -> Result<Corpus> {
         let file = |p: &std::path::Path| -> Result<Source> {
             std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
@@ -274,12 +291,26 @@ impl LmRun {
         self.model.vocab = tok.len();
         self.model.rnn.input = self.model.embed;
         self.model.validate()?;
+        crate::task::check_memory(
+            <LanguageModel as crate::checkpoint::Checkpointed>::num_params(&self.model),
+        )?;
         let train_ids = tok.encode_lines(corpus.train.lines()?)?;
         let valid_ids = match &corpus.valid {
             Some(v) => Some(tok.encode_lines(v.lines()?)?),
             None => None,
         };
         let d = &self.data;
+        // Evaluation batches the stream into `eval_batch` rows and predicts from the second
+        // token on: fewer tokens than that would report a loss over nothing.
+        if let Some(v) = &valid_ids {
+            if v.len() < 2 * d.eval_batch {
+                return Err(Error::config(format!(
+                    "the validation text has {} tokens: too few for the evaluation batch of {}",
+                    v.len(),
+                    d.eval_batch
+                )));
+            }
+        }
         if train_ids.len() < d.batch * 2 {
             return Err(Error::config(format!(
                 "training text has {} tokens: too few for batch size {}",

@@ -153,6 +153,22 @@ impl TagRun {
         run
     }
 
+    /// Checks every number of the run before any data is read.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        let d = &self.data;
+        if d.batch == 0 || d.min_freq == 0 {
+            return Err(Error::config("batch size and min-freq must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&d.unk_replace) {
+            return Err(Error::config("unk-replace must be in [0, 1]"));
+        }
+        let mut m = self.model.clone();
+        (m.words, m.chars, m.labels) = (2, 2, 1);
+        m.rnn.input = m.token_dim();
+        m.validate()
+    }
+
     fn files(&self) -> Result<[Option<PathBuf>; 3]> {
         let d = &self.data;
         if d.train.is_some() {
@@ -224,6 +240,7 @@ impl TagRun {
         m.types = self.data.types.clone();
         m.rnn.input = m.token_dim();
         m.validate()?;
+        crate::task::check_memory(<Tagger as crate::checkpoint::Checkpointed>::num_params(m))?;
         let encode = |sents: &[Sentence], which: usize| -> Result<Vec<Encoded>> {
             sents
                 .iter()
