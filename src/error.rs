@@ -26,6 +26,12 @@ pub enum Error {
     /// out of range), with the reason.
     #[error("{0}")]
     Config(String),
+    /// Training was interrupted (Ctrl-C, SIGTERM); its state was saved first.
+    #[error("interrupted; the state is saved: continue with --resume {}", .0.display())]
+    Interrupted(PathBuf),
+    /// Training met a non-finite loss or gradient and its policy is to stop.
+    #[error("{0}")]
+    Diverged(String),
     /// The tokenizers library failed while training a BPE model.
     #[error("BPE training failed: {0}")]
     Tokenizer(String),

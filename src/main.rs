@@ -57,7 +57,13 @@ fn main() {
                 }
             }
             eprintln!("rnnkit: error: {}", one_line(&e));
-            std::process::exit(2);
+            let code = match e.downcast_ref::<rnnkit::error::Error>() {
+                // 128 + SIGINT, as a shell reports a run ended by Ctrl-C.
+                Some(rnnkit::error::Error::Interrupted(_)) => 130,
+                Some(rnnkit::error::Error::Diverged(_)) => 3,
+                _ => 2,
+            };
+            std::process::exit(code);
         }
     }
 }

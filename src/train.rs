@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use crate::task::{Eval, Selection, Stats, Task, TrainConfig};
+pub use crate::task::{Eval, NanPolicy, Selection, Stats, Task, TrainConfig};
 
 /// Resumable position: written to `train_state.safetensors` with the weights and the
 /// optimizer moments.
@@ -187,29 +187,7 @@ pub fn train(
         if prog.stopped.as_deref() == Some("budget") {
             prog.stopped = None;
         }
-        st.load_into(task.model(), &["optim.", "carry."])?;
-        let mut sizes = Vec::new();
-        task.model().visit(&mut |p| sizes.push(p.w.len()));
-        let mut moments = Vec::new();
-        for (i, &n) in sizes.iter().enumerate() {
-            let get = |k: &str| -> Result<Vec<f32>> {
-                match st.tensor(&format!("optim.{k}.{i}")) {
-                    Ok((_, d)) if d.len() == n => Ok(d),
-                    Ok(_) => Err(Error::format(
-                        st.path(),
-                        format!("optim.{k}.{i} does not match its parameter's size {n}"),
-                    )),
-                    Err(_) => Ok(Vec::new()),
-                }
-            };
-            moments.push((get("m")?, get("v")?));
-        }
-        opt.restore(prog.opt_step, prog.lr, moments);
-        for (name, _, _) in task.carry() {
-            if let Ok((_, d)) = st.tensor(&name) {
-                task.set_carry(&name, d);
-            }
-        }
+        restore(task, &mut opt, &prog, st)?;
     }
     let metrics_path = out.join("metrics.jsonl");
     let mut metrics = std::fs::OpenOptions::new()
@@ -234,6 +212,7 @@ pub fn train(
                 .is_some_and(|m| t.elapsed().as_secs_f64() >= m * 60.0)
     };
     let mut best_eval = None;
+    let mut last_save = Instant::now();
     let mut stop = prog.stopped.is_some();
     while prog.epoch <= cfg.epochs && !stop {
         let epoch = prog.epoch;
@@ -256,7 +235,48 @@ pub fn train(
             let i = prog.step;
             let mut rng = step_rng(cfg.seed, epoch, i);
             let s = task.train_step(i, &mut rng);
-            opt.step(task.model(), cfg.clip);
+            // A non-finite loss or gradient norm leaves the weights untouched (the optimizer
+            // skips the update); the policy decides what happens next.
+            let norm = if s.loss_sum.is_finite() {
+                opt.step(task.model(), cfg.clip)
+            } else {
+                task.model().zero_grad();
+                f32::NAN
+            };
+            if !norm.is_finite() {
+                let at = format!(
+                    "epoch {epoch}, step {} (batch {i}): the {} is not finite",
+                    prog.step + 1,
+                    if s.loss_sum.is_finite() {
+                        "gradient norm"
+                    } else {
+                        "loss"
+                    }
+                );
+                log(
+                    serde_json::json!({"epoch": epoch, "step": prog.step + 1, "non_finite": at, "policy": cfg.on_nan}),
+                )?;
+                match cfg.on_nan {
+                    NanPolicy::Stop => {
+                        return Err(Error::Diverged(format!(
+                            "{at}; stopped with the last good state in {} (model.safetensors, train_state.safetensors); --on-nan skip|rollback continues past it",
+                            out.display()
+                        )))
+                    }
+                    NanPolicy::Skip => {}
+                    NanPolicy::Rollback => {
+                        let path = out.join(STATE_FILE);
+                        if path.is_file() {
+                            let st = checkpoint::open(&path)?;
+                            let saved: Progress = serde_json::from_value(st.meta["progress"].clone())
+                                .map_err(|e| Error::format(&path, format!("bad progress: {e}")))?;
+                            restore(task, &mut opt, &saved, &st)?;
+                        }
+                        prog.lr /= 2.0;
+                        opt.lr = prog.lr;
+                    }
+                }
+            }
             prog.step += 1;
             prog.tokens += s.count as u64;
             tok_log += s.count;
@@ -295,9 +315,20 @@ pub fn train(
                 prog.stopped = Some("budget".into());
                 break;
             }
-            if cfg.save_every > 0 && prog.step.is_multiple_of(cfg.save_every) && prog.step < steps {
+            let by_steps = cfg.save_every > 0 && prog.step.is_multiple_of(cfg.save_every);
+            let by_time = cfg
+                .save_minutes
+                .is_some_and(|m| last_save.elapsed().as_secs_f64() >= m * 60.0);
+            if (by_steps || by_time || interrupted()) && prog.step < steps {
                 prog.wall_s = start.elapsed().as_secs_f64();
                 save_state(task, &opt, &prog, out, run)?;
+                last_save = Instant::now();
+            }
+            if interrupted() {
+                for o in observers.iter_mut() {
+                    o.finish();
+                }
+                return Err(Error::Interrupted(out.to_path_buf()));
             }
         }
         let validated = validate_and_keep(task, sel, &mut prog, out, &start, &mut log)?;
@@ -323,17 +354,76 @@ pub fn train(
         }
         prog.wall_s = start.elapsed().as_secs_f64();
         save_state(task, &opt, &prog, out, run)?;
+        last_save = Instant::now();
         for o in observers.iter_mut() {
             o.epoch_end(out);
+        }
+        if interrupted() {
+            for o in observers.iter_mut() {
+                o.finish();
+            }
+            return Err(Error::Interrupted(out.to_path_buf()));
         }
     }
     for o in observers.iter_mut() {
         o.finish();
     }
+    if prog.best.is_none() && task.validate().is_some() && !out.join(MODEL_FILE).exists() {
+        return Err(Error::Diverged(format!(
+            "validation never gave a finite {}, so no model was saved in {}",
+            sel.metric,
+            out.display()
+        )));
+    }
     Ok(Summary {
         best: best_eval,
         progress: prog,
     })
+}
+
+/// Loads a train state's weights, optimizer moments and carried state into `task` and `opt`.
+fn restore(
+    task: &mut dyn Task,
+    opt: &mut Optimizer,
+    prog: &Progress,
+    st: &checkpoint::Loaded,
+) -> Result<()> {
+    st.load_into(task.model(), &["optim.", "carry."])?;
+    let mut sizes = Vec::new();
+    task.model().visit(&mut |p| sizes.push(p.w.len()));
+    let mut moments = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let get = |k: &str| -> Result<Vec<f32>> {
+            match st.tensor(&format!("optim.{k}.{i}")) {
+                Ok((_, d)) if d.len() == n => Ok(d),
+                Ok(_) => Err(Error::format(
+                    st.path(),
+                    format!("optim.{k}.{i} does not match its parameter's size {n}"),
+                )),
+                Err(_) => Ok(Vec::new()),
+            }
+        };
+        moments.push((get("m")?, get("v")?));
+    }
+    opt.restore(prog.opt_step, prog.lr, moments);
+    for (name, _, _) in task.carry() {
+        if let Ok((_, d)) = st.tensor(&name) {
+            task.set_carry(&name, d);
+        }
+    }
+    Ok(())
+}
+
+/// Set by Ctrl-C or SIGTERM (the CLI registers it) or by a library caller: the trainer saves
+/// its state after the current step and returns [`Error::Interrupted`].
+pub fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    static FLAG: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+        std::sync::OnceLock::new();
+    FLAG.get_or_init(Default::default).clone()
+}
+
+fn interrupted() -> bool {
+    interrupt_flag().load(std::sync::atomic::Ordering::Relaxed)
 }
 
 type LogFn<'a> = dyn FnMut(serde_json::Value) -> Result<()> + 'a;
@@ -422,7 +512,7 @@ pub fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 mod tests {
     use super::*;
     use crate::engine::norm::LayerNorm;
-    use crate::engine::optim::{OptimKind, Schedule};
+    use crate::engine::optim::OptimKind;
     use crate::engine::param::Module;
 
     /// A task whose validation reports a fixed `acc` per epoch, selected higher-is-better.
@@ -492,17 +582,13 @@ mod tests {
         };
         let cfg = TrainConfig {
             epochs: 7,
-            token_budget: None,
-            time_budget_min: None,
             lr: 0.1,
             optim: OptimKind::Sgd { momentum: 0.0 },
-            schedule: Schedule::Constant,
             clip: 0.0,
             seed: 3,
             log_every: 1,
-            save_every: 0,
-            eval_every: 0,
             patience: Some(3),
+            ..TrainConfig::default()
         };
         let s = train(&mut task, &cfg, &out, &serde_json::json!({}), None, &mut []).unwrap();
         // 0.7 at epoch 2 is not beaten by 0.6, 0.7 (equal), 0.65: stop after epoch 5.

@@ -810,3 +810,114 @@ fn numeric_options_are_checked_before_training() {
     let o = run(&["lm", "generate", "--model", "x", "--temperature", "nan"]);
     assert_user_error(&o, "--temperature");
 }
+
+/// A run folder is not overwritten by accident, and two runs cannot write into one.
+#[test]
+fn run_folders_are_guarded() {
+    let (out, ts, vs, os) = run_dir("guard");
+    let mut args = train_args(&ts, &vs, &os);
+    args.extend(["--epochs", "1"]);
+    assert!(run(&args).status.success());
+    assert_user_error(&run(&args), "holds a run already");
+    let mut again = args.clone();
+    again.push("--overwrite");
+    assert!(run(&again).status.success());
+    // A lock held by a live process (this test) refuses the folder.
+    std::fs::write(out.join(".rnnkit.lock"), std::process::id().to_string()).unwrap();
+    assert_user_error(&run(&again), "another rnnkit");
+    // A stale lock (no such process) and a killed run's temporary files are cleared.
+    std::fs::write(out.join(".rnnkit.lock"), "4000000").unwrap();
+    std::fs::write(out.join(".model.safetensors.tmp123"), "x").unwrap();
+    assert!(run(&again).status.success());
+    assert!(!out.join(".model.safetensors.tmp123").exists());
+    assert!(
+        !out.join(".rnnkit.lock").exists(),
+        "the lock goes with the run"
+    );
+}
+
+/// SIGTERM saves the state and exits with 130; resuming ends with the weights of a run
+/// that was never interrupted, bit for bit.
+#[test]
+fn sigterm_saves_and_resume_is_bit_identical() {
+    let (out, ts, vs, os) = run_dir("sigterm");
+    let whole = out.with_file_name("whole");
+    let mut args = train_args(&ts, &vs, whole.to_str().unwrap());
+    args.extend(["--epochs", "40", "--threads", "2"]);
+    assert!(run(&args).status.success());
+    let mut args = train_args(&ts, &vs, &os);
+    args.extend(["--epochs", "40", "--threads", "2"]);
+    let mut child = bin().args(&args).spawn().unwrap();
+    // Wait for a few logged steps, then ask it to stop.
+    let metrics = out.join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 6 {
+        assert!(t0.elapsed().as_secs() < 60, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    if status.code() == Some(0) {
+        eprintln!("the run ended before the signal arrived; nothing to resume");
+        return;
+    }
+    assert_eq!(status.code(), Some(130));
+    let o = run(&["lm", "train", "--resume", &os, "--quiet", "--threads", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = std::fs::read(whole.join("model.safetensors")).unwrap();
+    let b = std::fs::read(out.join("model.safetensors")).unwrap();
+    let tensors = |buf: &[u8]| {
+        let st = safetensors::SafeTensors::deserialize(buf).unwrap();
+        let mut v: Vec<(String, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.data().to_vec()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        tensors(&a) == tensors(&b),
+        "weights differ after an interrupted and resumed run"
+    );
+}
+
+/// A diverging run stops at the step where the loss stops being finite (exit 3, the step
+/// named), unless told to skip such steps.
+#[test]
+fn non_finite_loss_is_caught_where_it_appears() {
+    let (_, ts, vs, os) = run_dir("nan");
+    let base = train_args(&ts, &vs, &os);
+    let mut args: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < base.len() {
+        if ["--optim", "--lr"].contains(&base[i]) {
+            i += 2;
+            continue;
+        }
+        args.push(base[i]);
+        i += 1;
+    }
+    args.extend([
+        "--optim", "sgd", "--lr", "1e30", "--clip", "0", "--epochs", "2",
+    ]);
+    let o = run(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("not finite") && err.contains("step"), "{err}");
+    // Skipping goes past the first bad step (several are logged); a run whose validation
+    // never becomes finite ends without a model, and says so.
+    args.extend(["--on-nan", "skip", "--overwrite"]);
+    let o = run(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let log = std::fs::read_to_string(Path::new(&os).join("metrics.jsonl")).unwrap();
+    assert!(log.matches("non_finite").count() > 1, "{log}");
+    if o.status.code() == Some(3) {
+        assert!(err.contains("no model was saved"), "{err}");
+    } else {
+        assert!(o.status.success(), "{err}");
+    }
+}

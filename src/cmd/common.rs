@@ -13,7 +13,7 @@ use rnnkit::engine::optim::{OptimKind, Schedule};
 use rnnkit::engine::rnn::RnnConfig;
 use rnnkit::text::tokenizer::Kind;
 use rnnkit::train::TrainConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The recurrent stack.
 #[derive(Args, Clone, Debug, Default)]
@@ -145,6 +145,13 @@ pub struct OptimArgs {
     /// Seed of the initial weights, dropout masks and shuffling.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Also save the resumable state every N minutes (a crash loses at most that much).
+    #[arg(long)]
+    pub save_minutes: Option<f64>,
+    /// When a loss or gradient is NaN or infinite: stop (keep the last good checkpoint),
+    /// skip (the step), or rollback (reload the last saved state, halve the rate).
+    #[arg(long)]
+    pub on_nan: Option<rnnkit::train::NanPolicy>,
 }
 
 impl OptimArgs {
@@ -182,13 +189,22 @@ impl OptimArgs {
         if self.patience.is_some() {
             t.patience = self.patience;
         }
+        if self.save_minutes.is_some() {
+            t.save_minutes = self.save_minutes;
+        }
+        if let Some(p) = self.on_nan {
+            t.on_nan = p;
+        }
         Ok(())
     }
 
-    /// The options a resumed run takes from the new invocation: its budgets.
+    /// The options a resumed run takes from the new invocation: its budgets, how often it
+    /// saves and what it does on NaN.
     pub fn apply_budgets(&self, t: &mut TrainConfig) {
         t.token_budget = self.max_tokens;
         t.time_budget_min = self.minutes;
+        t.save_minutes = self.save_minutes.or(t.save_minutes);
+        t.on_nan = self.on_nan.unwrap_or(t.on_nan);
     }
 }
 
@@ -219,6 +235,9 @@ pub struct RunArgs {
     /// Rerun the run a config.json describes (explicit options override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Start afresh in an --out folder that holds a run already (its files are replaced).
+    #[arg(long)]
+    pub overwrite: bool,
     #[arg(long)]
     pub threads: Option<usize>,
     /// Print a JSON summary as the last line.
@@ -271,4 +290,72 @@ pub fn cpu_model() -> String {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// The files a run writes into its folder.
+const RUN_FILES: [&str; 4] = [
+    rnnkit::train::STATE_FILE,
+    rnnkit::train::MODEL_FILE,
+    "metrics.jsonl",
+    "summary.json",
+];
+
+/// A run folder held by this process: `.rnnkit.lock` (with our pid) exists while it lives.
+pub struct OutLock(PathBuf);
+
+impl Drop for OutLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Takes the run folder `out` for this process: refuses a folder that holds a run unless it
+/// is resumed or `--overwrite` is given (which clears the old run's files), refuses one
+/// that another live rnnkit process is writing into, clears temporary files a killed run
+/// left, and arms Ctrl-C and SIGTERM to save the state and stop (a second Ctrl-C ends the
+/// process at once).
+pub fn claim_out(out: &Path, resume: bool, overwrite: bool) -> anyhow::Result<OutLock> {
+    use rnnkit::error::Error;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let lock = out.join(".rnnkit.lock");
+    let held = |pid: &str| {
+        pid.trim()
+            .parse::<u32>()
+            .is_ok_and(|p| p != std::process::id() && Path::new(&format!("/proc/{p}")).exists())
+    };
+    match std::fs::read_to_string(&lock) {
+        Ok(pid) if held(&pid) => anyhow::bail!(
+            "{}: another rnnkit (pid {}) is writing into this folder",
+            out.display(),
+            pid.trim()
+        ),
+        _ => {}
+    }
+    std::fs::write(&lock, std::process::id().to_string()).map_err(|e| Error::io(&lock, e))?;
+    let guard = OutLock(lock);
+    if !resume && out.join(rnnkit::train::STATE_FILE).exists() {
+        if !overwrite {
+            anyhow::bail!(
+                "{}: holds a run already; continue it with --resume {0}, start afresh with --overwrite, or choose another --out",
+                out.display()
+            );
+        }
+        for f in RUN_FILES {
+            let _ = std::fs::remove_file(out.join(f));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(out) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with('.') && n.contains(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let flag = rnnkit::train::interrupt_flag();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())?;
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(guard)
 }

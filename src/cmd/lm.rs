@@ -196,6 +196,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
         a.optim.apply_budgets(&mut run.train);
     }
     run.validate()?;
+    let resume_state_given = a.run.resume.is_some();
     super::set_threads(a.run.threads);
     let out = a
         .run
@@ -211,7 +212,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
         }
     })?;
     let record = serde_json::to_value(&run)?;
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let _lock = common::claim_out(&out, resume_state_given, a.run.overwrite)?;
     train::write_json(
         &out.join(train::CONFIG_FILE),
         &common::run_record(TASK, &record),

@@ -39,6 +39,69 @@ pub struct TrainConfig {
     /// metric (`None`: never).
     #[serde(default)]
     pub patience: Option<usize>,
+    /// Also write the resumable state every this many minutes, so a crash loses at most
+    /// that much work.
+    #[serde(default)]
+    pub save_minutes: Option<f64>,
+    /// What a non-finite loss or gradient does.
+    #[serde(default)]
+    pub on_nan: NanPolicy,
+}
+
+/// What the trainer does when a step's loss or gradient norm is NaN or infinite. The
+/// weights are never updated from such a step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NanPolicy {
+    /// End the run with an error naming the step; the last good checkpoint stays.
+    #[default]
+    Stop,
+    /// Skip the step and go on.
+    Skip,
+    /// Reload the last saved state and halve the learning rate.
+    Rollback,
+}
+
+impl std::str::FromStr for NanPolicy {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> Result<NanPolicy> {
+        match s {
+            "stop" => Ok(NanPolicy::Stop),
+            "skip" => Ok(NanPolicy::Skip),
+            "rollback" => Ok(NanPolicy::Rollback),
+            _ => Err(crate::error::Error::config(format!(
+                "{s:?}: expected stop, skip or rollback"
+            ))),
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    /// What every task starts from: Adam at 1e-3, clip 5, 10 epochs, seed 1, logging every
+    /// 50 steps, saves at epoch ends, no early stopping. Recipes change what they need.
+    fn default() -> TrainConfig {
+        TrainConfig {
+            epochs: 10,
+            token_budget: None,
+            time_budget_min: None,
+            lr: 1e-3,
+            optim: OptimKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+            },
+            schedule: Schedule::Constant,
+            clip: 5.0,
+            seed: 1,
+            log_every: 50,
+            save_every: 0,
+            eval_every: 0,
+            patience: None,
+            save_minutes: None,
+            on_nan: NanPolicy::Stop,
+        }
+    }
 }
 
 impl TrainConfig {

@@ -3,7 +3,7 @@
 use super::{Classifier, ClsConfig, ClsTask, Pooling};
 use crate::engine::cell::CellKind;
 use crate::engine::init::Init;
-use crate::engine::optim::{OptimKind, Schedule};
+
 use crate::engine::rnn::RnnConfig;
 use crate::error::{Error, Result};
 use crate::task::{Selection, TrainConfig};
@@ -115,18 +115,9 @@ impl ClsRun {
                 init: Init::Pytorch,
             },
             train: TrainConfig {
-                epochs: 10,
-                token_budget: None,
-                time_budget_min: None,
-                lr: 1e-3,
-                optim: OptimKind::named("adam", 0.0, None).expect("known optimizer"),
-                schedule: Schedule::Constant,
-                clip: 5.0,
-                seed: 1,
                 log_every: 100,
-                save_every: 0,
-                eval_every: 0,
                 patience: Some(3),
+                ..TrainConfig::default()
             },
         }
     }

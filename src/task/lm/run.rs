@@ -134,18 +134,10 @@ impl LmRun {
                 embed_init: EmbedInit::WordLm,
             },
             train: TrainConfig {
-                epochs: 10,
-                token_budget: None,
-                time_budget_min: None,
                 lr: 20.0,
                 optim: OptimKind::Sgd { momentum: 0.0 },
-                schedule: Schedule::Constant,
                 clip: 0.25,
-                seed: 1,
-                log_every: 50,
-                save_every: 0,
-                eval_every: 0,
-                patience: None,
+                ..TrainConfig::default()
             },
         };
         let (d, m, t) = (&mut run.data, &mut run.model, &mut run.train);

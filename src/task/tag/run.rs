@@ -126,17 +126,8 @@ impl TagRun {
             model,
             train: TrainConfig {
                 epochs: 40,
-                token_budget: None,
-                time_budget_min: None,
-                lr: 1e-3,
-                optim: OptimKind::named("adam", 0.0, None).expect("known optimizer"),
-                schedule: Schedule::Constant,
-                clip: 5.0,
-                seed: 1,
-                log_every: 50,
-                save_every: 0,
-                eval_every: 0,
                 patience: Some(8),
+                ..TrainConfig::default()
             },
         };
         if preset == Some(TagPreset::LampleConll) {
