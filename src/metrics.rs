@@ -8,7 +8,7 @@
 //! and end all match a gold one. Sentences are separate: no chunk crosses a boundary.
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A chunk: (type, first token, last token), token indices inclusive as in seqeval.
 pub type Chunk = (String, usize, usize);
@@ -204,4 +204,171 @@ mod tests {
         assert_eq!(s.per_type["ORG"].precision, 0.0);
         assert_eq!(NerCounter::default().scores().f1, 0.0);
     }
+}
+
+/// mteval-v13a's tokenization as sacreBLEU applies it (its default `13a`): HTML entities
+/// undone, then every symbol split off, periods and commas split off unless between
+/// digits, a dash split off after a digit, whitespace collapsed.
+pub fn tokenize_13a(line: &str) -> String {
+    use std::sync::OnceLock;
+    static RES: OnceLock<[(regex::Regex, &str); 4]> = OnceLock::new();
+    let res = RES.get_or_init(|| {
+        let re = |p: &str| regex::Regex::new(p).expect("valid pattern");
+        [
+            (re(r"([\{-~\[-`\x20-&\(-\+:-@/])"), " $1 "),
+            (re(r"([^0-9])([\.,])"), "$1 $2 "),
+            (re(r"([\.,])([^0-9])"), " $1 $2"),
+            (re(r"([0-9])(-)"), "$1 $2 "),
+        ]
+    });
+    let mut s = line
+        .replace("<skipped>", "")
+        .replace("-\n", "")
+        .replace('\n', " ");
+    if s.contains('&') {
+        s = s
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">");
+    }
+    let mut s = format!(" {s} ");
+    for (re, rep) in res {
+        s = re.replace_all(&s, *rep).into_owned();
+    }
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn word_ngrams(tokens: &[&str], max: usize) -> (HashMap<Vec<String>, usize>, usize) {
+    let mut m = HashMap::new();
+    for n in 1..=max {
+        for w in tokens.windows(n) {
+            *m.entry(w.iter().map(|s| s.to_string()).collect())
+                .or_insert(0) += 1;
+        }
+    }
+    (m, tokens.len())
+}
+
+/// Corpus BLEU as sacreBLEU's default computes it: 13a tokens, n-grams up to 4, one
+/// reference a segment, exponential smoothing (mteval's), on the 0–100 scale.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Bleu {
+    pub bleu: f64,
+    /// n-gram precisions in percent, n = 1..4.
+    pub precisions: [f64; 4],
+    pub brevity_penalty: f64,
+    pub sys_len: usize,
+    pub ref_len: usize,
+    pub correct: [usize; 4],
+    pub total: [usize; 4],
+}
+
+pub fn bleu<S: AsRef<str>, T: AsRef<str>>(hyps: &[S], refs: &[T], lowercase: bool) -> Bleu {
+    let mut b = Bleu::default();
+    for (h, r) in hyps.iter().zip(refs) {
+        let prep = |s: &str| {
+            let s = s.trim_end();
+            tokenize_13a(&if lowercase {
+                s.to_lowercase()
+            } else {
+                s.to_string()
+            })
+        };
+        let (h, r) = (prep(h.as_ref()), prep(r.as_ref()));
+        let ht: Vec<&str> = h.split_whitespace().collect();
+        let rt: Vec<&str> = r.split_whitespace().collect();
+        let (hn, hl) = word_ngrams(&ht, 4);
+        let (rn, rl) = word_ngrams(&rt, 4);
+        b.sys_len += hl;
+        b.ref_len += rl;
+        for (g, &c) in &hn {
+            b.total[g.len() - 1] += c;
+            if let Some(&rc) = rn.get(g) {
+                b.correct[g.len() - 1] += c.min(rc);
+            }
+        }
+    }
+    b.brevity_penalty = if b.sys_len >= b.ref_len {
+        1.0
+    } else if b.sys_len > 0 {
+        (1.0 - b.ref_len as f64 / b.sys_len as f64).exp()
+    } else {
+        0.0
+    };
+    if b.correct.iter().all(|&c| c == 0) {
+        return b;
+    }
+    let mut smooth = 1.0;
+    for n in 0..4 {
+        if b.total[n] == 0 {
+            break;
+        }
+        b.precisions[n] = if b.correct[n] == 0 {
+            smooth *= 2.0;
+            100.0 / (smooth * b.total[n] as f64)
+        } else {
+            100.0 * b.correct[n] as f64 / b.total[n] as f64
+        };
+    }
+    // sacreBLEU's my_log: log(0) is a large negative number, so a missing order gives 0.
+    let log = |p: f64| if p == 0.0 { -9_999_999_999.0 } else { p.ln() };
+    b.bleu = b.brevity_penalty * (b.precisions.iter().map(|&p| log(p)).sum::<f64>() / 4.0).exp();
+    b
+}
+
+fn char_grams(v: &[char], n: usize) -> HashMap<&[char], usize> {
+    let mut m = HashMap::new();
+    for w in v.windows(n) {
+        *m.entry(w).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Corpus chrF as sacreBLEU's default computes it: character n-grams up to 6 with
+/// whitespace removed, β = 2, statistics summed over the corpus, precision and recall
+/// averaged over the orders both sides have, on the 0–100 scale.
+pub fn chrf<S: AsRef<str>, T: AsRef<str>>(hyps: &[S], refs: &[T], lowercase: bool) -> f64 {
+    const ORDER: usize = 6;
+    let mut stats = [[0usize; 3]; ORDER];
+    for (h, r) in hyps.iter().zip(refs) {
+        let prep = |s: &str| -> Vec<char> {
+            let s = if lowercase {
+                s.to_lowercase()
+            } else {
+                s.to_string()
+            };
+            s.chars().filter(|c| !c.is_whitespace()).collect()
+        };
+        let (hc, rc) = (prep(h.as_ref()), prep(r.as_ref()));
+        for n in 1..=ORDER {
+            let (hm, rm) = (char_grams(&hc, n), char_grams(&rc, n));
+            let hyp: usize = hm.values().sum();
+            let matched: usize = hm
+                .iter()
+                .map(|(g, &c)| c.min(*rm.get(g).unwrap_or(&0)))
+                .sum();
+            let st = &mut stats[n - 1];
+            st[0] += if rm.is_empty() { 0 } else { hyp };
+            st[1] += rm.values().sum::<usize>();
+            st[2] += matched;
+        }
+    }
+    let factor = 4.0;
+    let (mut p, mut r, mut eff) = (0.0, 0.0, 0);
+    for [nh, nr, nm] in stats {
+        if nh > 0 && nr > 0 {
+            p += nm as f64 / nh as f64;
+            r += nm as f64 / nr as f64;
+            eff += 1;
+        }
+    }
+    if eff == 0 {
+        return 0.0;
+    }
+    let (p, r) = (p / eff as f64, r / eff as f64);
+    if p + r == 0.0 {
+        return 0.0;
+    }
+    100.0 * (1.0 + factor) * p * r / (factor * p + r)
 }

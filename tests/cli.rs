@@ -921,3 +921,42 @@ fn non_finite_loss_is_caught_where_it_appears() {
         assert!(o.status.success(), "{err}");
     }
 }
+
+/// `translate score` prints sacreBLEU's BLEU and chrF (the values are checked against
+/// sacreBLEU in tests/parity.rs); files of different lengths are a one-line error.
+#[test]
+fn translate_score_json_and_mismatched_files() {
+    let d = tmp("bleu");
+    let (r, h, short) = (d.join("ref.txt"), d.join("hyp.txt"), d.join("short.txt"));
+    std::fs::write(
+        &r,
+        "Кошка сидит на коврике.\nthe dog runs fast, very fast!\n",
+    )
+    .unwrap();
+    std::fs::write(&h, "Кошка сидит на ковре.\nthe dog runs very fast!\n").unwrap();
+    std::fs::write(&short, "one line\n").unwrap();
+    let o = run(&[
+        "translate",
+        "score",
+        "--ref",
+        r.to_str().unwrap(),
+        "--hyp",
+        h.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = last_json(&o);
+    for k in ["bleu", "chrf", "brevity_penalty", "sys_len", "ref_len"] {
+        assert!(j[k].is_number(), "{k}: {j}");
+    }
+    assert_eq!(j["precisions"].as_array().unwrap().len(), 4);
+    let o = run(&[
+        "translate",
+        "score",
+        "--ref",
+        r.to_str().unwrap(),
+        "--hyp",
+        short.to_str().unwrap(),
+    ]);
+    assert_user_error(&o, "1 lines, but the reference");
+}

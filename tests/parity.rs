@@ -369,3 +369,46 @@ fn ner_scores_match_seqeval() {
         }
     }
 }
+
+/// BLEU, its n-gram precisions, brevity penalty and lengths, and chrF, against sacreBLEU
+/// (tools/make_bleu_fixtures.py) on generated corpora in five scripts, cased and lowercased,
+/// to 1e-9 (the acceptance bar is 0.01); and its 13a tokenizer line by line.
+#[test]
+fn bleu_and_chrf_match_sacrebleu() {
+    use rnnkit::metrics::{bleu, chrf, tokenize_13a};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sacrebleu.json");
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for pair in fx["tokenize_13a"].as_array().unwrap() {
+        assert_eq!(
+            tokenize_13a(pair[0].as_str().unwrap()),
+            pair[1].as_str().unwrap()
+        );
+    }
+    for (i, c) in fx["cases"].as_array().unwrap().iter().enumerate() {
+        let hyps: Vec<String> = serde_json::from_value(c["hyps"].clone()).unwrap();
+        let refs: Vec<String> = serde_json::from_value(c["refs"].clone()).unwrap();
+        let near = |a: f64, k: &str| {
+            let w = c[k].as_f64().unwrap();
+            assert!(
+                (a - w).abs() < 1e-9,
+                "case {i} ({}) {k}: {a} vs {w}",
+                c["lang"]
+            );
+        };
+        let b = bleu(&hyps, &refs, false);
+        near(b.bleu, "bleu");
+        near(b.brevity_penalty, "bp");
+        assert_eq!(b.sys_len as u64, c["sys_len"].as_u64().unwrap(), "case {i}");
+        assert_eq!(b.ref_len as u64, c["ref_len"].as_u64().unwrap(), "case {i}");
+        for (n, p) in b.precisions.iter().enumerate() {
+            assert!(
+                (p - c["precisions"][n].as_f64().unwrap()).abs() < 1e-9,
+                "case {i} p{n}"
+            );
+        }
+        near(bleu(&hyps, &refs, true).bleu, "bleu_lc");
+        near(chrf(&hyps, &refs, false), "chrf");
+        near(chrf(&hyps, &refs, true), "chrf_lc");
+    }
+}

@@ -8,6 +8,7 @@ mod lm;
 mod plot;
 mod tag;
 mod tokenizer;
+mod translate;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,9 @@ pub enum Command {
     /// Sentence classification: train, evaluate, predict TSV files.
     #[command(subcommand)]
     Classify(classify::ClsCmd),
+    /// Translation: score system output with BLEU and chrF (sacreBLEU's definitions).
+    #[command(subcommand)]
+    Translate(translate::TranslateCmd),
     /// Train tokenizers and compare them on held-out text.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokCmd),
@@ -54,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lm(c) => lm::run(c),
         Command::Tag(c) => tag::run(c),
         Command::Classify(c) => classify::run(c),
+        Command::Translate(c) => translate::run(c),
         Command::Tokenizer(c) => tokenizer::run(c),
         Command::Data(c) => tokenizer::run_data(c),
         Command::Bench(c) => bench::run(c),
