@@ -115,6 +115,18 @@ fn help_on_every_command() {
         vec!["tokenizer", "train", "--help"],
         vec!["tokenizer", "stats", "--help"],
         vec!["data", "list", "--help"],
+        vec!["tag", "--help"],
+        vec!["tag", "train", "--help"],
+        vec!["tag", "eval", "--help"],
+        vec!["tag", "predict", "--help"],
+        vec!["tag", "score", "--help"],
+        vec!["classify", "train", "--help"],
+        vec!["classify", "eval", "--help"],
+        vec!["classify", "predict", "--help"],
+        vec!["translate", "score", "--help"],
+        vec!["bench", "tag", "--help"],
+        vec!["bench", "classify", "--help"],
+        vec!["plot", "--help"],
     ] {
         let o = run(&args);
         assert!(o.status.success(), "{args:?}");

@@ -38,8 +38,10 @@ pub struct TaskBenchArgs {
     /// Timed training steps (inference: the same number of sentences).
     #[arg(long, default_value_t = 40)]
     pub steps: usize,
+    /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
 }
@@ -63,12 +65,14 @@ pub struct BenchArgs {
     /// Timed steps (training) or tokens (generation).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Time only the recurrent stack's forward and backward (no embedding, decoder or
     /// optimizer): the engine's share of a training step.
     #[arg(long)]
     pub stack_only: bool,
+    /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
 }

@@ -119,6 +119,7 @@ impl TrainArgs {
 
 #[derive(Args)]
 pub struct EvalArgs {
+    /// A checkpoint written by `train` (model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
     /// A labelled TSV file.
@@ -129,14 +130,17 @@ pub struct EvalArgs {
     /// Also draw the confusion matrix into this PNG.
     #[arg(long)]
     pub confusion_png: Option<PathBuf>,
+    /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct PredictArgs {
+    /// A checkpoint written by `train` (model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
     /// Input: one sentence a line (default: standard input).
@@ -150,6 +154,7 @@ pub struct PredictArgs {
     /// One JSON object a line with every class's probability.
     #[arg(long)]
     pub json: bool,
+    /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
 }

@@ -238,6 +238,7 @@ pub struct RunArgs {
     /// Start afresh in an --out folder that holds a run already (its files are replaced).
     #[arg(long)]
     pub overwrite: bool,
+    /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Print a JSON summary as the last line.

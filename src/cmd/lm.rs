@@ -124,6 +124,7 @@ impl TrainArgs {
 
 #[derive(Args)]
 pub struct EvalArgs {
+    /// A checkpoint written by `train` (model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
     /// Text file to evaluate on.
@@ -133,14 +134,17 @@ pub struct EvalArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 35)]
     pub bptt: usize,
+    /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct GenArgs {
+    /// A checkpoint written by `train` (model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
     #[arg(long, default_value = "")]
@@ -159,8 +163,10 @@ pub struct GenArgs {
     pub greedy: bool,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
 }

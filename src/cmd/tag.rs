@@ -139,6 +139,7 @@ impl TrainArgs {
 
 #[derive(Args)]
 pub struct EvalArgs {
+    /// A checkpoint written by `train` (model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
     /// A CoNLL file with gold tags.
@@ -146,14 +147,17 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub conll: ConllArgs,
+    /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct PredictArgs {
+    /// A checkpoint written by `train` (model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
     /// Input file (default: standard input).
@@ -173,6 +177,7 @@ pub struct PredictArgs {
     /// With a CRF, give each entity's probability (the mean marginal of its tags).
     #[arg(long)]
     pub probs: bool,
+    /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -187,6 +192,7 @@ pub struct ScoreArgs {
     pub pred: PathBuf,
     #[command(flatten)]
     pub conll: ConllArgs,
+    /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
 }
