@@ -67,7 +67,8 @@ impl Optimizer {
     ///
     /// The clip factor is applied as each gradient is read and the zeroing happens in the
     /// same sweep: after the norm, the gradients are read once instead of three times
-    /// (scale, update, zero), which is ~3% of a small word LM's step.
+    /// (scale, update, zero), which is ~3% of a small word LM's step. A non-finite norm
+    /// updates nothing (and bumps no version): the gradients are dropped.
     pub fn step(&mut self, model: &mut dyn Module, max_norm: f32) -> f32 {
         let mut sq = 0f64;
         model.visit(&mut |p| {
@@ -76,6 +77,12 @@ impl Optimizer {
             }
         });
         let norm = sq.sqrt() as f32;
+        if !norm.is_finite() {
+            // A NaN or infinite gradient would poison every weight and moment it touched:
+            // the step is dropped whole, and the caller sees the norm.
+            model.zero_grad();
+            return norm;
+        }
         let scale = if max_norm > 0.0 && norm > max_norm {
             max_norm / (norm + 1e-6)
         } else {
@@ -95,6 +102,7 @@ impl Optimizer {
                 p.zero_grad();
             } else {
                 update_one(kind, lr, t, scale, p, &mut m[k], &mut v[k]);
+                p.version += 1;
             }
             k += 1;
         });

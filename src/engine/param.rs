@@ -11,6 +11,9 @@ pub struct Param {
     pub g: Vec<f32>,
     /// Frozen parameters (a pretrained embedding) get no optimizer update.
     pub frozen: bool,
+    /// Bumped by every optimizer update, so that a packed copy of the weights (the step
+    /// API's) knows when it is stale.
+    pub version: u64,
 }
 
 impl Param {
@@ -22,6 +25,7 @@ impl Param {
             w: vec![0.0; n],
             g: vec![0.0; n],
             frozen: false,
+            version: 0,
         }
     }
 

@@ -8,6 +8,11 @@
 //! stepper is made (and again by [`Stepper::refresh`] after an optimizer step); buffers grow
 //! to the largest batch seen and are reused, so a step allocates nothing.
 //!
+//! The packed copy follows the weights: an optimizer update bumps each parameter's
+//! version, and the next step repacks what changed. Training through steps (teacher forcing
+//! in a decoder) uses [`Stepper::step_train`], which keeps each step's trace, and
+//! [`Stepper::backward_step`], called on the traces in reverse order.
+//!
 //! For cells whose hidden bias folds into the input side (RNN, LSTM), each layer's
 //! `[W_ih | W_hh]` is packed into one `[G·H, I+H]` matrix with one bias, so a step is one
 //! product per layer that reads every weight exactly once: a matrix-vector product at
@@ -15,9 +20,10 @@
 //! thread pool for larger batches. GRU (whose b_hn stays apart) and the layer-normalised
 //! LSTM (which normalises the two projections separately) take two products.
 
-use super::cell::{step_forward, StepFwd};
+use super::cell::{step_backward, step_forward, StepBwd, StepFwd};
 use super::lnlstm;
-use super::ops::{add_bias_rows, matmul, matvec};
+use super::norm::NormCache;
+use super::ops::{add_bias_rows, matmul, matvec, sum_rows_into};
 use super::rnn::{Norm, Rnn, State};
 use crate::error::{Error, Result};
 
@@ -38,6 +44,8 @@ struct Packed {
 
 pub struct Stepper {
     packed: Vec<Option<Packed>>,
+    /// The weight versions each layer was packed from (w_ih, w_hh, b_ih, b_hh).
+    versions: Vec<[u64; 4]>,
     /// The current layer's input `[B, I]`.
     inp: Vec<f32>,
     /// h_{t−1} of the current layer `[B, H]`.
@@ -66,6 +74,7 @@ impl Stepper {
         }
         let mut s = Stepper {
             packed: Vec::new(),
+            versions: Vec::new(),
             inp: Vec::new(),
             hp: Vec::new(),
             xh: Vec::new(),
@@ -83,8 +92,10 @@ impl Stepper {
         Ok(s)
     }
 
-    /// Packs the weights again: call after the weights change (an optimizer step).
+    /// Packs the weights again. [`Stepper::step`] calls it when an optimizer update changed
+    /// them; call it after changing weights by hand.
     pub fn refresh(&mut self, rnn: &Rnn) {
+        self.versions = Self::versions_of(rnn);
         self.packed = rnn
             .dirs
             .iter()
@@ -104,8 +115,34 @@ impl Stepper {
             .collect();
     }
 
+    fn versions_of(rnn: &Rnn) -> Vec<[u64; 4]> {
+        rnn.dirs
+            .iter()
+            .map(|d| {
+                [
+                    d.w_ih.version,
+                    d.w_hh.version,
+                    d.b_ih.version,
+                    d.b_hh.version,
+                ]
+            })
+            .collect()
+    }
+
     /// One timestep: `x [B, I]` in, `state` (`[L, B, H]`) updated, output `[B, H]`.
     pub fn step(&mut self, rnn: &Rnn, x: &[f32], b: usize, state: &mut State) -> &[f32] {
+        let stale = rnn.dirs.len() != self.versions.len()
+            || rnn.dirs.iter().zip(&self.versions).any(|(d, v)| {
+                *v != [
+                    d.w_ih.version,
+                    d.w_hh.version,
+                    d.b_ih.version,
+                    d.b_hh.version,
+                ]
+            });
+        if stale {
+            self.refresh(rnn);
+        }
         let hs = rnn.cfg.hidden;
         let kind = rnn.cfg.cell;
         let g = kind.gates() * hs;
@@ -205,6 +242,202 @@ impl Stepper {
     }
 }
 
+/// What [`Stepper::backward_step`] needs from one layer of one training step.
+struct LayerTrace {
+    /// The layer's input `[B, I]`, h_{t−1}, c_{t−1} and c_t `[B, H]`.
+    x: Vec<f32>,
+    h_prev: Vec<f32>,
+    c_prev: Vec<f32>,
+    c: Vec<f32>,
+    gates: Vec<f32>,
+    hn: Vec<f32>,
+    norm: Option<NormCache>,
+}
+
+/// One training step's trace, for [`Stepper::backward_step`].
+pub struct StepTrace {
+    b: usize,
+    layers: Vec<LayerTrace>,
+}
+
+impl Stepper {
+    /// One training timestep: as [`Stepper::step`] (same results), keeping what the
+    /// backward step needs. No dropout is applied between layers (a decoder applies its
+    /// own around the stack). The layer-normalised LSTM and BatchNorm between layers are
+    /// stepped only for inference; training them goes through [`Rnn::forward`].
+    pub fn step_train(
+        &mut self,
+        rnn: &Rnn,
+        x: &[f32],
+        b: usize,
+        state: &mut State,
+    ) -> crate::error::Result<(Vec<f32>, StepTrace)> {
+        if rnn.cfg.cell_norm || matches!(rnn.norms.first(), Some(Norm::Batch(_))) {
+            return Err(Error::config(
+                "training step by step covers plain cells and LayerNorm between layers; train a layer-normalised LSTM or BatchNorm with whole sequences",
+            ));
+        }
+        let (hs, kind) = (rnn.cfg.hidden, rnn.cfg.cell);
+        let g = kind.gates() * hs;
+        let lstm = kind.has_cell_state();
+        let active = vec![true; b];
+        let mut cur = x.to_vec();
+        let mut layers = Vec::with_capacity(rnn.dirs.len());
+        for (l, dir) in rnn.dirs.iter().enumerate() {
+            let i = dir.input();
+            let rows = l * b * hs..(l + 1) * b * hs;
+            let h_prev = state.h[rows.clone()].to_vec();
+            let c_prev = if lstm {
+                state.c[rows.clone()].to_vec()
+            } else {
+                Vec::new()
+            };
+            let mut xg = vec![0.0; b * g];
+            let mut hg = vec![0.0; b * g];
+            project(&mut xg, &dir.w_ih.w, &cur, b, i);
+            add_bias_rows(&mut xg, &dir.b_ih.w);
+            project(&mut hg, &dir.w_hh.w, &h_prev, b, hs);
+            if kind.folds_hidden_bias() {
+                add_bias_rows(&mut xg, &dir.b_hh.w);
+                xg.iter_mut().zip(&hg).for_each(|(a, h)| *a += h);
+                hg.fill(0.0);
+            } else {
+                add_bias_rows(&mut hg, &dir.b_hh.w);
+            }
+            let mut gates = vec![0.0; b * g];
+            let mut hn = vec![
+                0.0;
+                if kind == crate::engine::cell::CellKind::Gru {
+                    b * hs
+                } else {
+                    0
+                }
+            ];
+            let mut h = vec![0.0; b * hs];
+            let mut c = c_prev.clone();
+            step_forward(
+                kind,
+                hs,
+                StepFwd {
+                    xg: &xg,
+                    hg: &hg,
+                    h_prev: &h_prev,
+                    h: &mut h,
+                    c: &mut c,
+                    gates: &mut gates,
+                    hn: &mut hn,
+                    active: &active,
+                },
+            );
+            state.h[rows.clone()].copy_from_slice(&h);
+            if lstm {
+                state.c[rows].copy_from_slice(&c);
+            }
+            let mut out = h;
+            if rnn.residual_at(l) {
+                out.iter_mut().zip(&cur).for_each(|(o, x)| *o += x);
+            }
+            let norm = match rnn.norms.get(l) {
+                Some(Norm::Layer(n)) => Some(n.forward(&mut out)),
+                _ => None,
+            };
+            layers.push(LayerTrace {
+                x: std::mem::replace(&mut cur, out),
+                h_prev,
+                c_prev,
+                c,
+                gates,
+                hn,
+                norm,
+            });
+        }
+        Ok((cur, StepTrace { b, layers }))
+    }
+
+    /// Backward of one training step (call on the traces in reverse order): `dy [B, H]` is
+    /// dL/d(output) and `dstate` holds dL/d(state after the step) on entry and dL/d(state
+    /// before it) on return. Accumulates every parameter gradient; returns dL/dx `[B, I]`.
+    pub fn backward_step(
+        &mut self,
+        rnn: &mut Rnn,
+        trace: StepTrace,
+        dy: &[f32],
+        dstate: &mut State,
+    ) -> Vec<f32> {
+        let (hs, kind, b) = (rnn.cfg.hidden, rnn.cfg.cell, trace.b);
+        let g = kind.gates() * hs;
+        let lstm = kind.has_cell_state();
+        let gru = kind == crate::engine::cell::CellKind::Gru;
+        let active = vec![true; b];
+        let mut dcur = dy.to_vec();
+        for (l, t) in trace.layers.into_iter().enumerate().rev() {
+            let residual = rnn.residual_at(l);
+            if let (Some(Norm::Layer(n)), Some(c)) = (rnn.norms.get_mut(l), &t.norm) {
+                n.backward(c, &mut dcur);
+            }
+            let rows = l * b * hs..(l + 1) * b * hs;
+            let mut dh: Vec<f32> = dcur
+                .iter()
+                .zip(&dstate.h[rows.clone()])
+                .map(|(a, s)| a + s)
+                .collect();
+            let mut dc = if lstm {
+                dstate.c[rows.clone()].to_vec()
+            } else {
+                Vec::new()
+            };
+            let mut dxg = vec![0.0; b * g];
+            let mut dhg = vec![0.0; if gru { b * g } else { 0 }];
+            step_backward(
+                kind,
+                hs,
+                StepBwd {
+                    gates: &t.gates,
+                    hn: &t.hn,
+                    h_prev: &t.h_prev,
+                    c_prev: &t.c_prev,
+                    c: &t.c,
+                    dh: &mut dh,
+                    dc: &mut dc,
+                    dxg: &mut dxg,
+                    dhg: &mut dhg,
+                    active: &active,
+                },
+            );
+            let dir = &mut rnn.dirs[l];
+            let i = dir.input();
+            let dh_side = if gru { &dhg } else { &dxg };
+            matmul(g, i, b, &mut dir.w_ih.g, &dxg, true, &t.x, false, true);
+            sum_rows_into(&mut dir.b_ih.g, &dxg);
+            matmul(
+                g,
+                hs,
+                b,
+                &mut dir.w_hh.g,
+                dh_side,
+                true,
+                &t.h_prev,
+                false,
+                true,
+            );
+            sum_rows_into(&mut dir.b_hh.g, dh_side);
+            // dh now holds the part of dL/dh_{t−1} that bypasses W_hh.
+            matmul(b, hs, g, &mut dh, dh_side, false, &dir.w_hh.w, false, true);
+            let mut dx = vec![0.0; b * i];
+            matmul(b, i, g, &mut dx, &dxg, false, &dir.w_ih.w, false, false);
+            if residual {
+                dx.iter_mut().zip(&dcur).for_each(|(d, r)| *d += r);
+            }
+            dstate.h[rows.clone()].copy_from_slice(&dh);
+            if lstm {
+                dstate.c[rows].copy_from_slice(&dc);
+            }
+            dcur = dx;
+        }
+        dcur
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +513,98 @@ mod tests {
             &mut rand::rngs::StdRng::seed_from_u64(1),
         );
         assert!(Stepper::new(&rnn).is_err());
+    }
+
+    /// Teacher forcing through steps: T training steps, then their backward steps in
+    /// reverse, give the outputs, the final state, every parameter gradient, dx and the
+    /// initial state's gradient of one sequence call and its backward.
+    #[test]
+    fn training_steps_equal_the_sequence_call_and_its_backward() {
+        use crate::engine::param::{Module, Param};
+        let (t, b, i) = (4, 3, 5);
+        for (cell, norm, residual) in [
+            (CellKind::Lstm, NormKind::None, false),
+            (CellKind::Gru, NormKind::Layer, true),
+            (CellKind::Rnn, NormKind::Layer, false),
+            (CellKind::Gru, NormKind::None, false),
+        ] {
+            let mut cfg = RnnConfig::new(cell, i, 5, 2);
+            (cfg.norm, cfg.residual) = (norm, residual);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let mut seq = Rnn::new("rnn", cfg, Init::Pytorch, 0.0, &mut rng);
+            let mut stp = seq.clone();
+            let rand_vec = |n: usize, rng: &mut rand::rngs::StdRng| -> Vec<f32> {
+                (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+            };
+            let x = rand_vec(t * b * i, &mut rng);
+            let dy = rand_vec(t * b * 5, &mut rng);
+            let mut init = seq.zero_state(b);
+            init.h = rand_vec(init.h.len(), &mut rng);
+            init.c = rand_vec(init.c.len(), &mut rng);
+            let (y, fin, cache) = seq.forward(&x, t, b, None, Some(&init), true, true, &mut rng);
+            let (dx, dinit) = seq.backward(cache, &dy, None);
+            let mut st = init.clone();
+            let mut s = Stepper::new(&stp).unwrap();
+            let mut traces = Vec::new();
+            for tau in 0..t {
+                let (out, tr) = s
+                    .step_train(&stp, &x[tau * b * i..(tau + 1) * b * i], b, &mut st)
+                    .unwrap();
+                for (a, e) in out.iter().zip(&y[tau * b * 5..(tau + 1) * b * 5]) {
+                    assert!((a - e).abs() < 1e-5, "{cell:?} output");
+                }
+                traces.push(tr);
+            }
+            assert!(st.h.iter().zip(&fin.h).all(|(a, e)| (a - e).abs() < 1e-5));
+            let mut ds = stp.zero_state(b);
+            let mut dxs = vec![0.0; t * b * i];
+            for (tau, tr) in traces.into_iter().enumerate().rev() {
+                let d = s.backward_step(&mut stp, tr, &dy[tau * b * 5..(tau + 1) * b * 5], &mut ds);
+                dxs[tau * b * i..(tau + 1) * b * i].copy_from_slice(&d);
+            }
+            let close = |a: &[f32], e: &[f32], what: &str| {
+                let scale = e.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+                for (p, q) in a.iter().zip(e) {
+                    assert!((p - q).abs() <= 1e-4 * scale, "{cell:?} {what}: {p} vs {q}");
+                }
+            };
+            close(&dxs, &dx, "dx");
+            close(&ds.h, &dinit.h, "dh0");
+            close(&ds.c, &dinit.c, "dc0");
+            let mut ga = Vec::new();
+            seq.visit(&mut |p: &Param| ga.push((p.name.clone(), p.g.clone())));
+            let mut k = 0;
+            stp.visit(&mut |p: &Param| {
+                close(&p.g, &ga[k].1, &ga[k].0);
+                k += 1;
+            });
+        }
+    }
+
+    /// An optimizer update bumps the weights' versions; the next step repacks them.
+    #[test]
+    fn updated_weights_are_repacked() {
+        use crate::engine::optim::{OptimKind, Optimizer};
+        use crate::engine::param::Module;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut rnn = Rnn::new(
+            "rnn",
+            RnnConfig::new(CellKind::Lstm, 4, 6, 2),
+            Init::Pytorch,
+            0.0,
+            &mut rng,
+        );
+        let mut s = Stepper::new(&rnn).unwrap();
+        let x = [0.5f32, -0.3, 0.8, 0.1];
+        let mut st = rnn.zero_state(1);
+        let before = s.step(&rnn, &x, 1, &mut st).to_vec();
+        rnn.visit_mut(&mut |p| p.g.iter_mut().for_each(|g| *g = 1.0));
+        Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, 0.1).step(&mut rnn, 0.0);
+        let mut st = rnn.zero_state(1);
+        let after = s.step(&rnn, &x, 1, &mut st).to_vec();
+        let mut fresh = Stepper::new(&rnn).unwrap();
+        let mut st = rnn.zero_state(1);
+        assert_eq!(after, fresh.step(&rnn, &x, 1, &mut st).to_vec());
+        assert_ne!(before, after);
     }
 }
