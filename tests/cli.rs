@@ -972,3 +972,12 @@ fn translate_score_json_and_mismatched_files() {
     ]);
     assert_user_error(&o, "1 lines, but the reference");
 }
+
+/// A file without line breaks (a device, a binary) is refused at the line-length cap, not
+/// read into memory.
+#[test]
+fn endless_lines_are_refused() {
+    let (_, _, vs, os) = run_dir("devzero");
+    let args = train_args("/dev/zero", &vs, &os);
+    assert_user_error(&run(&args), "a line longer than 64 MiB");
+}

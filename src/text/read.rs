@@ -40,6 +40,10 @@ fn empty(path: &Path) -> Error {
     Error::input(path, 1, "file is empty; expected text")
 }
 
+/// The longest line a reader accepts: a file without line breaks (`/dev/zero`, a binary
+/// file) is refused at this size instead of filling the memory.
+pub const MAX_LINE: usize = 64 << 20;
+
 /// The lines of a UTF-8 file, each with its line terminator, read one at a time.
 ///
 /// Memory stays at one line whatever the file size. Each line is checked on its own, and an
@@ -97,7 +101,12 @@ impl Iterator for Lines {
             return None;
         }
         self.buf.clear();
-        let n = match self.reader.read_until(b'\n', &mut self.buf) {
+        use std::io::Read;
+        let limit = (MAX_LINE + 1) as u64;
+        let n = match (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', &mut self.buf)
+        {
             Ok(0) => {
                 self.done = true;
                 return None;
@@ -110,6 +119,17 @@ impl Iterator for Lines {
         };
         let line = self.line;
         let at = self.offset;
+        if n > MAX_LINE && self.buf.last() != Some(&b'\n') {
+            self.done = true;
+            return Some(Err(Error::input(
+                &self.path,
+                line,
+                format!(
+                    "a line longer than {} MiB; expected lines of text",
+                    MAX_LINE >> 20
+                ),
+            )));
+        }
         self.line += 1;
         self.offset += n as u64;
         match std::str::from_utf8(&self.buf) {
