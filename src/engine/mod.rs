@@ -4,6 +4,7 @@
 //! comments; forward returns what backward needs, so a layer can be called several
 //! times (one decoder step after another) before the backward passes run in reverse.
 
+pub mod attention;
 pub mod cell;
 pub mod crf;
 pub mod dir;

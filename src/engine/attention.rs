@@ -1,0 +1,461 @@
+//! Attention over a sequence of encoder states, as the lecture writes it:
+//!
+//! ```text
+//! α_ti = softmax_i(sim(s, y_i))      over the real (unpadded) positions i
+//! d    = Σ_i α_ti y_i
+//! ```
+//!
+//! with `sim(x, y)` one of ⟨x, y⟩ (dot; equal sizes), xᵀW y (bilinear, Luong's "general")
+//! or vᵀ tanh(W x + U y) (additive, Bahdanau et al. 2015). A decoder calls [`Attention::step`]
+//! once per output step with its state `s [B, Dq]` against the same keys `y [T, B, Dk]`, so
+//! what depends on the keys alone (additive: U y) is computed once by [`Attention::prepare`],
+//! and its gradient is sent back once by [`Attention::finish`] after the last step's backward.
+//!
+//! Parameters (PyTorch-style names under a prefix): `{p}.weight` (general `[Dq, Dk]`;
+//! additive W `[A, Dq]`), `{p}.key_weight` (additive U `[A, Dk]`), `{p}.v` (additive `[A]`).
+
+use super::init;
+use super::ops::{dot, matmul};
+use super::param::{Module, Param};
+use crate::error::{Error, Result};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Score {
+    Dot,
+    General,
+    Additive,
+}
+
+impl std::str::FromStr for Score {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Score> {
+        match s {
+            "dot" => Ok(Score::Dot),
+            "general" | "bilinear" => Ok(Score::General),
+            "additive" | "bahdanau" => Ok(Score::Additive),
+            _ => Err(Error::config(format!(
+                "{s:?}: expected dot, general or additive"
+            ))),
+        }
+    }
+}
+
+pub struct Attention {
+    pub score: Score,
+    pub query_dim: usize,
+    pub key_dim: usize,
+    /// General: W `[Dq, Dk]`; additive: W `[A, Dq]`.
+    pub weight: Option<Param>,
+    /// Additive: U `[A, Dk]`.
+    pub key_weight: Option<Param>,
+    /// Additive: v `[A]`.
+    pub v: Option<Param>,
+}
+
+/// The keys of one batch, with what depends on them alone.
+pub struct Keys<'a> {
+    /// `[T, B, Dk]`, time-major.
+    pub y: &'a [f32],
+    pub t: usize,
+    pub b: usize,
+    pub lengths: &'a [usize],
+    /// Additive: U y `[T·B, A]`.
+    uy: Vec<f32>,
+    /// Additive: the gradient accumulated for U y over the steps.
+    duy: Vec<f32>,
+}
+
+/// What [`Attention::backward`] needs from one step.
+pub struct StepCache {
+    /// The query `[B, Dq]`.
+    q: Vec<f32>,
+    /// Weights `[B, T]` (zero at padding).
+    pub alpha: Vec<f32>,
+    /// General: the projected query q W `[B, Dk]`; additive: tanh(W q + U y) `[T·B, A]`.
+    proj: Vec<f32>,
+}
+
+impl Attention {
+    /// `dot` needs `query_dim == key_dim`; the others take any sizes (`attn_dim` A is the
+    /// additive hidden size).
+    pub fn new(
+        prefix: &str,
+        score: Score,
+        query_dim: usize,
+        key_dim: usize,
+        attn_dim: usize,
+        rng: &mut dyn RngCore,
+    ) -> Result<Attention> {
+        if score == Score::Dot && query_dim != key_dim {
+            return Err(Error::config(format!(
+                "dot attention needs equal sizes, but the decoder state is {query_dim} wide and the encoder states {key_dim}; project the encoder states or use general or additive"
+            )));
+        }
+        let p = |n: &str, shape: &[usize], fan_in: usize, rng: &mut dyn RngCore| {
+            let mut w = Param::zeros(format!("{prefix}.{n}"), shape);
+            init::uniform(&mut w, 1.0 / (fan_in as f32).sqrt(), rng);
+            w
+        };
+        let (weight, key_weight, v) = match score {
+            Score::Dot => (None, None, None),
+            Score::General => (
+                Some(p("weight", &[query_dim, key_dim], key_dim, rng)),
+                None,
+                None,
+            ),
+            Score::Additive => (
+                Some(p("weight", &[attn_dim, query_dim], query_dim, rng)),
+                Some(p("key_weight", &[attn_dim, key_dim], key_dim, rng)),
+                Some(p("v", &[attn_dim], attn_dim, rng)),
+            ),
+        };
+        Ok(Attention {
+            score,
+            query_dim,
+            key_dim,
+            weight,
+            key_weight,
+            v,
+        })
+    }
+
+    fn attn_dim(&self) -> usize {
+        self.v.as_ref().map_or(0, |v| v.len())
+    }
+
+    /// Prepares the keys `y [T, B, Dk]` of a batch for the steps of a decoder.
+    pub fn prepare<'a>(&self, y: &'a [f32], t: usize, b: usize, lengths: &'a [usize]) -> Keys<'a> {
+        let mut uy = Vec::new();
+        if let Some(u) = &self.key_weight {
+            let a = self.attn_dim();
+            uy = vec![0.0; t * b * a];
+            matmul(t * b, a, self.key_dim, &mut uy, y, false, &u.w, true, false);
+        }
+        let duy = vec![0.0; uy.len()];
+        Keys {
+            y,
+            t,
+            b,
+            lengths,
+            uy,
+            duy,
+        }
+    }
+
+    /// One step: queries `q [B, Dq]` → context `[B, Dk]` and the step's cache (its `alpha`
+    /// are the attention weights, for maps).
+    pub fn step(&self, q: &[f32], k: &Keys) -> (Vec<f32>, StepCache) {
+        let (t, b, dk) = (k.t, k.b, self.key_dim);
+        let mut scores = vec![0.0f32; b * t];
+        let mut proj = Vec::new();
+        match self.score {
+            Score::Dot => {
+                for j in 0..b {
+                    for i in 0..k.lengths[j] {
+                        scores[j * t + i] = dot(&q[j * dk..(j + 1) * dk], row(k.y, i, j, b, dk));
+                    }
+                }
+            }
+            Score::General => {
+                // xᵀW y = (Wᵀx)·y: project the query once, then one dot per position.
+                let w = &self.weight.as_ref().expect("general weight").w;
+                proj = vec![0.0; b * dk];
+                matmul(b, dk, self.query_dim, &mut proj, q, false, w, false, false);
+                for j in 0..b {
+                    for i in 0..k.lengths[j] {
+                        scores[j * t + i] = dot(&proj[j * dk..(j + 1) * dk], row(k.y, i, j, b, dk));
+                    }
+                }
+            }
+            Score::Additive => {
+                let a = self.attn_dim();
+                let w = &self.weight.as_ref().expect("additive weight").w;
+                let v = &self.v.as_ref().expect("additive v").w;
+                let mut wq = vec![0.0; b * a];
+                matmul(b, a, self.query_dim, &mut wq, q, false, w, true, false);
+                proj = vec![0.0; t * b * a];
+                for j in 0..b {
+                    for i in 0..k.lengths[j] {
+                        let p = &mut proj[(i * b + j) * a..(i * b + j + 1) * a];
+                        let uy = &k.uy[(i * b + j) * a..(i * b + j + 1) * a];
+                        for (m, pv) in p.iter_mut().enumerate() {
+                            *pv = (wq[j * a + m] + uy[m]).tanh();
+                        }
+                        scores[j * t + i] = dot(p, v);
+                    }
+                }
+            }
+        }
+        let mut alpha = vec![0.0; b * t];
+        let mut ctx = vec![0.0; b * dk];
+        for j in 0..b {
+            let n = k.lengths[j];
+            if n == 0 {
+                continue;
+            }
+            let s = &scores[j * t..j * t + n];
+            let m = s.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+            let z: f32 = s.iter().map(|&x| (x - m).exp()).sum();
+            for i in 0..n {
+                let al = (s[i] - m).exp() / z;
+                alpha[j * t + i] = al;
+                ctx[j * dk..(j + 1) * dk]
+                    .iter_mut()
+                    .zip(row(k.y, i, j, b, dk))
+                    .for_each(|(c, y)| *c += al * y);
+            }
+        }
+        (
+            ctx,
+            StepCache {
+                q: q.to_vec(),
+                alpha,
+                proj,
+            },
+        )
+    }
+
+    /// Backward of one step: dL/d(context) `[B, Dk]` → adds dL/dq into `dq [B, Dq]` and
+    /// dL/dy into `dy [T, B, Dk]`; accumulates the parameters' gradients (additive: U's
+    /// part is sent back by [`Attention::finish`]).
+    pub fn backward(
+        &mut self,
+        c: &StepCache,
+        k: &mut Keys,
+        dctx: &[f32],
+        dq: &mut [f32],
+        dy: &mut [f32],
+    ) {
+        let (t, b, dk, dq_dim) = (k.t, k.b, self.key_dim, self.query_dim);
+        // d = Σ α_i y_i: dy_i += α_i dd; dα_i = dd·y_i; ds_i = α_i (dα_i − Σ α dα).
+        let mut ds = vec![0.0f32; b * t];
+        for j in 0..b {
+            let n = k.lengths[j];
+            let dd = &dctx[j * dk..(j + 1) * dk];
+            let mut mean = 0.0;
+            for i in 0..n {
+                let al = c.alpha[j * t + i];
+                let da = dot(dd, row(k.y, i, j, b, dk));
+                ds[j * t + i] = da;
+                mean += al * da;
+                dy[(i * b + j) * dk..(i * b + j + 1) * dk]
+                    .iter_mut()
+                    .zip(dd)
+                    .for_each(|(g, d)| *g += al * d);
+            }
+            for i in 0..n {
+                ds[j * t + i] = c.alpha[j * t + i] * (ds[j * t + i] - mean);
+            }
+        }
+        match self.score {
+            Score::Dot => {
+                for j in 0..b {
+                    for i in 0..k.lengths[j] {
+                        let g = ds[j * t + i];
+                        let (qr, yr) = (&c.q[j * dk..(j + 1) * dk], row(k.y, i, j, b, dk));
+                        dq[j * dk..(j + 1) * dk]
+                            .iter_mut()
+                            .zip(yr)
+                            .for_each(|(d, y)| *d += g * y);
+                        dy[(i * b + j) * dk..(i * b + j + 1) * dk]
+                            .iter_mut()
+                            .zip(qr)
+                            .for_each(|(d, q)| *d += g * q);
+                    }
+                }
+            }
+            Score::General => {
+                // s_i = p·y_i with p = Wᵀq: dp = Σ ds_i y_i, dy_i += ds_i p.
+                let mut dp = vec![0.0; b * dk];
+                for j in 0..b {
+                    for i in 0..k.lengths[j] {
+                        let g = ds[j * t + i];
+                        let yr = row(k.y, i, j, b, dk);
+                        dp[j * dk..(j + 1) * dk]
+                            .iter_mut()
+                            .zip(yr)
+                            .for_each(|(d, y)| *d += g * y);
+                        dy[(i * b + j) * dk..(i * b + j + 1) * dk]
+                            .iter_mut()
+                            .zip(&c.proj[j * dk..(j + 1) * dk])
+                            .for_each(|(d, p)| *d += g * p);
+                    }
+                }
+                let w = self.weight.as_mut().expect("general weight");
+                // p = q W (q [B, Dq], W [Dq, Dk]): dW += qᵀ dp, dq += dp Wᵀ.
+                matmul(dq_dim, dk, b, &mut w.g, &c.q, true, &dp, false, true);
+                matmul(b, dq_dim, dk, dq, &dp, false, &w.w, true, true);
+            }
+            Score::Additive => {
+                let a = self.attn_dim();
+                let v = self.v.as_mut().expect("additive v");
+                // s_i = v·h_i, h_i = tanh(W q + U y_i): dv += Σ ds_i h_i;
+                // dpre_i = ds_i v ∘ (1 − h_i²), summed over i for W q, kept per i for U y.
+                let mut dwq = vec![0.0; b * a];
+                for j in 0..b {
+                    for i in 0..k.lengths[j] {
+                        let g = ds[j * t + i];
+                        let h = &c.proj[(i * b + j) * a..(i * b + j + 1) * a];
+                        let duy = &mut k.duy[(i * b + j) * a..(i * b + j + 1) * a];
+                        for m in 0..a {
+                            v.g[m] += g * h[m];
+                            let dpre = g * v.w[m] * (1.0 - h[m] * h[m]);
+                            dwq[j * a + m] += dpre;
+                            duy[m] += dpre;
+                        }
+                    }
+                }
+                let w = self.weight.as_mut().expect("additive weight");
+                // W q (W [A, Dq]): dW += dwqᵀ q, dq += dwq W.
+                matmul(a, dq_dim, b, &mut w.g, &dwq, true, &c.q, false, true);
+                matmul(b, dq_dim, a, dq, &dwq, false, &w.w, false, true);
+            }
+        }
+    }
+
+    /// After the last step's backward: sends the gradient of U y (additive) back into U and
+    /// `dy [T, B, Dk]`.
+    pub fn finish(&mut self, k: &Keys, dy: &mut [f32]) {
+        if let Some(u) = &mut self.key_weight {
+            let (a, dk, n) = (u.shape[0], self.key_dim, k.t * k.b);
+            matmul(a, dk, n, &mut u.g, &k.duy, true, k.y, false, true);
+            matmul(n, dk, a, dy, &k.duy, false, &u.w, false, true);
+        }
+    }
+}
+
+fn row(y: &[f32], i: usize, j: usize, b: usize, d: usize) -> &[f32] {
+    &y[(i * b + j) * d..(i * b + j + 1) * d]
+}
+
+impl Module for Attention {
+    fn visit(&self, f: &mut dyn FnMut(&Param)) {
+        for p in [&self.weight, &self.key_weight, &self.v]
+            .into_iter()
+            .flatten()
+        {
+            f(p);
+        }
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        for p in [&mut self.weight, &mut self.key_weight, &mut self.v]
+            .into_iter()
+            .flatten()
+        {
+            f(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    struct H {
+        att: Attention,
+        y: Param,
+        q: Param,
+        r: Vec<f32>,
+        t: usize,
+        b: usize,
+        steps: usize,
+        lengths: Vec<usize>,
+    }
+
+    impl Module for H {
+        fn visit(&self, f: &mut dyn FnMut(&Param)) {
+            self.att.visit(f);
+            f(&self.y);
+            f(&self.q);
+        }
+        fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+            self.att.visit_mut(f);
+            f(&mut self.y);
+            f(&mut self.q);
+        }
+    }
+
+    /// Several decoder steps against one set of keys (padded, sequences of three lengths):
+    /// L = Σ_steps Σ r·context. Every parameter, the keys and the queries against finite
+    /// differences, for each similarity.
+    #[test]
+    fn attention_gradients_match_finite_differences() {
+        for (score, dq) in [(Score::Dot, 4), (Score::General, 3), (Score::Additive, 3)] {
+            let (t, b, dk, steps) = (5, 3, 4, 2);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+            let att = Attention::new("att", score, dq, dk, 6, &mut rng).unwrap();
+            let mut rp = |name: &str, n: usize| {
+                let mut p = Param::zeros(name, &[n]);
+                p.w.iter_mut()
+                    .for_each(|v| *v = rng.random_range(-1.0..1.0));
+                p
+            };
+            let y = rp("y", t * b * dk);
+            let q = rp("q", steps * b * dq);
+            let r = rp("r", steps * b * dk).w;
+            let mut h = H {
+                att,
+                y,
+                q,
+                r,
+                t,
+                b,
+                steps,
+                lengths: vec![5, 2, 3],
+            };
+            crate::engine::gradcheck::check(&mut h, |h: &mut H, backward| {
+                let (t, b, dk) = (h.t, h.b, h.att.key_dim);
+                let dq = h.att.query_dim;
+                let mut keys = h.att.prepare(&h.y.w, t, b, &h.lengths);
+                let mut loss = 0.0;
+                let mut caches = Vec::new();
+                for s in 0..h.steps {
+                    let (ctx, c) = h.att.step(&h.q.w[s * b * dq..(s + 1) * b * dq], &keys);
+                    loss += ctx
+                        .iter()
+                        .zip(&h.r[s * b * dk..])
+                        .map(|(a, r)| (a * r) as f64)
+                        .sum::<f64>();
+                    caches.push(c);
+                }
+                if backward {
+                    let mut dy = vec![0.0; h.y.len()];
+                    let mut dqs = vec![0.0; h.q.len()];
+                    for (s, c) in caches.iter().enumerate().rev() {
+                        let dctx = h.r[s * b * dk..(s + 1) * b * dk].to_vec();
+                        h.att.backward(
+                            c,
+                            &mut keys,
+                            &dctx,
+                            &mut dqs[s * b * dq..(s + 1) * b * dq],
+                            &mut dy,
+                        );
+                    }
+                    h.att.finish(&keys, &mut dy);
+                    h.y.g.iter_mut().zip(&dy).for_each(|(g, d)| *g += d);
+                    h.q.g.iter_mut().zip(&dqs).for_each(|(g, d)| *g += d);
+                }
+                loss
+            });
+            // Padding gets no weight.
+            let keys = h.att.prepare(&h.y.w, t, b, &h.lengths);
+            let (_, c) = h.att.step(&h.q.w[..b * dq], &keys);
+            assert!(c.alpha[t + 2..2 * t].iter().all(|&a| a == 0.0));
+            let sum: f32 = c.alpha[t..2 * t].iter().sum();
+            assert!((sum - 1.0).abs() < 1e-6);
+        }
+        assert!(Attention::new(
+            "a",
+            Score::Dot,
+            3,
+            4,
+            0,
+            &mut rand::rngs::StdRng::seed_from_u64(0)
+        )
+        .is_err());
+    }
+}
