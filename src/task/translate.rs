@@ -1,0 +1,557 @@
+//! Sequence-to-sequence translation with attention, the lecture's last model:
+//!
+//! ```text
+//! y_1..y_S   = encoder(x)                       embedding → (bi)RNN stack, [S, B, De]
+//! s_0        = tanh(W_b [h_S forward; h_1 backward] + b_b)
+//! d_t        = Σ_i α_ti y_i,  α_ti = softmax_i(sim(s_{t−1}, y_i))   (engine::attention)
+//! s_t        = g(W1 z_t + W2 s_{t−1} + Wu d_t)  the decoder cell on [z_t; d_t]
+//! p_t        = softmax(W3 [s_t; d_t; z_t])      (Bahdanau et al.'s deep output)
+//! ```
+//!
+//! where z_t is the previous target token's embedding (teacher forcing in training). With
+//! dot attention over a bidirectional encoder (2H wide) against a decoder of H, the encoder
+//! states are first projected to H (`key_proj`); with no attention the decoder reads z_t
+//! alone (the plain encoder-decoder, for comparison). Parameters: `encoder.weight`,
+//! `rnn.*` (encoder), `bridge.*`, `key_proj.*`, `attention.*`, `target_embedding.weight`,
+//! `decoder.*` (the decoder cell, PyTorch `rnn` names), `output.*`.
+//!
+//! This module holds the model, its teacher-forced loss with gradients, and greedy and beam
+//! decoding; the run record, data and command follow it.
+
+use crate::engine::attention::{Attention, Keys, Score, StepCache};
+use crate::engine::cell::CellKind;
+use crate::engine::dropout::{self, DropoutKind, Mask};
+use crate::engine::embedding::Embedding;
+use crate::engine::encoder::{Encoder, EncoderCache};
+use crate::engine::init::Init;
+use crate::engine::linear::Linear;
+use crate::engine::loss::softmax_in_place;
+use crate::engine::param::{Module, Param};
+use crate::engine::rnn::{Rnn, RnnConfig, State};
+use crate::engine::step::{StepTrace, Stepper};
+use crate::error::{Error, Result};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Seq2SeqConfig {
+    pub src_vocab: usize,
+    pub tgt_vocab: usize,
+    /// Embedding size, both sides.
+    pub embed: usize,
+    /// The encoder stack; `encoder.input` equals `embed`.
+    pub encoder: RnnConfig,
+    pub decoder_cell: CellKind,
+    pub decoder_hidden: usize,
+    /// `None`: no attention (the plain encoder-decoder).
+    pub attention: Option<Score>,
+    /// Additive attention's hidden size.
+    pub attn_dim: usize,
+    /// Dropout on both embeddings and on the encoder's output.
+    pub dropout: f32,
+    pub init: Init,
+}
+
+impl Seq2SeqConfig {
+    /// Width of the keys and of the context: the encoder's output, or the decoder's size
+    /// when dot attention needs the projection.
+    pub fn key_dim(&self) -> usize {
+        if self.needs_projection() {
+            self.decoder_hidden
+        } else {
+            self.encoder.output()
+        }
+    }
+
+    fn needs_projection(&self) -> bool {
+        self.attention == Some(Score::Dot) && self.encoder.output() != self.decoder_hidden
+    }
+
+    fn context_dim(&self) -> usize {
+        if self.attention.is_some() {
+            self.key_dim()
+        } else {
+            0
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.encoder.input != self.embed {
+            return Err(Error::config(format!(
+                "encoder.input is {} but the embedding size is {}",
+                self.encoder.input, self.embed
+            )));
+        }
+        if self.src_vocab < 4 || self.tgt_vocab < 4 || self.embed == 0 || self.decoder_hidden == 0 {
+            return Err(Error::config(
+                "vocabularies (with <pad>, <unk>, <bos>, <eos>), embedding and decoder sizes must be positive",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::config("dropout must be in [0, 1)"));
+        }
+        self.encoder.validate()
+    }
+
+    fn decoder_rnn(&self) -> RnnConfig {
+        RnnConfig::new(
+            self.decoder_cell,
+            self.embed + self.context_dim(),
+            self.decoder_hidden,
+            1,
+        )
+    }
+}
+
+/// Token ids the decoder needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Specials {
+    pub pad: u32,
+    pub bos: u32,
+    pub eos: u32,
+}
+
+pub struct Seq2Seq {
+    pub cfg: Seq2SeqConfig,
+    pub enc: Encoder,
+    pub bridge: Linear,
+    pub key_proj: Option<Linear>,
+    pub attention: Option<Attention>,
+    pub tgt_emb: Embedding,
+    pub decoder: Rnn,
+    pub output: Linear,
+    stepper: Option<Stepper>,
+}
+
+/// A padded batch: source ids `[S, B]` and lengths; target input (`<bos> y_1 ..`) and
+/// output (`y_1 .. <eos>`) ids `[T, B]`, the output padded with IGNORE.
+pub struct Batch {
+    pub src: Vec<u32>,
+    pub src_len: Vec<usize>,
+    pub tgt_in: Vec<u32>,
+    pub tgt_out: Vec<u32>,
+    pub s: usize,
+    pub t: usize,
+    pub b: usize,
+}
+
+impl Batch {
+    /// Pads `pairs` of (source ids, target ids without specials).
+    pub fn new(pairs: &[(&[u32], &[u32])], sp: Specials) -> Batch {
+        use crate::engine::loss::IGNORE;
+        let b = pairs.len();
+        let s = pairs.iter().map(|p| p.0.len().max(1)).max().unwrap_or(1);
+        let t = pairs.iter().map(|p| p.1.len() + 1).max().unwrap_or(1);
+        let mut src = vec![sp.pad; s * b];
+        let mut tgt_in = vec![sp.pad; t * b];
+        let mut tgt_out = vec![IGNORE; t * b];
+        let mut src_len = Vec::with_capacity(b);
+        for (j, (x, y)) in pairs.iter().enumerate() {
+            for (i, &id) in x.iter().enumerate() {
+                src[i * b + j] = id;
+            }
+            if x.is_empty() {
+                // An empty source reads one <eos>, so the encoder has a step.
+                src[j] = sp.eos;
+            }
+            src_len.push(x.len().max(1));
+            tgt_in[j] = sp.bos;
+            for (i, &id) in y.iter().enumerate() {
+                tgt_in[(i + 1) * b + j] = id;
+                tgt_out[i * b + j] = id;
+            }
+            tgt_out[y.len() * b + j] = sp.eos;
+        }
+        Batch {
+            src,
+            src_len,
+            tgt_in,
+            tgt_out,
+            s,
+            t,
+            b,
+        }
+    }
+}
+
+/// The encoded source: keys `[S, B, Dk]` and the decoder's initial state.
+struct Encoded {
+    y: Vec<f32>,
+    keys: Vec<f32>,
+    s0: State,
+    bridge_in: Vec<f32>,
+    /// tanh(bridge) `[B, Hd]`, kept for its derivative.
+    s0_act: Vec<f32>,
+    cache: Option<EncoderCache>,
+}
+
+impl Seq2Seq {
+    pub fn new(cfg: Seq2SeqConfig, rng: &mut dyn RngCore) -> Result<Seq2Seq> {
+        cfg.validate()?;
+        let enc = Encoder {
+            embedding: Embedding::new("encoder.weight", cfg.src_vocab, cfg.embed, rng),
+            rnn: Rnn::new("rnn", cfg.encoder.clone(), cfg.init, 0.0, rng),
+            dropout: cfg.dropout,
+            dropout_kind: DropoutKind::Standard,
+        };
+        let bridge = Linear::new(
+            "bridge",
+            cfg.encoder.output(),
+            cfg.decoder_hidden,
+            true,
+            rng,
+        );
+        let key_proj = cfg.needs_projection().then(|| {
+            Linear::new(
+                "key_proj",
+                cfg.encoder.output(),
+                cfg.decoder_hidden,
+                false,
+                rng,
+            )
+        });
+        let attention = match cfg.attention {
+            Some(s) => Some(Attention::new(
+                "attention",
+                s,
+                cfg.decoder_hidden,
+                cfg.key_dim(),
+                cfg.attn_dim,
+                rng,
+            )?),
+            None => None,
+        };
+        let tgt_emb = Embedding::new("target_embedding.weight", cfg.tgt_vocab, cfg.embed, rng);
+        let decoder = Rnn::new("decoder", cfg.decoder_rnn(), cfg.init, 0.0, rng);
+        let out_in = cfg.decoder_hidden + cfg.context_dim() + cfg.embed;
+        let output = Linear::new("output", out_in, cfg.tgt_vocab, true, rng);
+        Ok(Seq2Seq {
+            cfg,
+            enc,
+            bridge,
+            key_proj,
+            attention,
+            tgt_emb,
+            decoder,
+            output,
+            stepper: None,
+        })
+    }
+
+    /// The top encoder layer's final states, forward then backward, `[B, De]`.
+    fn final_states(&self, st: &State, b: usize) -> Vec<f32> {
+        let c = &self.cfg.encoder;
+        let (h, nd, l) = (c.hidden, c.dirs(), c.layers);
+        let mut out = vec![0.0; b * nd * h];
+        for d in 0..nd {
+            let k = (l - 1) * nd + d;
+            for j in 0..b {
+                out[j * nd * h + d * h..j * nd * h + (d + 1) * h]
+                    .copy_from_slice(&st.h[(k * b + j) * h..(k * b + j + 1) * h]);
+            }
+        }
+        out
+    }
+
+    fn encode(&mut self, bt: &Batch, train: bool, rng: &mut dyn RngCore) -> Encoded {
+        let (s, b) = (bt.s, bt.b);
+        let (y, st, cache) =
+            self.enc
+                .forward(&bt.src, s, b, Some(&bt.src_len), None, train, train, rng);
+        let keys = match &self.key_proj {
+            Some(p) => {
+                let mut k = vec![0.0; s * b * self.cfg.decoder_hidden];
+                p.forward(&y, &mut k);
+                k
+            }
+            None => y.clone(),
+        };
+        let bridge_in = self.final_states(&st, b);
+        let hd = self.cfg.decoder_hidden;
+        let mut s0_act = vec![0.0; b * hd];
+        self.bridge.forward(&bridge_in, &mut s0_act);
+        s0_act.iter_mut().for_each(|v| *v = v.tanh());
+        let mut s0 = self.decoder.zero_state(b);
+        s0.h.copy_from_slice(&s0_act);
+        Encoded {
+            y,
+            keys,
+            s0,
+            bridge_in,
+            s0_act,
+            cache: train.then_some(cache),
+        }
+    }
+
+    /// Teacher-forced loss of a batch, summed over target tokens (label smoothing `eps`:
+    /// the target distribution is (1 − ε)·one-hot + ε/V), with gradients accumulated when
+    /// `train`; returns (summed loss, token count). The loss is normalised by the token
+    /// count times `1/scale` for the gradients.
+    pub fn loss(
+        &mut self,
+        bt: &Batch,
+        eps: f32,
+        train: bool,
+        rng: &mut dyn RngCore,
+    ) -> Result<(f64, usize)> {
+        use crate::engine::loss::IGNORE;
+        let (t, b, e, hd, v) = (
+            bt.t,
+            bt.b,
+            self.cfg.embed,
+            self.cfg.decoder_hidden,
+            self.cfg.tgt_vocab,
+        );
+        let cd = self.cfg.context_dim();
+        let out_in = hd + cd + e;
+        let mut encd = self.encode(bt, train, rng);
+        let lengths = bt.src_len.clone();
+        let mut keys: Option<Keys> = self
+            .attention
+            .as_ref()
+            .map(|a| a.prepare(&encd.keys, bt.s, b, &lengths));
+        let mut stepper = match self.stepper.take() {
+            Some(s) => s,
+            None => Stepper::new(&self.decoder)?,
+        };
+        let mut state = encd.s0.clone();
+        let count = bt.tgt_out.iter().filter(|&&y| y != IGNORE).count();
+        let mut loss = 0.0;
+        struct StepRec {
+            z: Vec<f32>,
+            z_mask: Option<Mask>,
+            att: Option<StepCache>,
+            trace: StepTrace,
+            out_in: Vec<f32>,
+            dlogits: Vec<f32>,
+        }
+        let mut recs = Vec::with_capacity(t);
+        for tau in 0..t {
+            let ids = &bt.tgt_in[tau * b..(tau + 1) * b];
+            let mut z = vec![0.0; b * e];
+            self.tgt_emb.forward(ids, &mut z);
+            let z_mask = dropout::forward(
+                &mut z,
+                b * e,
+                self.cfg.dropout,
+                DropoutKind::Standard,
+                train,
+                rng,
+            );
+            let (ctx, att) = match (&self.attention, &keys) {
+                (Some(a), Some(k)) => {
+                    let (c, cache) = a.step(&state.h, k);
+                    (c, Some(cache))
+                }
+                _ => (Vec::new(), None),
+            };
+            let mut x = Vec::with_capacity(b * (e + cd));
+            for j in 0..b {
+                x.extend_from_slice(&z[j * e..(j + 1) * e]);
+                x.extend_from_slice(ctx.get(j * cd..(j + 1) * cd).unwrap_or(&[]));
+            }
+            let (s_t, trace) = stepper.step_train(&self.decoder, &x, b, &mut state)?;
+            let mut oi = Vec::with_capacity(b * out_in);
+            for j in 0..b {
+                oi.extend_from_slice(&s_t[j * hd..(j + 1) * hd]);
+                oi.extend_from_slice(ctx.get(j * cd..(j + 1) * cd).unwrap_or(&[]));
+                oi.extend_from_slice(&z[j * e..(j + 1) * e]);
+            }
+            let mut logits = vec![0.0; b * v];
+            self.output.forward(&oi, &mut logits);
+            let targets = &bt.tgt_out[tau * b..(tau + 1) * b];
+            for (row, &y) in logits.chunks_exact_mut(v).zip(targets) {
+                if y == IGNORE {
+                    row.fill(0.0);
+                    continue;
+                }
+                let (lse, _) = softmax_in_place(row);
+                let _ = lse;
+                // −Σ q log p with q = (1−ε) one-hot + ε/V; d/dlogits = p − q.
+                let mut l = -(1.0 - eps as f64) * (row[y as usize].max(1e-30) as f64).ln();
+                if eps > 0.0 {
+                    l -= eps as f64 / v as f64
+                        * row.iter().map(|&p| (p.max(1e-30) as f64).ln()).sum::<f64>();
+                }
+                loss += l;
+                row.iter_mut().for_each(|p| *p -= eps / v as f32);
+                row[y as usize] -= 1.0 - eps;
+                let k = 1.0 / count.max(1) as f32;
+                row.iter_mut().for_each(|p| *p *= k);
+            }
+            recs.push(StepRec {
+                z,
+                z_mask,
+                att,
+                trace,
+                out_in: oi,
+                dlogits: logits,
+            });
+        }
+        if !train {
+            self.stepper = Some(stepper);
+            return Ok((loss, count));
+        }
+        // Backward through the steps in reverse.
+        let mut dstate = self.decoder.zero_state(b);
+        let mut dkeys = vec![0.0; encd.keys.len()];
+        for (tau, r) in recs.into_iter().enumerate().rev() {
+            let mut doi = vec![0.0; b * out_in];
+            self.output.backward(&r.out_in, &r.dlogits, Some(&mut doi));
+            let (mut ds, mut dctx, mut dz) =
+                (vec![0.0; b * hd], vec![0.0; b * cd], vec![0.0; b * e]);
+            for j in 0..b {
+                let row = &doi[j * out_in..(j + 1) * out_in];
+                ds[j * hd..(j + 1) * hd].copy_from_slice(&row[..hd]);
+                dctx[j * cd..(j + 1) * cd].copy_from_slice(&row[hd..hd + cd]);
+                dz[j * e..(j + 1) * e].copy_from_slice(&row[hd + cd..]);
+            }
+            let dx = stepper.backward_step(&mut self.decoder, r.trace, &ds, &mut dstate);
+            for j in 0..b {
+                let row = &dx[j * (e + cd)..(j + 1) * (e + cd)];
+                dz[j * e..(j + 1) * e]
+                    .iter_mut()
+                    .zip(&row[..e])
+                    .for_each(|(a, g)| *a += g);
+                dctx[j * cd..(j + 1) * cd]
+                    .iter_mut()
+                    .zip(&row[e..])
+                    .for_each(|(a, g)| *a += g);
+            }
+            if let (Some(a), Some(k), Some(c)) = (&mut self.attention, &mut keys, &r.att) {
+                // The query was s_{t−1}: its gradient joins dL/ds_{t−1} in dstate.
+                a.backward(c, k, &dctx, &mut dstate.h, &mut dkeys);
+            }
+            dropout::backward(&mut dz, r.z_mask.as_ref());
+            let ids = &bt.tgt_in[tau * b..(tau + 1) * b];
+            self.tgt_emb.backward(ids, &dz);
+            let _ = r.z;
+        }
+        if let (Some(a), Some(k)) = (&mut self.attention, &keys) {
+            a.finish(k, &mut dkeys);
+        }
+        drop(keys);
+        // s_0 = tanh(bridge(final states)).
+        let mut dpre: Vec<f32> = dstate
+            .h
+            .iter()
+            .zip(&encd.s0_act)
+            .map(|(g, s)| g * (1.0 - s * s))
+            .collect();
+        let mut dfinal = vec![0.0; encd.bridge_in.len()];
+        self.bridge
+            .backward(&encd.bridge_in, &dpre, Some(&mut dfinal));
+        dpre.clear();
+        let mut dy = match &mut self.key_proj {
+            Some(p) => {
+                let mut d = vec![0.0; encd.y.len()];
+                p.backward(&encd.y, &dkeys, Some(&mut d));
+                d
+            }
+            None => dkeys,
+        };
+        // Only the attention read the keys; with none, dy stays zero.
+        dy.resize(encd.y.len(), 0.0);
+        let c = &self.cfg.encoder;
+        let (h, nd, l) = (c.hidden, c.dirs(), c.layers);
+        let mut dfin = self.enc.rnn.zero_state(b);
+        for d in 0..nd {
+            let k = (l - 1) * nd + d;
+            for j in 0..b {
+                dfin.h[(k * b + j) * h..(k * b + j + 1) * h]
+                    .copy_from_slice(&dfinal[j * nd * h + d * h..j * nd * h + (d + 1) * h]);
+            }
+        }
+        let cache = encd
+            .cache
+            .take()
+            .expect("training keeps the encoder's cache");
+        self.enc.backward(cache, &bt.src, dy, Some(&dfin));
+        self.stepper = Some(stepper);
+        Ok((loss, count))
+    }
+}
+
+impl Module for Seq2Seq {
+    fn visit(&self, f: &mut dyn FnMut(&Param)) {
+        self.enc.visit(f);
+        self.bridge.visit(f);
+        if let Some(p) = &self.key_proj {
+            p.visit(f);
+        }
+        if let Some(a) = &self.attention {
+            a.visit(f);
+        }
+        f(&self.tgt_emb.weight);
+        self.decoder.visit(f);
+        self.output.visit(f);
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        self.enc.visit_mut(f);
+        self.bridge.visit_mut(f);
+        if let Some(p) = &mut self.key_proj {
+            p.visit_mut(f);
+        }
+        if let Some(a) = &mut self.attention {
+            a.visit_mut(f);
+        }
+        f(&mut self.tgt_emb.weight);
+        self.decoder.visit_mut(f);
+        self.output.visit_mut(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn tiny(att: Option<Score>, cell: CellKind) -> Seq2Seq {
+        let mut enc = RnnConfig::new(CellKind::Gru, 4, 3, 1);
+        enc.bidirectional = true;
+        let cfg = Seq2SeqConfig {
+            src_vocab: 9,
+            tgt_vocab: 8,
+            embed: 4,
+            encoder: enc,
+            decoder_cell: cell,
+            decoder_hidden: 5,
+            attention: att,
+            attn_dim: 4,
+            dropout: 0.0,
+            init: Init::Pytorch,
+        };
+        Seq2Seq::new(cfg, &mut rand::rngs::StdRng::seed_from_u64(4)).unwrap()
+    }
+
+    fn batch() -> Batch {
+        let sp = Specials {
+            pad: 0,
+            bos: 2,
+            eos: 3,
+        };
+        let (a, b, c): (&[u32], &[u32], &[u32]) = (&[4, 5, 6, 7], &[8], &[5, 5, 4]);
+        Batch::new(&[(a, &[4, 6, 7]), (b, &[5]), (c, &[7, 4])], sp)
+    }
+
+    /// Encoder, bridge, key projection, attention (each kind, and none), decoder steps
+    /// and the deep output layer against finite differences, with label smoothing, on a
+    /// padded batch.
+    #[test]
+    fn seq2seq_gradients_match_finite_differences() {
+        for (att, cell) in [
+            (Some(Score::Additive), CellKind::Gru),
+            (Some(Score::Dot), CellKind::Lstm),
+            (Some(Score::General), CellKind::Gru),
+            (None, CellKind::Lstm),
+        ] {
+            let mut m = tiny(att, cell);
+            let bt = batch();
+            crate::engine::gradcheck::check(&mut m, |m: &mut Seq2Seq, backward| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+                let (l, n) = m.loss(&bt, 0.1, backward, &mut rng).unwrap();
+                l / n as f64
+            });
+        }
+    }
+}
