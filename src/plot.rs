@@ -218,3 +218,52 @@ pub fn heatmap(path: &Path, title: &str, labels: &[String], m: &[Vec<usize>]) ->
     draw().map_err(|e| Error::format(path, format!("could not draw chart: {e}")))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
+
+/// An attention map: target tokens down, source tokens across, each cell shaded by its
+/// weight (`weights[t][s]`, each row summing to one over the real source tokens).
+pub fn attention_map(
+    path: &Path,
+    src: &[String],
+    tgt: &[String],
+    weights: &[Vec<f32>],
+) -> Result<()> {
+    register_font();
+    let (ns, nt) = (src.len().max(1), tgt.len().max(1));
+    let (w, h) = (
+        (140 + 36 * ns as u32).clamp(300, 2400),
+        (90 + 28 * nt as u32).clamp(200, 2400),
+    );
+    let tmp = path.with_extension("tmp.png");
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(&tmp, (w, h)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let cell_w = (w as i32 - 120) / ns as i32;
+        let cell_h = (h as i32 - 80) / nt as i32;
+        let style = ("sans-serif", 13).into_font().color(&BLACK);
+        for (t, row) in weights.iter().enumerate().take(nt) {
+            for (s, &a) in row.iter().enumerate().take(ns) {
+                let shade = (255.0 * (1.0 - a.clamp(0.0, 1.0))) as u8;
+                let (x, y) = (110 + s as i32 * cell_w, 70 + t as i32 * cell_h);
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell_w, y + cell_h)],
+                    RGBColor(shade, shade, shade).filled(),
+                ))?;
+            }
+            if let Some(label) = tgt.get(t) {
+                root.draw(&Text::new(
+                    label.clone(),
+                    (4, 72 + t as i32 * cell_h),
+                    style.clone(),
+                ))?;
+            }
+        }
+        for (s, label) in src.iter().enumerate() {
+            let st = style.clone().transform(FontTransform::Rotate270);
+            root.draw(&Text::new(label.clone(), (112 + s as i32 * cell_w, 66), st))?;
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| Error::format(path, format!("could not draw chart: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

@@ -1,12 +1,25 @@
-//! `rnnkit translate score` (training and decoding come with the translation task).
+//! `rnnkit translate train | eval | predict | score`.
 
-use anyhow::bail;
+use super::common::{self, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
+use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
+use rnnkit::engine::attention::Score;
+use rnnkit::engine::cell::CellKind;
 use rnnkit::error::Error;
+use rnnkit::task::translate::run::{self as tr, TrRun, TASK};
+use rnnkit::task::translate::Decoding;
+use rnnkit::train;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum TranslateCmd {
+    /// Train an encoder-decoder with attention (best checkpoint by validation BLEU).
+    Train(Box<TrainArgs>),
+    /// Perplexity (teacher-forced), BLEU and chrF of a model on a parallel set.
+    Eval(EvalArgs),
+    /// Translate a file or standard input line by line.
+    Predict(PredictArgs),
     /// Corpus BLEU and chrF of a hypothesis file against a reference file, exactly as
     /// `sacrebleu REF < HYP` computes them (13a tokens, exponential smoothing).
     Score(ScoreArgs),
@@ -27,10 +40,389 @@ pub struct ScoreArgs {
     pub json: bool,
 }
 
+/// Beam search and its limits. Hypotheses are ranked by log p(y|x) / |y|^alpha (|y| with
+/// its <eos>) and end at max-len-a · |x| + max-len-b tokens.
+#[derive(Args, Clone, Debug)]
+pub struct DecodeArgs {
+    /// Beam size (1: greedy decoding).
+    #[arg(long, default_value_t = 5)]
+    pub beam: usize,
+    /// Length normalisation exponent (0: by probability alone).
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f32,
+    #[arg(long, default_value_t = 1.5)]
+    pub max_len_a: f32,
+    #[arg(long, default_value_t = 10)]
+    pub max_len_b: usize,
+}
+
+impl DecodeArgs {
+    fn decoding(&self, n_best: usize) -> anyhow::Result<Decoding> {
+        if self.beam == 0
+            || !(self.alpha.is_finite() && self.alpha >= 0.0)
+            || !(self.max_len_a.is_finite() && self.max_len_a.is_sign_positive())
+        {
+            bail!("--beam must be at least 1, --alpha and --max-len-a at least 0");
+        }
+        Ok(Decoding {
+            beam: self.beam,
+            alpha: self.alpha,
+            max_len_a: self.max_len_a,
+            max_len_b: self.max_len_b,
+            n_best: n_best.clamp(1, self.beam),
+        })
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// Dataset name (multi30k) found under RNNKIT_DATA_DIR, with --src-lang and --tgt-lang.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Source language of the dataset's files (multi30k: de or en).
+    #[arg(long)]
+    pub src_lang: Option<String>,
+    #[arg(long)]
+    pub tgt_lang: Option<String>,
+    /// Training source and target files (line-aligned).
+    #[arg(long, num_args = 2, value_names = ["SRC", "TGT"])]
+    pub train: Option<Vec<PathBuf>>,
+    #[arg(long, num_args = 2, value_names = ["SRC", "TGT"])]
+    pub valid: Option<Vec<PathBuf>>,
+    #[arg(long, num_args = 2, value_names = ["SRC", "TGT"])]
+    pub test: Option<Vec<PathBuf>>,
+    /// Attention: additive, general, dot or none.
+    #[arg(long)]
+    pub attention: Option<String>,
+    /// Decoder cell: gru or lstm.
+    #[arg(long)]
+    pub decoder_cell: Option<CellKind>,
+    /// Decoder hidden size.
+    #[arg(long)]
+    pub decoder_hidden: Option<usize>,
+    #[arg(long)]
+    pub label_smoothing: Option<f32>,
+    /// Keep the text's case (default: lowercase both sides).
+    #[arg(long)]
+    pub keep_case: bool,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[command(flatten)]
+    pub tok: TokArgs,
+    #[command(flatten)]
+    pub embed: EmbedArgs,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+fn pair(v: &Option<Vec<PathBuf>>) -> Option<(PathBuf, PathBuf)> {
+    v.as_ref().map(|p| (p[0].clone(), p[1].clone()))
+}
+
+impl TrainArgs {
+    fn apply(&self, run: &mut TrRun) -> anyhow::Result<()> {
+        let d = &mut run.data;
+        if let Some(n) = &self.data {
+            d.dataset = Some(n.clone());
+        }
+        d.src_lang = self.src_lang.clone().unwrap_or(d.src_lang.clone());
+        d.tgt_lang = self.tgt_lang.clone().unwrap_or(d.tgt_lang.clone());
+        if self.train.is_some() {
+            (d.train, d.valid, d.test) = (pair(&self.train), pair(&self.valid), pair(&self.test));
+        }
+        d.tokenizer = self.tok.tokenizer.unwrap_or(d.tokenizer);
+        d.vocab_size = self.tok.vocab_size.or(d.vocab_size);
+        d.min_freq = self.tok.min_freq.unwrap_or(d.min_freq);
+        d.lowercase &= !self.keep_case;
+        d.batch = self.batch_size.unwrap_or(d.batch);
+        d.label_smoothing = self.label_smoothing.unwrap_or(d.label_smoothing);
+        let m = &mut run.model;
+        if let Some(a) = &self.attention {
+            m.attention = if a == "none" {
+                None
+            } else {
+                Some(a.parse::<Score>()?)
+            };
+        }
+        m.decoder_cell = self.decoder_cell.unwrap_or(m.decoder_cell);
+        m.decoder_hidden = self.decoder_hidden.unwrap_or(m.decoder_hidden);
+        m.embed = self.embed.embed.unwrap_or(m.embed);
+        m.dropout = self.embed.dropout.unwrap_or(m.dropout);
+        self.stack.apply(&mut m.encoder, &mut m.init, None);
+        m.encoder.input = m.embed;
+        self.optim.apply(&mut run.train)?;
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A checkpoint written by `train` (model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Source and target files (line-aligned).
+    #[arg(long, num_args = 2, value_names = ["SRC", "TGT"])]
+    pub data: Vec<PathBuf>,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+    /// Threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the results as one JSON object, the last line of the output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// A checkpoint written by `train` (model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Sources, one a line (default: standard input).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+    /// Print the n best translations of each line.
+    #[arg(long, default_value_t = 1)]
+    pub n_best: usize,
+    /// Write one attention heatmap PNG a sentence into this folder.
+    #[arg(long)]
+    pub attention_map: Option<PathBuf>,
+    /// One JSON object a line: translation, score and the attention weights.
+    #[arg(long)]
+    pub json: bool,
+    /// Threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
 pub fn run(c: TranslateCmd) -> anyhow::Result<()> {
     match c {
+        TranslateCmd::Train(a) => train_cmd(*a),
+        TranslateCmd::Eval(a) => eval_cmd(a),
+        TranslateCmd::Predict(a) => predict_cmd(a),
         TranslateCmd::Score(a) => score(a),
     }
+}
+
+fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
+    let (mut run, resume) = match &a.run.resume {
+        Some(dir) => {
+            let st = rnnkit::checkpoint::open(&train::state_path(dir))?;
+            let run: TrRun = serde_json::from_value(st.meta["run"].clone())
+                .map_err(|e| Error::format(st.path(), format!("bad run record: {e}")))?;
+            (run, Some(st))
+        }
+        None => {
+            let mut run = match &a.run.config {
+                Some(p) => serde_json::from_value(common::read_record(p, TASK)?)
+                    .map_err(|e| Error::format(p, format!("bad run record: {e}")))?,
+                None => TrRun::recipe(),
+            };
+            a.apply(&mut run)?;
+            (run, None)
+        }
+    };
+    if resume.is_some() {
+        a.optim.apply_budgets(&mut run.train);
+    }
+    run.validate()?;
+    let resume_given = a.run.resume.is_some();
+    super::set_threads(a.run.threads);
+    let out = a
+        .run
+        .out
+        .clone()
+        .or_else(|| a.run.resume.clone())
+        .ok_or_else(|| anyhow!("--out DIR is required (or --resume DIR)"))?;
+    let corpus = run.corpus()?;
+    let quiet = a.run.quiet;
+    let mut task = run.build(&corpus, &mut |m| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    })?;
+    let record = serde_json::to_value(&run)?;
+    let _lock = common::claim_out(&out, resume_given, a.run.overwrite)?;
+    train::write_json(
+        &out.join(train::CONFIG_FILE),
+        &common::run_record(TASK, &record),
+    )?;
+    let mut bar = train::ProgressBar::default();
+    let mut curves = train::Curves { metric: "bleu" };
+    let mut observers: Vec<&mut dyn train::Observer> = vec![&mut curves];
+    if !quiet {
+        observers.push(&mut bar);
+    }
+    let s = train::train(
+        &mut task,
+        &run.train,
+        &out,
+        &record,
+        resume.as_ref(),
+        &mut observers,
+    )?;
+    let mut best = tr::load(&out.join(train::MODEL_FILE))?;
+    let mut res = serde_json::json!({
+        "epochs_done": if s.progress.step == 0 { s.progress.epoch - 1 } else { s.progress.epoch },
+        "tokens": s.progress.tokens, "wall_s": s.progress.wall_s, "stopped": s.progress.stopped,
+        "params": rnnkit::engine::param::Module::num_params(&best.model),
+        "decoding": run.data.decoding,
+    });
+    for (name, pairs) in [("valid", &corpus[1]), ("test", &corpus[2])] {
+        if pairs.is_empty() {
+            continue;
+        }
+        let r = evaluate(&mut best, pairs, &run.data.decoding)?;
+        for (k, v) in r.as_object().into_iter().flatten() {
+            res[format!("{name}_{k}")] = v.clone();
+        }
+    }
+    train::write_json(&out.join("summary.json"), &res)?;
+    if a.run.json {
+        super::print_json(&res);
+    } else {
+        let f = |k: &str| res[k].as_f64().map_or("-".into(), |v| format!("{v:.2}"));
+        println!(
+            "valid BLEU {}  test BLEU {}  ({:.0} s)",
+            f("valid_bleu"),
+            f("test_bleu"),
+            s.progress.wall_s
+        );
+    }
+    Ok(())
+}
+
+/// Perplexity (teacher-forced), BLEU (cased and lowercased) and chrF of `pairs`.
+fn evaluate(
+    task: &mut tr::TrTask,
+    pairs: &[(String, String)],
+    d: &Decoding,
+) -> anyhow::Result<serde_json::Value> {
+    let (enc, _) = task.encode_pairs(pairs);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    let (mut loss, mut count) = (0.0, 0);
+    for chunk in enc.chunks(64) {
+        let p: Vec<(&[u32], &[u32])> = chunk.iter().map(|(x, y)| (&x[..], &y[..])).collect();
+        let bt = rnnkit::task::translate::Batch::new(&p, task.specials());
+        let (l, n) = task.model.loss(&bt, 0.0, false, &mut rng)?;
+        loss += l;
+        count += n;
+    }
+    let srcs: Vec<Vec<u32>> = pairs.iter().map(|p| task.encode_src(&p.0)).collect();
+    let hyps = task.translate(&srcs, d, 64)?;
+    let text: Vec<String> = hyps.iter().map(|h| task.detok(&h[0].tokens)).collect();
+    let refs: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
+    let b = rnnkit::metrics::bleu(&text, &refs, false);
+    let bl = rnnkit::metrics::bleu(&text, &refs, true);
+    let ppl = (loss / count.max(1) as f64).exp();
+    Ok(serde_json::json!({
+        "ppl_teacher_forced": ppl, "bleu": b.bleu, "bleu_lowercase": bl.bleu,
+        "chrf": rnnkit::metrics::chrf(&text, &refs, false), "sentences": pairs.len(),
+    }))
+}
+
+fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads);
+    let mut task = tr::load(&a.model)?;
+    let pairs = rnnkit::text::corpus::read_parallel(&a.data[0], &a.data[1])?;
+    let r = evaluate(&mut task, &pairs, &a.decode.decoding(1)?)?;
+    if a.json {
+        super::print_json(&r);
+    } else {
+        println!(
+            "BLEU {:.2} (lowercased {:.2})  chrF {:.2}  perplexity {:.2} (teacher-forced)  {} sentences",
+            r["bleu"].as_f64().unwrap_or(0.0),
+            r["bleu_lowercase"].as_f64().unwrap_or(0.0),
+            r["chrf"].as_f64().unwrap_or(0.0),
+            r["ppl_teacher_forced"].as_f64().unwrap_or(0.0),
+            pairs.len()
+        );
+    }
+    Ok(())
+}
+
+fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
+    super::set_threads(a.threads);
+    let mut task = tr::load(&a.model)?;
+    let lines: Vec<String> = match &a.input {
+        Some(p) => rnnkit::text::read::read_text(p)?
+            .lines()
+            .map(String::from)
+            .collect(),
+        None => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
+    };
+    let srcs: Vec<Vec<u32>> = lines.iter().map(|l| task.encode_src(l)).collect();
+    let d = a.decode.decoding(a.n_best)?;
+    // An empty source translates to an empty line.
+    let nonempty: Vec<usize> = (0..srcs.len()).filter(|&i| !srcs[i].is_empty()).collect();
+    let todo: Vec<Vec<u32>> = nonempty.iter().map(|&i| srcs[i].clone()).collect();
+    let done = task.translate(&todo, &d, 64)?;
+    let mut hyps = vec![Vec::new(); srcs.len()];
+    for (&i, h) in nonempty.iter().zip(done) {
+        hyps[i] = h;
+    }
+    if let Some(dir) = &a.attention_map {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    for (k, (line, hs)) in lines.iter().zip(&hyps).enumerate() {
+        let src_toks: Vec<String> = srcs[k]
+            .iter()
+            .map(|&i| {
+                task.src_tok
+                    .vocab
+                    .get(i as usize)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        if let (Some(dir), Some(h)) = (&a.attention_map, hs.first()) {
+            if !h.attention.is_empty() {
+                let mut tgt: Vec<String> = h
+                    .tokens
+                    .iter()
+                    .map(|&i| {
+                        task.tgt_tok
+                            .vocab
+                            .get(i as usize)
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                tgt.push("<eos>".into());
+                let png = dir.join(format!("{:04}.png", k + 1));
+                rnnkit::plot::attention_map(&png, &src_toks, &tgt, &h.attention)?;
+            }
+        }
+        if a.json {
+            let items: Vec<serde_json::Value> = hs
+                .iter()
+                .map(|h| {
+                    serde_json::json!({"translation": task.detok(&h.tokens), "score": h.score,
+                        "log_prob": h.log_prob, "attention": h.attention})
+                })
+                .collect();
+            writeln!(
+                w,
+                "{}",
+                serde_json::json!({"source": line, "source_tokens": src_toks, "hypotheses": items})
+            )?;
+        } else if hs.is_empty() {
+            writeln!(w)?;
+        } else {
+            for h in hs.iter().take(a.n_best.max(1)) {
+                writeln!(w, "{}", task.detok(&h.tokens))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn lines(p: &Path) -> anyhow::Result<Vec<String>> {

@@ -18,6 +18,8 @@
 //! This module holds the model, its teacher-forced loss with gradients, and greedy and beam
 //! decoding; the run record, data and command follow it.
 
+pub mod run;
+
 use crate::engine::attention::{Attention, Keys, Score, StepCache};
 use crate::engine::cell::CellKind;
 use crate::engine::dropout::{self, DropoutKind, Mask};
@@ -746,7 +748,13 @@ impl Seq2Seq {
             let (ctx, alpha) = match (&self.attention, &keys) {
                 (Some(a), Some(kk)) => {
                     let (c, cache) = a.step(&state.h, kk);
-                    let rows = cache.alpha.chunks_exact(s).map(|r| r.to_vec()).collect();
+                    // Each row over its own sentence's tokens (the batch pads to the longest).
+                    let rows = cache
+                        .alpha
+                        .chunks_exact(s)
+                        .zip(&lengths)
+                        .map(|(r, &n)| r[..n].to_vec())
+                        .collect();
                     (c, rows)
                 }
                 _ => (Vec::new(), Vec::new()),
@@ -911,6 +919,33 @@ mod tests {
                     "{att:?}: beam 4 worse than greedy"
                 );
                 assert!(y.len() <= 3 && y.windows(2).all(|w| w[0].score >= w[1].score));
+            }
+        }
+    }
+
+    /// A sentence translates the same alone and in a padded batch, greedy and beam.
+    #[test]
+    fn padding_never_changes_a_translation() {
+        let sp = Specials {
+            pad: 0,
+            bos: 2,
+            eos: 3,
+        };
+        let srcs: Vec<&[u32]> = vec![&[4, 5, 6, 7, 8, 4], &[8], &[5, 5, 4]];
+        for att in [Some(Score::Additive), Some(Score::General), None] {
+            let mut m = tiny(att, CellKind::Lstm);
+            for beam in [1, 3] {
+                let d = Decoding {
+                    beam,
+                    max_len_b: 6,
+                    ..Decoding::default()
+                };
+                let together = m.beam_search(&srcs, &d, sp).unwrap();
+                for (x, want) in srcs.iter().zip(&together) {
+                    let alone = m.beam_search(&[*x], &d, sp).unwrap();
+                    assert_eq!(alone[0][0].tokens, want[0].tokens, "{att:?} beam {beam}");
+                    assert!((alone[0][0].log_prob - want[0].log_prob).abs() < 1e-4);
+                }
             }
         }
     }

@@ -1,0 +1,542 @@
+//! A translation run as data ([`TrRun`]), the task the trainer runs ([`TrTask`]), the
+//! checkpoint, and detokenization.
+//!
+//! Both sides are tokenized with the text pipeline's tokenizers (word by default, BPE on
+//! request), each with its own vocabulary, optionally lowercased. Output goes back to text
+//! by the tokenizer's decoder (BPE) or by [`detokenize`] (words): the word tokenizer splits
+//! off every punctuation mark, and the detokenizer joins them back as written English and
+//! German do. Pairs with an empty side are skipped in training and validation (their count
+//! is reported); an empty source translates to an empty line.
+
+use super::{Decoding, Seq2Seq, Seq2SeqConfig, Specials};
+use crate::checkpoint::{self, Checkpointed, Meta};
+use crate::engine::attention::Score;
+use crate::engine::cell::CellKind;
+use crate::engine::init::Init;
+use crate::engine::param::Module;
+use crate::engine::rnn::RnnConfig;
+use crate::error::{Error, Result};
+use crate::task::{Eval, Selection, Stats, Task, TrainConfig};
+use crate::text::tokenizer::{Kind, Tokenizer, TrainOptions, BOS, EOS, PAD};
+use crate::text::vocab::Vocab;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const TASK: &str = "translate";
+
+/// Sentence pairs as ids: (source, target without specials).
+pub type IdPairs = Vec<(Vec<u32>, Vec<u32>)>;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrData {
+    /// `multi30k` with `src_lang`/`tgt_lang` (de, en) fills the files.
+    pub dataset: Option<String>,
+    pub src_lang: String,
+    pub tgt_lang: String,
+    /// (source, target) file pairs.
+    pub train: Option<(PathBuf, PathBuf)>,
+    pub valid: Option<(PathBuf, PathBuf)>,
+    pub test: Option<(PathBuf, PathBuf)>,
+    pub tokenizer: Kind,
+    pub vocab_size: Option<usize>,
+    pub min_freq: usize,
+    pub lowercase: bool,
+    pub batch: usize,
+    pub label_smoothing: f32,
+    /// How validation translates to compute BLEU (greedy: beam 1).
+    pub decoding: Decoding,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrRun {
+    pub data: TrData,
+    /// The model; vocabulary sizes are filled in from the training data.
+    pub model: Seq2SeqConfig,
+    pub train: TrainConfig,
+}
+
+impl TrRun {
+    /// The PyTorch seq2seq tutorial's Bahdanau model (bentrevett, tutorial 3): embeddings
+    /// 256, a bidirectional GRU encoder of 512 a direction, a GRU decoder of 512 with
+    /// additive attention, dropout 0.5, Adam 1e-3, clip 1, batches of 128, 10 epochs;
+    /// lowercased words with a minimum frequency of 2; greedy decoding capped at 25 tokens
+    /// for validation.
+    pub fn recipe() -> TrRun {
+        let mut enc = RnnConfig::new(CellKind::Gru, 256, 512, 1);
+        enc.bidirectional = true;
+        TrRun {
+            data: TrData {
+                dataset: None,
+                src_lang: "de".into(),
+                tgt_lang: "en".into(),
+                train: None,
+                valid: None,
+                test: None,
+                tokenizer: Kind::Word,
+                vocab_size: None,
+                min_freq: 2,
+                lowercase: true,
+                batch: 128,
+                label_smoothing: 0.0,
+                decoding: Decoding {
+                    beam: 1,
+                    alpha: 0.0,
+                    max_len_a: 0.0,
+                    max_len_b: 25,
+                    n_best: 1,
+                },
+            },
+            model: Seq2SeqConfig {
+                src_vocab: 0,
+                tgt_vocab: 0,
+                embed: 256,
+                encoder: enc,
+                decoder_cell: CellKind::Gru,
+                decoder_hidden: 512,
+                attention: Some(Score::Additive),
+                attn_dim: 512,
+                dropout: 0.5,
+                init: Init::Pytorch,
+            },
+            train: TrainConfig {
+                clip: 1.0,
+                patience: Some(3),
+                ..TrainConfig::default()
+            },
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        let d = &self.data;
+        if d.batch == 0 || d.min_freq == 0 || d.decoding.beam == 0 {
+            return Err(Error::config(
+                "batch size, min-freq and beam must be at least 1",
+            ));
+        }
+        if !(0.0..1.0).contains(&d.label_smoothing) {
+            return Err(Error::config("label smoothing must be in [0, 1)"));
+        }
+        let mut m = self.model.clone();
+        (m.src_vocab, m.tgt_vocab, m.encoder.input) = (4, 4, m.embed);
+        m.validate()
+    }
+
+    fn files(&self) -> Result<[Option<(PathBuf, PathBuf)>; 3]> {
+        let d = &self.data;
+        if d.train.is_some() {
+            return Ok([d.train.clone(), d.valid.clone(), d.test.clone()]);
+        }
+        match d.dataset.as_deref() {
+            Some("multi30k") => {
+                let dir = crate::data::resolve("multi30k")?;
+                let pair = |stem: &str| {
+                    Some((
+                        dir.join(format!("{stem}.{}", d.src_lang)),
+                        dir.join(format!("{stem}.{}", d.tgt_lang)),
+                    ))
+                };
+                Ok([pair("train"), pair("val"), pair("test_2016_flickr")])
+            }
+            Some(other) => Err(Error::Usage(format!(
+                "dataset {other} is not a translation corpus; use multi30k, or --train SRC TGT"
+            ))),
+            None => Err(Error::Usage(
+                "give --train SRC TGT or --data multi30k".into(),
+            )),
+        }
+    }
+
+    /// Every set: line-aligned pairs (different line counts are an error naming the line).
+    pub fn corpus(&self) -> Result<[Vec<(String, String)>; 3]> {
+        let files = self.files()?;
+        let read = |p: &Option<(PathBuf, PathBuf)>| -> Result<Vec<(String, String)>> {
+            match p {
+                Some((s, t)) => crate::text::corpus::read_parallel(s, t),
+                None => Ok(Vec::new()),
+            }
+        };
+        Ok([read(&files[0])?, read(&files[1])?, read(&files[2])?])
+    }
+
+    pub fn build(
+        &mut self,
+        corpus: &[Vec<(String, String)>; 3],
+        note: &mut dyn FnMut(String),
+    ) -> Result<TrTask> {
+        let d = &self.data;
+        let lower = |s: &str| {
+            if d.lowercase {
+                s.to_lowercase()
+            } else {
+                s.to_string()
+            }
+        };
+        let side = |k: usize| -> Result<Tokenizer> {
+            let texts: Vec<String> = corpus[0]
+                .iter()
+                .map(|p| lower(if k == 0 { &p.0 } else { &p.1 }))
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+            Tokenizer::train(
+                &refs,
+                &TrainOptions {
+                    kind: d.tokenizer,
+                    min_freq: d.min_freq,
+                    max_size: d.vocab_size,
+                },
+            )
+        };
+        let (src_tok, tgt_tok) = (side(0)?, side(1)?);
+        let m = &mut self.model;
+        (m.src_vocab, m.tgt_vocab, m.encoder.input) = (src_tok.len(), tgt_tok.len(), m.embed);
+        m.validate()?;
+        crate::task::check_memory(<Seq2Seq as Checkpointed>::num_params(m))?;
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(self.train.seed);
+        let model = Seq2Seq::new(self.model.clone(), &mut rng)?;
+        let mut task = TrTask {
+            model,
+            src_tok,
+            tgt_tok,
+            lowercase: d.lowercase,
+            label_smoothing: d.label_smoothing,
+            decoding: d.decoding,
+            batch: d.batch,
+            train: Vec::new(),
+            valid: Vec::new(),
+            valid_refs: Vec::new(),
+            batches: Vec::new(),
+        };
+        let (train, skipped) = task.encode_pairs(&corpus[0]);
+        let (valid, skipped_v) = task.encode_pairs(&corpus[1]);
+        if skipped + skipped_v > 0 {
+            note(format!(
+                "skipped {skipped} training and {skipped_v} validation pairs with an empty side"
+            ));
+        }
+        task.valid_refs = corpus[1]
+            .iter()
+            .filter(|p| !p.0.trim().is_empty() && !p.1.trim().is_empty())
+            .map(|p| p.1.clone())
+            .collect();
+        (task.train, task.valid) = (train, valid);
+        if task.train.is_empty() {
+            return Err(Error::config("no training pairs with both sides non-empty"));
+        }
+        Task::begin_epoch(&mut task, 1, 0);
+        Ok(task)
+    }
+}
+
+/// Joins word tokens back into text, undoing the word tokenizer's splits: no space before
+/// closing punctuation (`. , ! ? ; : ) ] } %`), none after opening brackets, none around
+/// `' - /` inside words (`it's`, `t-shirt`), and quotes hug what they enclose.
+pub fn detokenize(tokens: &[&str]) -> String {
+    let mut out = String::new();
+    let (mut glue_next, mut quote_open) = (false, false);
+    for &t in tokens {
+        let (left, right) = match t {
+            "." | "," | "!" | "?" | ";" | ":" | ")" | "]" | "}" | "%" => (true, false),
+            "(" | "[" | "{" | "$" => (false, true),
+            "'" | "-" | "/" => (true, true),
+            "\"" => (quote_open, !quote_open),
+            _ => (false, false),
+        };
+        if t == "\"" {
+            quote_open = !quote_open;
+        }
+        if !out.is_empty() && !left && !glue_next {
+            out.push(' ');
+        }
+        out.push_str(t);
+        glue_next = right;
+    }
+    out
+}
+
+/// The translation task for the shared trainer.
+pub struct TrTask {
+    pub model: Seq2Seq,
+    pub src_tok: Tokenizer,
+    pub tgt_tok: Tokenizer,
+    pub lowercase: bool,
+    pub label_smoothing: f32,
+    pub decoding: Decoding,
+    pub batch: usize,
+    pub train: IdPairs,
+    pub valid: IdPairs,
+    /// The validation targets as written, for BLEU.
+    pub valid_refs: Vec<String>,
+    batches: Vec<Vec<usize>>,
+}
+
+impl TrTask {
+    pub fn specials(&self) -> Specials {
+        specials(&self.tgt_tok)
+    }
+
+    fn prep(&self, s: &str) -> String {
+        if self.lowercase {
+            s.to_lowercase()
+        } else {
+            s.to_string()
+        }
+    }
+
+    pub fn encode_src(&self, s: &str) -> Vec<u32> {
+        self.src_tok.encode(&self.prep(s))
+    }
+
+    /// Pairs as ids, skipping those with an empty side; returns them and how many skipped.
+    pub fn encode_pairs(&self, pairs: &[(String, String)]) -> (IdPairs, usize) {
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        for (s, t) in pairs {
+            let (x, y) = (self.encode_src(s), self.tgt_tok.encode(&self.prep(t)));
+            if x.is_empty() || y.is_empty() {
+                skipped += 1;
+            } else {
+                out.push((x, y));
+            }
+        }
+        (out, skipped)
+    }
+
+    /// Target ids → text.
+    pub fn detok(&self, ids: &[u32]) -> String {
+        if self.tgt_tok.kind == Kind::Bpe {
+            return self.tgt_tok.decode(ids);
+        }
+        let toks: Vec<&str> = ids
+            .iter()
+            .map(|&i| {
+                self.tgt_tok
+                    .vocab
+                    .get(i as usize)
+                    .map_or("<unk>", |s| s.as_str())
+            })
+            .collect();
+        detokenize(&toks)
+    }
+
+    /// Translations of sources (ids), in batches sorted by length.
+    pub fn translate(
+        &mut self,
+        srcs: &[Vec<u32>],
+        d: &Decoding,
+        batch: usize,
+    ) -> Result<Vec<Vec<super::Hyp>>> {
+        let sp = self.specials();
+        let mut order: Vec<usize> = (0..srcs.len()).collect();
+        order.sort_by_key(|&i| srcs[i].len());
+        let mut out = vec![Vec::new(); srcs.len()];
+        for chunk in order.chunks(batch.max(1)) {
+            let b: Vec<&[u32]> = chunk.iter().map(|&i| &srcs[i][..]).collect();
+            let hyps = if d.beam <= 1 {
+                self.model
+                    .greedy(&b, d, sp)?
+                    .into_iter()
+                    .map(|h| vec![h])
+                    .collect()
+            } else {
+                self.model.beam_search(&b, d, sp)?
+            };
+            for (&i, h) in chunk.iter().zip(hyps) {
+                out[i] = h;
+            }
+        }
+        Ok(out)
+    }
+
+    fn batch_of(&self, set: &[(Vec<u32>, Vec<u32>)], idx: &[usize]) -> super::Batch {
+        let pairs: Vec<(&[u32], &[u32])> = idx
+            .iter()
+            .map(|&i| (&set[i].0[..], &set[i].1[..]))
+            .collect();
+        super::Batch::new(&pairs, self.specials())
+    }
+
+    pub fn meta(&self) -> Meta<Seq2SeqConfig> {
+        let mut s = self.src_tok.to_vocab();
+        let mut t = self.tgt_tok.to_vocab();
+        (s.lowercase, t.lowercase) = (self.lowercase, self.lowercase);
+        Meta::new(
+            TASK,
+            self.model.cfg.clone(),
+            [("source".to_string(), s), ("target".to_string(), t)].into(),
+        )
+    }
+}
+
+/// The decoder's special ids of a target tokenizer: `<pad>`, `<bos>` (or `<eos>` for a
+/// vocabulary without one, as BPE's), `<eos>`.
+pub fn specials(tok: &Tokenizer) -> Specials {
+    let eos = tok.id(EOS).unwrap_or(0);
+    Specials {
+        pad: tok.id(PAD).unwrap_or(tok.unk()),
+        bos: tok.id(BOS).unwrap_or(eos),
+        eos,
+    }
+}
+
+impl Task for TrTask {
+    fn name(&self) -> &'static str {
+        TASK
+    }
+    fn model(&mut self) -> &mut dyn Module {
+        &mut self.model
+    }
+    fn steps_per_epoch(&self) -> usize {
+        self.batches.len()
+    }
+    fn begin_epoch(&mut self, epoch: usize, seed: u64) {
+        let lengths: Vec<usize> = self.train.iter().map(|p| p.0.len()).collect();
+        self.batches = crate::text::batch::bucket_batches(&lengths, self.batch, seed, epoch);
+    }
+    fn train_step(&mut self, i: usize, rng: &mut dyn RngCore) -> Stats {
+        let bt = self.batch_of(&self.train, &self.batches[i].clone());
+        match self.model.loss(&bt, self.label_smoothing, true, rng) {
+            Ok((loss, count)) => Stats {
+                loss_sum: loss,
+                count,
+            },
+            Err(_) => Stats {
+                loss_sum: f64::NAN,
+                count: 1,
+            },
+        }
+    }
+    fn train_metrics(&self, s: &Stats) -> Vec<(String, f64)> {
+        vec![("ppl".into(), s.mean().exp())]
+    }
+    fn validate(&mut self) -> Option<Eval> {
+        if self.valid.is_empty() {
+            return None;
+        }
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+        let (mut loss, mut count) = (0.0, 0);
+        let idx: Vec<usize> = (0..self.valid.len()).collect();
+        for chunk in idx.chunks(self.batch.max(1)) {
+            let bt = self.batch_of(&self.valid, chunk);
+            if let Ok((l, n)) = self.model.loss(&bt, 0.0, false, &mut rng) {
+                loss += l;
+                count += n;
+            }
+        }
+        let srcs: Vec<Vec<u32>> = self.valid.iter().map(|p| p.0.clone()).collect();
+        let d = self.decoding;
+        let hyps = self.translate(&srcs, &d, 128).ok()?;
+        let text: Vec<String> = hyps.iter().map(|h| self.detok(&h[0].tokens)).collect();
+        let bleu = crate::metrics::bleu(&text, &self.valid_refs, self.lowercase).bleu;
+        let mean = loss / count.max(1) as f64;
+        Some(Eval {
+            loss: mean,
+            metrics: vec![("ppl".into(), mean.exp()), ("bleu".into(), bleu)],
+        })
+    }
+    fn selection(&self) -> Selection {
+        Selection {
+            metric: "bleu",
+            higher_is_better: true,
+        }
+    }
+    fn save(&mut self, path: &Path) -> Result<()> {
+        checkpoint::save(path, &self.model, &[], &self.meta().to_json())
+    }
+}
+
+impl Checkpointed for Seq2Seq {
+    const TASK: &'static str = TASK;
+    const VOCABS: &'static [&'static str] = &["source", "target"];
+    type Config = Seq2SeqConfig;
+    fn check(
+        cfg: &Seq2SeqConfig,
+        vocabs: &BTreeMap<String, Vocab>,
+    ) -> std::result::Result<(), String> {
+        cfg.validate().map_err(|e| e.to_string())?;
+        for (name, rows, field) in [
+            ("source", cfg.src_vocab, "src_vocab"),
+            ("target", cfg.tgt_vocab, "tgt_vocab"),
+        ] {
+            let n = vocabs[name].len();
+            if n != rows {
+                return Err(format!(
+                    "vocabulary {name:?} has {n} entries but model.{field} is {rows}"
+                ));
+            }
+        }
+        Ok(())
+    }
+    fn num_params(cfg: &Seq2SeqConfig) -> Option<u64> {
+        let m = |a: usize, b: usize| (a as u64).checked_mul(b as u64);
+        let (e, hd, eo, cd) = (
+            cfg.embed,
+            cfg.decoder_hidden,
+            cfg.encoder.output(),
+            cfg.context_dim(),
+        );
+        let att = match cfg.attention {
+            None | Some(Score::Dot) => 0,
+            Some(Score::General) => m(hd, cfg.key_dim())?,
+            Some(Score::Additive) => {
+                m(cfg.attn_dim, hd + cfg.key_dim())?.checked_add(cfg.attn_dim as u64)?
+            }
+        };
+        m(cfg.src_vocab, e)?
+            .checked_add(cfg.encoder.num_params()?)?
+            .checked_add(m(eo + 1, hd)?)?
+            .checked_add(if cfg.needs_projection() {
+                m(eo, hd)?
+            } else {
+                0
+            })?
+            .checked_add(att)?
+            .checked_add(m(cfg.tgt_vocab, e)?)?
+            .checked_add(cfg.decoder_rnn().num_params()?)?
+            .checked_add(m(cfg.tgt_vocab, hd + cd + e + 1)?)
+    }
+    fn build(cfg: Seq2SeqConfig) -> Seq2Seq {
+        Seq2Seq::new(
+            cfg,
+            &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0),
+        )
+        .expect("a checked config builds")
+    }
+}
+
+/// Loads a translator: the model and the task around it (tokenizers, lowercasing).
+pub fn load(path: &Path) -> Result<TrTask> {
+    let (model, mut meta) = checkpoint::load::<Seq2Seq>(path)?;
+    let s = meta.vocabs.remove("source").unwrap_or_default();
+    let t = meta.vocabs.remove("target").unwrap_or_default();
+    Ok(TrTask {
+        model,
+        src_tok: Tokenizer::from_vocab_record(&s, path)?,
+        tgt_tok: Tokenizer::from_vocab_record(&t, path)?,
+        lowercase: s.lowercase,
+        label_smoothing: 0.0,
+        decoding: Decoding::default(),
+        batch: 64,
+        train: Vec::new(),
+        valid: Vec::new(),
+        valid_refs: Vec::new(),
+        batches: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detokenizer_joins_punctuation_back() {
+        let t = |s: &str| detokenize(&s.split(' ').collect::<Vec<_>>());
+        assert_eq!(t("two men , one woman ."), "two men, one woman.");
+        assert_eq!(t("a dog ( brown ) runs !"), "a dog (brown) runs!");
+        assert_eq!(t("he said \" hello \" ."), "he said \"hello\".");
+        assert_eq!(t("it ' s 50 % off"), "it's 50% off");
+        assert_eq!(t("a t - shirt"), "a t-shirt");
+    }
+}
