@@ -360,3 +360,95 @@ pub fn claim_out(out: &Path, resume: bool, overwrite: bool) -> anyhow::Result<Ou
     }
     Ok(guard)
 }
+
+/// A run about to train: its record (the task's typed run), the train state it resumes
+/// from, and its folder.
+pub struct Start<R> {
+    pub run: R,
+    pub resume: Option<rnnkit::checkpoint::Loaded>,
+    pub out: PathBuf,
+}
+
+/// The start every `train` command shares: the run from the train state (`--resume`,
+/// keeping every saved option but the budgets), from a config.json (`--config`), or from the
+/// recipe, with the options given applied; threads set; the folder named.
+pub fn start<R: serde::de::DeserializeOwned>(
+    task: &str,
+    run: &RunArgs,
+    optim: &OptimArgs,
+    recipe: impl FnOnce() -> R,
+    apply: impl FnOnce(&mut R) -> anyhow::Result<()>,
+    train_of: impl FnOnce(&mut R) -> &mut TrainConfig,
+) -> anyhow::Result<Start<R>> {
+    use rnnkit::error::Error;
+    let bad = |p: &Path, e: serde_json::Error| Error::format(p, format!("bad run record: {e}"));
+    let (mut r, resume) = match &run.resume {
+        Some(dir) => {
+            let st = rnnkit::checkpoint::open(&rnnkit::train::state_path(dir))?;
+            let r: R =
+                serde_json::from_value(st.meta["run"].clone()).map_err(|e| bad(st.path(), e))?;
+            (r, Some(st))
+        }
+        None => {
+            let mut r = match &run.config {
+                Some(p) => serde_json::from_value(read_record(p, task)?).map_err(|e| bad(p, e))?,
+                None => recipe(),
+            };
+            apply(&mut r)?;
+            (r, None)
+        }
+    };
+    if resume.is_some() {
+        optim.apply_budgets(train_of(&mut r));
+    }
+    super::set_threads(run.threads);
+    let out = run
+        .out
+        .clone()
+        .or_else(|| run.resume.clone())
+        .ok_or_else(|| anyhow::anyhow!("--out DIR is required (or --resume DIR)"))?;
+    Ok(Start {
+        run: r,
+        resume,
+        out,
+    })
+}
+
+/// Trains `task` into the run's folder with the one trainer: claims the folder, writes
+/// config.json, shows a progress bar unless `--quiet`, draws the curves of `metric`.
+pub fn fit(
+    task: &mut dyn rnnkit::train::Task,
+    name: &str,
+    s: &Start<impl serde::Serialize>,
+    cfg: &TrainConfig,
+    args: &RunArgs,
+    metric: &'static str,
+) -> anyhow::Result<rnnkit::train::Summary> {
+    use rnnkit::train;
+    let record = serde_json::to_value(&s.run)?;
+    let _lock = claim_out(&s.out, args.resume.is_some(), args.overwrite)?;
+    train::write_json(&s.out.join(train::CONFIG_FILE), &run_record(name, &record))?;
+    let mut bar = train::ProgressBar::default();
+    let mut curves = train::Curves { metric };
+    let mut observers: Vec<&mut dyn train::Observer> = vec![&mut curves];
+    if !args.quiet {
+        observers.push(&mut bar);
+    }
+    Ok(train::train(
+        task,
+        cfg,
+        &s.out,
+        &record,
+        s.resume.as_ref(),
+        &mut observers,
+    )?)
+}
+
+/// Prints a library remark (pretrained coverage, skipped pairs) unless `--quiet`.
+pub fn note(quiet: bool) -> impl FnMut(String) {
+    move |m| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    }
+}

@@ -1,10 +1,9 @@
 //! `rnnkit lm train | eval | generate`.
 
 use super::common::{self, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rnnkit::engine::init::Init;
-use rnnkit::error::Error;
 use rnnkit::task::lm::run::{LmRun, Preset};
 use rnnkit::task::lm::{EmbedInit, Sampling, TASK};
 use rnnkit::text::tokenizer::Kind;
@@ -180,63 +179,21 @@ pub fn run(c: LmCmd) -> anyhow::Result<()> {
 }
 
 fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
-    let (mut run, resume_state) = match &a.run.resume {
-        Some(dir) => {
-            let st = rnnkit::checkpoint::open(&train::state_path(dir))?;
-            let run: LmRun = serde_json::from_value(st.meta["run"].clone())
-                .map_err(|e| Error::format(st.path(), format!("bad run record: {e}")))?;
-            (run, Some(st))
-        }
-        None => {
-            let mut run = match &a.run.config {
-                Some(p) => serde_json::from_value(common::read_record(p, TASK)?)
-                    .map_err(|e| Error::format(p, format!("bad run record: {e}")))?,
-                None => LmRun::recipe(a.preset),
-            };
-            a.apply(&mut run)?;
-            (run, None)
-        }
-    };
-    if resume_state.is_some() {
-        // A resumed run keeps every saved option but its budgets.
-        a.optim.apply_budgets(&mut run.train);
-    }
-    run.validate()?;
-    let resume_state_given = a.run.resume.is_some();
-    super::set_threads(a.run.threads);
-    let out = a
-        .run
-        .out
-        .clone()
-        .or_else(|| a.run.resume.clone())
-        .ok_or_else(|| anyhow!("--out DIR is required (or --resume DIR)"))?;
+    let mut st = common::start(
+        TASK,
+        &a.run,
+        &a.optim,
+        || LmRun::recipe(a.preset),
+        |r| a.apply(r),
+        |r| &mut r.train,
+    )?;
+    st.run.validate()?;
+    let run = &mut st.run;
     let corpus = run.corpus()?;
-    let quiet = a.run.quiet;
-    let mut task = run.build(&corpus, &mut |m| {
-        if !quiet {
-            eprintln!("{m}");
-        }
-    })?;
-    let record = serde_json::to_value(&run)?;
-    let _lock = common::claim_out(&out, resume_state_given, a.run.overwrite)?;
-    train::write_json(
-        &out.join(train::CONFIG_FILE),
-        &common::run_record(TASK, &record),
-    )?;
-    let mut bar = train::ProgressBar::default();
-    let mut curves = train::Curves { metric: "loss" };
-    let mut observers: Vec<&mut dyn train::Observer> = vec![&mut curves];
-    if !quiet {
-        observers.push(&mut bar);
-    }
-    let summary = train::train(
-        &mut task,
-        &run.train,
-        &out,
-        &record,
-        resume_state.as_ref(),
-        &mut observers,
-    )?;
+    let mut task = run.build(&corpus, &mut common::note(a.run.quiet))?;
+    let train_cfg = run.train.clone();
+    let summary = common::fit(&mut task, TASK, &st, &train_cfg, &a.run, "loss")?;
+    let out = &st.out;
     // Test loss of the best checkpoint.
     let (mut best, _) = rnnkit::task::lm::load(&out.join(train::MODEL_FILE))?;
     let test = match &corpus.test {
