@@ -2,26 +2,10 @@
 //! hundred SST-2 sentences (when RNNKIT_DATA_DIR has them; otherwise a small generated TSV),
 //! then evaluates and predicts.
 
+mod common;
+
+use common::{assert_user_error, last_json, run, s, tmp};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rnnkit"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rnnkit-cls-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 fn generated(n: usize) -> String {
     let good = [
@@ -64,29 +48,6 @@ fn corpus(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&t, train).unwrap();
     std::fs::write(&v, valid).unwrap();
     (t, v)
-}
-
-fn last_json(o: &Output) -> serde_json::Value {
-    let out = String::from_utf8_lossy(&o.stdout);
-    let line = out
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("no stdout; stderr: {}", String::from_utf8_lossy(&o.stderr)));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-}
-
-fn assert_user_error(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
-    assert!(
-        err.contains(needle),
-        "stderr {err:?} should mention {needle:?}"
-    );
-    assert_eq!(
-        err.trim().lines().count(),
-        1,
-        "one-line error expected: {err}"
-    );
 }
 
 /// Train with each pooling, evaluate (JSON with the confusion matrix, PNG heatmap), predict

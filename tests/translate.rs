@@ -2,26 +2,10 @@
 //! hundred Multi30k pairs (when RNNKIT_DATA_DIR has them; otherwise a small generated
 //! parallel corpus), then evaluates and translates, with attention maps.
 
+mod common;
+
+use common::{assert_user_error, last_json, run, s, tmp};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rnnkit"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rnnkit-tr-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 fn corpus(dir: &Path) -> [PathBuf; 4] {
     let data = std::env::var_os("RNNKIT_DATA_DIR").map(PathBuf::from);
@@ -63,29 +47,6 @@ fn corpus(dir: &Path) -> [PathBuf; 4] {
     std::fs::write(&paths[2], head(&de)).unwrap();
     std::fs::write(&paths[3], head(&en)).unwrap();
     paths
-}
-
-fn last_json(o: &Output) -> serde_json::Value {
-    let out = String::from_utf8_lossy(&o.stdout);
-    let line = out
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("no stdout; stderr: {}", String::from_utf8_lossy(&o.stderr)));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-}
-
-fn assert_user_error(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
-    assert!(
-        err.contains(needle),
-        "stderr {err:?} should mention {needle:?}"
-    );
-    assert_eq!(
-        err.trim().lines().count(),
-        1,
-        "one-line error expected: {err}"
-    );
 }
 
 /// Train a tiny model, evaluate it, translate its sources (an empty line and a source longer
