@@ -107,6 +107,12 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
     cfg.dropout = a.embed.dropout.unwrap_or(0.0);
     cfg.rnn.input = cfg.embed;
     cfg.validate()?;
+    if a.batch_size == Some(0) || a.bptt == Some(0) || a.steps == Some(0) {
+        anyhow::bail!("--batch-size, --bptt and --steps must be at least 1");
+    }
+    rnnkit::task::check_memory(
+        <LanguageModel as rnnkit::checkpoint::Checkpointed>::num_params(&cfg),
+    )?;
     let (b, t) = (a.batch_size.unwrap_or(b), a.bptt.unwrap_or(t));
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let mut model = LanguageModel::new(cfg.clone(), &mut rng);
@@ -187,6 +193,9 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
 /// (tagger), 17 tags (CoNLL in BIOES) or 2 classes.
 fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
     use rnnkit::task::{classify, tag as tagger};
+    if a.steps == 0 || a.length == Some(0) {
+        anyhow::bail!("--steps and --length must be at least 1");
+    }
     super::set_threads(a.threads);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let (b, t) = (
