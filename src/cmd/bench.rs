@@ -1,4 +1,4 @@
-//! `rnnkit bench lm | generate | tag | classify`: throughput on synthetic token ids, no
+//! `rnnkit bench lm | generate | tag | classify | translate`: throughput on synthetic token ids, no
 //! data needed. `lm` is timed the way ../shared/bench/torch_lm_bench.py times PyTorch (3
 //! warm-up steps, then full steps of forward, backward, clip 5 and an SGD update); `tag` and
 //! `classify` the way tools/torch_tag_bench.py times PyTorch's equivalents (the same
@@ -23,6 +23,43 @@ pub enum BenchCmd {
     Tag(TaskBenchArgs),
     /// Training and inference sentences/s of the SST-2 classifier (BiLSTM, max pooling).
     Classify(TaskBenchArgs),
+    /// Training target tokens/s, greedy and beam decoding sentences/s of the Multi30k
+    /// translator (BiGRU encoder, GRU decoder with attention, tutorial 3's sizes).
+    Translate(TrBenchArgs),
+}
+
+/// The synthetic workload of `bench translate`, the same as tools/torch_translate_bench.py's:
+/// Multi30k's vocabulary sizes (De 7,882, En 5,898 words) and sentences of random ids.
+#[derive(Args)]
+pub struct TrBenchArgs {
+    /// Attention: additive, general, dot or none.
+    #[arg(long, default_value = "additive")]
+    pub attention: String,
+    /// Sentence pairs per training batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Source and target tokens a sentence (Multi30k averages about 13 and 14).
+    #[arg(long, default_value_t = 14)]
+    pub length: usize,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Sentences decoded, greedy and with the beam, in batches of --decode-batch.
+    #[arg(long, default_value_t = 256)]
+    pub sentences: usize,
+    #[arg(long, default_value_t = 128)]
+    pub decode_batch: usize,
+    #[arg(long, default_value_t = 5)]
+    pub beam: usize,
+    /// Length cap of a translation in tokens (a random model seldom stops before it).
+    #[arg(long, default_value_t = 25)]
+    pub max_len: usize,
+    /// Threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the results as one JSON object, the last line of the output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The synthetic workload of `bench tag` and `bench classify`, the same as
@@ -95,6 +132,7 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Generate(a) => (true, a),
         BenchCmd::Tag(a) => return task_bench(true, a),
         BenchCmd::Classify(a) => return task_bench(false, a),
+        BenchCmd::Translate(a) => return translate_bench(a),
     };
     super::set_threads(a.threads);
     let (v, h, b, t, steps) = shape(a.preset);
@@ -267,6 +305,98 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
     } else {
         println!(
             "{name:24} train {train_rate:8.0} sentences/s   infer {infer_rate:8.0} sentences/s   (peak RSS {rss:.0} MiB, {threads} threads)"
+        );
+    }
+    Ok(())
+}
+
+fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
+    use rnnkit::task::translate::{run::TrRun, Batch, Decoding, Seq2Seq, Specials};
+    if [
+        a.batch_size,
+        a.length,
+        a.steps,
+        a.sentences,
+        a.decode_batch,
+        a.beam,
+        a.max_len,
+    ]
+    .contains(&0)
+    {
+        anyhow::bail!("--batch-size, --length, --steps, --sentences, --decode-batch, --beam and --max-len must be at least 1");
+    }
+    super::set_threads(a.threads);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut cfg = TrRun::recipe().model;
+    (cfg.src_vocab, cfg.tgt_vocab) = (7882, 5898);
+    cfg.attention = match a.attention.as_str() {
+        "none" => None,
+        s => Some(s.parse()?),
+    };
+    let mut m = Seq2Seq::new(cfg.clone(), &mut rng)?;
+    let sp = Specials {
+        pad: 0,
+        bos: 2,
+        eos: 3,
+    };
+    let sent = |rng: &mut rand::rngs::StdRng, v: usize| -> Vec<u32> {
+        (0..a.length)
+            .map(|_| rng.random_range(4..v as u32))
+            .collect()
+    };
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..a.batch_size)
+        .map(|_| (sent(&mut rng, cfg.src_vocab), sent(&mut rng, cfg.tgt_vocab)))
+        .collect();
+    let refs: Vec<(&[u32], &[u32])> = pairs.iter().map(|(x, y)| (&x[..], &y[..])).collect();
+    let bt = Batch::new(&refs, sp);
+    let mut opt = Optimizer::new(OptimKind::named("adam", 0.0, None)?, 1e-3);
+    m.zero_grad();
+    let mut failed = None;
+    let secs = time_steps(a.steps, || {
+        if let Err(e) = m.loss(&bt, 0.0, true, &mut rng) {
+            failed = Some(e);
+        }
+        opt.step(&mut m, 1.0);
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let train_rate = (a.batch_size * (a.length + 1) * a.steps) as f64 / secs;
+    let srcs: Vec<Vec<u32>> = (0..a.sentences)
+        .map(|_| sent(&mut rng, cfg.src_vocab))
+        .collect();
+    let mut decode = |beam: usize| -> anyhow::Result<f64> {
+        let d = Decoding {
+            beam,
+            max_len_b: a.max_len,
+            ..Decoding::default()
+        };
+        let start = Instant::now();
+        for chunk in srcs.chunks(a.decode_batch) {
+            let b: Vec<&[u32]> = chunk.iter().map(|x| &x[..]).collect();
+            match beam {
+                1 => drop(m.greedy(&b, &d, sp)?),
+                _ => drop(m.beam_search(&b, &d, sp)?),
+            }
+        }
+        Ok(a.sentences as f64 / start.elapsed().as_secs_f64())
+    };
+    decode(1)?; // warm-up
+    let greedy = decode(1)?;
+    let beam = decode(a.beam)?;
+    let rss = peak_rss_mib();
+    let threads = rnnkit::engine::ops::threads();
+    let name = format!("seq2seq-bigru-{}", a.attention);
+    if a.json {
+        super::print_json(&serde_json::json!({"name": name,
+            "train_target_tokens_per_s": train_rate, "greedy_sentences_per_s": greedy,
+            "beam_sentences_per_s": beam, "beam": a.beam, "peak_rss_mib": rss,
+            "threads": threads, "params": m.num_params(), "batch": a.batch_size,
+            "length": a.length, "max_len": a.max_len}));
+    } else {
+        println!(
+            "{name:24} train {train_rate:8.0} target tokens/s   greedy {greedy:6.1} sentences/s   beam-{} {beam:6.1} sentences/s   (peak RSS {rss:.0} MiB, {threads} threads)",
+            a.beam
         );
     }
     Ok(())

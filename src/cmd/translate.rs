@@ -70,6 +70,7 @@ impl DecodeArgs {
             max_len_a: self.max_len_a,
             max_len_b: self.max_len_b,
             n_best: n_best.clamp(1, self.beam),
+            attention: false,
         })
     }
 }
@@ -317,7 +318,10 @@ fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
         None => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
     };
     let srcs: Vec<Vec<u32>> = lines.iter().map(|l| task.encode_src(l)).collect();
-    let d = a.decode.decoding(a.n_best)?;
+    let d = Decoding {
+        attention: a.attention_map.is_some() || a.json,
+        ..a.decode.decoding(a.n_best)?
+    };
     // An empty source translates to an empty line.
     let nonempty: Vec<usize> = (0..srcs.len()).filter(|&i| !srcs[i].is_empty()).collect();
     let todo: Vec<Vec<u32>> = nonempty.iter().map(|&i| srcs[i].clone()).collect();

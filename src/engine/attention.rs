@@ -15,7 +15,7 @@
 //! additive W `[A, Dq]`), `{p}.key_weight` (additive U `[A, Dk]`), `{p}.v` (additive `[A]`).
 
 use super::init;
-use super::ops::{dot, matmul};
+use super::ops::{dot, matmul, tanh};
 use super::param::{Module, Param};
 use crate::error::{Error, Result};
 use rand::RngCore;
@@ -177,16 +177,7 @@ impl Attention {
                 let mut wq = vec![0.0; b * a];
                 matmul(b, a, self.query_dim, &mut wq, q, false, w, true, false);
                 proj = vec![0.0; t * b * a];
-                for j in 0..b {
-                    for i in 0..k.lengths[j] {
-                        let p = &mut proj[(i * b + j) * a..(i * b + j + 1) * a];
-                        let uy = &k.uy[(i * b + j) * a..(i * b + j + 1) * a];
-                        for (m, pv) in p.iter_mut().enumerate() {
-                            *pv = (wq[j * a + m] + uy[m]).tanh();
-                        }
-                        scores[j * t + i] = dot(p, v);
-                    }
-                }
+                additive_scores(&mut proj, &mut scores, &wq, &k.uy, v, k.lengths, t);
             }
         }
         let mut alpha = vec![0.0; b * t];
@@ -295,19 +286,9 @@ impl Attention {
                 // s_i = v·h_i, h_i = tanh(W q + U y_i): dv += Σ ds_i h_i;
                 // dpre_i = ds_i v ∘ (1 − h_i²), summed over i for W q, kept per i for U y.
                 let mut dwq = vec![0.0; b * a];
-                for j in 0..b {
-                    for i in 0..k.lengths[j] {
-                        let g = ds[j * t + i];
-                        let h = &c.proj[(i * b + j) * a..(i * b + j + 1) * a];
-                        let duy = &mut k.duy[(i * b + j) * a..(i * b + j + 1) * a];
-                        for m in 0..a {
-                            v.g[m] += g * h[m];
-                            let dpre = g * v.w[m] * (1.0 - h[m] * h[m]);
-                            dwq[j * a + m] += dpre;
-                            duy[m] += dpre;
-                        }
-                    }
-                }
+                additive_backward(
+                    &mut dwq, &mut k.duy, &mut v.g, &v.w, &c.proj, &ds, k.lengths, t,
+                );
                 let w = self.weight.as_mut().expect("additive weight");
                 // W q (W [A, Dq]): dW += dwqᵀ q, dq += dwq W.
                 matmul(a, dq_dim, b, &mut w.g, &dwq, true, &c.q, false, true);
@@ -323,6 +304,94 @@ impl Attention {
             let (a, dk, n) = (u.shape[0], self.key_dim, k.t * k.b);
             matmul(a, dk, n, &mut u.g, &k.duy, true, k.y, false, true);
             matmul(n, dk, a, dy, &k.duy, false, &u.w, false, true);
+        }
+    }
+}
+
+crate::multiversion!(
+    /// Additive scores: `h_ji = tanh(wq_j + uy_ji)` into `proj [T, B, A]` and
+    /// `scores[j·T + i] = v·h_ji` over each row's real positions (`wq [B, A]`, `uy [T, B, A]`).
+    fn additive_scores(
+        proj: &mut [f32],
+        scores: &mut [f32],
+        wq: &[f32],
+        uy: &[f32],
+        v: &[f32],
+        lengths: &[usize],
+        t: usize
+    ) => additive_scores_body
+);
+
+#[inline(always)]
+fn additive_scores_body(
+    proj: &mut [f32],
+    scores: &mut [f32],
+    wq: &[f32],
+    uy: &[f32],
+    v: &[f32],
+    lengths: &[usize],
+    t: usize,
+) {
+    let (a, b) = (v.len(), lengths.len());
+    for (j, &n) in lengths.iter().enumerate() {
+        let q = &wq[j * a..(j + 1) * a];
+        for i in 0..n {
+            let r = (i * b + j) * a..(i * b + j + 1) * a;
+            let p = &mut proj[r.clone()];
+            for ((pv, &x), &u) in p.iter_mut().zip(q).zip(&uy[r]) {
+                *pv = tanh(x + u);
+            }
+            scores[j * t + i] = dot(p, v);
+        }
+    }
+}
+
+crate::multiversion!(
+    /// Backward of [`additive_scores`] given `ds [B, T]`: `dv += Σ ds_ji h_ji`, and
+    /// `dpre = ds_ji v ∘ (1 − h_ji²)` summed over i into `dwq [B, A]`, kept per i in `duy`.
+    fn additive_backward(
+        dwq: &mut [f32],
+        duy: &mut [f32],
+        dv: &mut [f32],
+        v: &[f32],
+        proj: &[f32],
+        ds: &[f32],
+        lengths: &[usize],
+        t: usize
+    ) => additive_backward_body
+);
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn additive_backward_body(
+    dwq: &mut [f32],
+    duy: &mut [f32],
+    dv: &mut [f32],
+    v: &[f32],
+    proj: &[f32],
+    ds: &[f32],
+    lengths: &[usize],
+    t: usize,
+) {
+    let (a, b) = (v.len(), lengths.len());
+    for (j, &n) in lengths.iter().enumerate() {
+        let dq = &mut dwq[j * a..(j + 1) * a];
+        for i in 0..n {
+            let g = ds[j * t + i];
+            let r = (i * b + j) * a..(i * b + j + 1) * a;
+            let h = &proj[r.clone()];
+            for ((((dvm, &vm), &hm), dqm), du) in dv
+                .iter_mut()
+                .zip(v)
+                .zip(h)
+                .zip(dq.iter_mut())
+                .zip(&mut duy[r])
+            {
+                *dvm += g * hm;
+                let dpre = g * vm * (1.0 - hm * hm);
+                *dqm += dpre;
+                *du += dpre;
+            }
         }
     }
 }

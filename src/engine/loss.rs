@@ -136,6 +136,28 @@ fn softmax_body(row: &mut [f32]) -> (f64, f32) {
     softmax_scaled(row, 1.0)
 }
 
+crate::multiversion!(
+    /// Replaces `row` by log softmax(row) = row − log Σ exp(row), without a logarithm per
+    /// element: the decoder takes it over the whole vocabulary for every beam at every step.
+    pub fn log_softmax_in_place(row: &mut [f32]) => log_softmax_body
+);
+
+#[inline(always)]
+fn log_softmax_body(row: &mut [f32]) {
+    let m = row_max(row);
+    let mut acc = [0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += fast_exp(c[i] - m);
+        }
+    }
+    let s: f32 = acc.iter().sum::<f32>() + rest.iter().map(|&x| fast_exp(x - m)).sum::<f32>();
+    let lse = m + s.ln();
+    row.iter_mut().for_each(|x| *x -= lse);
+}
+
 /// max(row) over eight lanes.
 #[inline(always)]
 fn row_max(row: &[f32]) -> f32 {
@@ -176,4 +198,27 @@ fn softmax_scaled(row: &mut [f32], scale: f32) -> (f64, f32) {
         *x *= inv;
     }
     (m as f64 + (s as f64).ln(), m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// log softmax equals the log of softmax, also for rows whose tail underflows in
+    /// softmax and for lengths that are not a multiple of the eight lanes.
+    #[test]
+    fn log_softmax_is_the_log_of_softmax() {
+        for n in [1, 7, 8, 13, 5898] {
+            let row: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.7)
+                .collect();
+            let mut lp = row.clone();
+            log_softmax_in_place(&mut lp);
+            let m = row.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x as f64));
+            let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+            for (x, l) in row.iter().zip(&lp) {
+                assert!((*l as f64 - (*x as f64 - lse)).abs() < 1e-4, "n {n}");
+            }
+        }
+    }
 }

@@ -27,12 +27,13 @@ use crate::engine::embedding::Embedding;
 use crate::engine::encoder::{Encoder, EncoderCache};
 use crate::engine::init::Init;
 use crate::engine::linear::Linear;
-use crate::engine::loss::softmax_in_place;
+use crate::engine::loss::{log_softmax_in_place, softmax_in_place};
 use crate::engine::param::{Module, Param};
 use crate::engine::rnn::{Rnn, RnnConfig, State};
 use crate::engine::step::{StepTrace, Stepper};
 use crate::error::{Error, Result};
 use rand::RngCore;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -320,13 +321,16 @@ impl Seq2Seq {
         let count = bt.tgt_out.iter().filter(|&&y| y != IGNORE).count();
         let mut loss = 0.0;
         struct StepRec {
-            z: Vec<f32>,
             z_mask: Option<Mask>,
             att: Option<StepCache>,
             trace: StepTrace,
-            out_in: Vec<f32>,
-            dlogits: Vec<f32>,
         }
+        // The output layer reads (s_t, d_t, z_t) and feeds nothing back into the recurrence,
+        // so it runs once after the loop over the real (non-padding) positions only: one
+        // `[n, out_in] × [out_in, V]` product instead of T products of B rows, with padding
+        // rows never computed. `rows[r]` is row r's batch slot, `starts[τ]` its first row.
+        let mut oi = Vec::with_capacity(count * out_in);
+        let (mut rows, mut starts) = (Vec::with_capacity(count), Vec::with_capacity(t + 1));
         let mut recs = Vec::with_capacity(t);
         for tau in 0..t {
             let ids = &bt.tgt_in[tau * b..(tau + 1) * b];
@@ -353,22 +357,27 @@ impl Seq2Seq {
                 x.extend_from_slice(ctx.get(j * cd..(j + 1) * cd).unwrap_or(&[]));
             }
             let (s_t, trace) = stepper.step_train(&self.decoder, &x, b, &mut state)?;
-            let mut oi = Vec::with_capacity(b * out_in);
+            starts.push(rows.len());
             for j in 0..b {
+                if bt.tgt_out[tau * b + j] == IGNORE {
+                    continue;
+                }
+                rows.push(j);
                 oi.extend_from_slice(&s_t[j * hd..(j + 1) * hd]);
                 oi.extend_from_slice(ctx.get(j * cd..(j + 1) * cd).unwrap_or(&[]));
                 oi.extend_from_slice(&z[j * e..(j + 1) * e]);
             }
-            let mut logits = vec![0.0; b * v];
-            self.output.forward(&oi, &mut logits);
-            let targets = &bt.tgt_out[tau * b..(tau + 1) * b];
-            for (row, &y) in logits.chunks_exact_mut(v).zip(targets) {
-                if y == IGNORE {
-                    row.fill(0.0);
-                    continue;
-                }
-                let (lse, _) = softmax_in_place(row);
-                let _ = lse;
+            recs.push(StepRec { z_mask, att, trace });
+        }
+        starts.push(rows.len());
+        let n = rows.len();
+        let mut logits = vec![0.0; n * v];
+        self.output.forward(&oi, &mut logits);
+        let k = 1.0 / count.max(1) as f32;
+        for (tau, w) in starts.windows(2).enumerate() {
+            let targets = rows[w[0]..w[1]].iter().map(|&j| bt.tgt_out[tau * b + j]);
+            for (row, y) in logits[w[0] * v..w[1] * v].chunks_exact_mut(v).zip(targets) {
+                softmax_in_place(row);
                 // −Σ q log p with q = (1−ε) one-hot + ε/V; d/dlogits = p − q.
                 let mut l = -(1.0 - eps as f64) * (row[y as usize].max(1e-30) as f64).ln();
                 if eps > 0.0 {
@@ -378,32 +387,26 @@ impl Seq2Seq {
                 loss += l;
                 row.iter_mut().for_each(|p| *p -= eps / v as f32);
                 row[y as usize] -= 1.0 - eps;
-                let k = 1.0 / count.max(1) as f32;
                 row.iter_mut().for_each(|p| *p *= k);
             }
-            recs.push(StepRec {
-                z,
-                z_mask,
-                att,
-                trace,
-                out_in: oi,
-                dlogits: logits,
-            });
         }
         if !train {
             self.stepper = Some(stepper);
             return Ok((loss, count));
         }
+        let mut doi = vec![0.0; n * out_in];
+        self.output.backward(&oi, &logits, Some(&mut doi));
+        drop((oi, logits));
         // Backward through the steps in reverse.
         let mut dstate = self.decoder.zero_state(b);
         let mut dkeys = vec![0.0; encd.keys.len()];
         for (tau, r) in recs.into_iter().enumerate().rev() {
-            let mut doi = vec![0.0; b * out_in];
-            self.output.backward(&r.out_in, &r.dlogits, Some(&mut doi));
             let (mut ds, mut dctx, mut dz) =
                 (vec![0.0; b * hd], vec![0.0; b * cd], vec![0.0; b * e]);
-            for j in 0..b {
-                let row = &doi[j * out_in..(j + 1) * out_in];
+            for (row, &j) in doi[starts[tau] * out_in..starts[tau + 1] * out_in]
+                .chunks_exact(out_in)
+                .zip(&rows[starts[tau]..starts[tau + 1]])
+            {
                 ds[j * hd..(j + 1) * hd].copy_from_slice(&row[..hd]);
                 dctx[j * cd..(j + 1) * cd].copy_from_slice(&row[hd..hd + cd]);
                 dz[j * e..(j + 1) * e].copy_from_slice(&row[hd + cd..]);
@@ -427,7 +430,6 @@ impl Seq2Seq {
             dropout::backward(&mut dz, r.z_mask.as_ref());
             let ids = &bt.tgt_in[tau * b..(tau + 1) * b];
             self.tgt_emb.backward(ids, &dz);
-            let _ = r.z;
         }
         if let (Some(a), Some(k)) = (&mut self.attention, &keys) {
             a.finish(k, &mut dkeys);
@@ -487,6 +489,10 @@ pub struct Decoding {
     pub max_len_b: usize,
     /// Hypotheses to return a sentence (at most `beam`).
     pub n_best: usize,
+    /// Keep each hypothesis's attention rows (for maps and JSON output); off, a beam does
+    /// not copy them from parent to child at every step.
+    #[serde(default)]
+    pub attention: bool,
 }
 
 impl Default for Decoding {
@@ -497,6 +503,7 @@ impl Default for Decoding {
             max_len_a: 1.5,
             max_len_b: 10,
             n_best: 1,
+            attention: false,
         }
     }
 }
@@ -527,7 +534,7 @@ impl Seq2Seq {
             .collect();
         let mut done = vec![false; srcs.len()];
         let caps: Vec<usize> = srcs.iter().map(|x| cap(d, x.len())).collect();
-        self.decode_steps(srcs, 1, sp, |t, logp, alpha, _parents| {
+        self.decode_steps(srcs, 1, d.attention, sp, |t, logp, alpha, _parents| {
             let v = logp.len() / srcs.len();
             let mut next = Vec::with_capacity(srcs.len());
             for (j, h) in live.iter_mut().enumerate() {
@@ -588,7 +595,7 @@ impl Seq2Seq {
             .collect();
         let mut finished: Vec<Vec<Hyp>> = vec![Vec::new(); b];
         let norm = |lp: f64, len: usize| lp / ((len as f64).powf(d.alpha as f64));
-        self.decode_steps(srcs, k, sp, |t, logp, alpha, _| {
+        self.decode_steps(srcs, k, d.attention, sp, |t, logp, alpha, _| {
             let v = logp.len() / (b * k);
             let mut next_tokens = vec![sp.eos; b * k];
             let mut parents = vec![0usize; b * k];
@@ -696,6 +703,7 @@ impl Seq2Seq {
         &mut self,
         srcs: &[&[u32]],
         k: usize,
+        keep_attention: bool,
         sp: Specials,
         mut choose: impl FnMut(usize, &[f32], &[Vec<f32>], &[usize]) -> (Vec<u32>, Vec<usize>, bool),
     ) -> Result<()> {
@@ -749,12 +757,15 @@ impl Seq2Seq {
                 (Some(a), Some(kk)) => {
                     let (c, cache) = a.step(&state.h, kk);
                     // Each row over its own sentence's tokens (the batch pads to the longest).
-                    let rows = cache
-                        .alpha
-                        .chunks_exact(s)
-                        .zip(&lengths)
-                        .map(|(r, &n)| r[..n].to_vec())
-                        .collect();
+                    let rows = match keep_attention {
+                        true => cache
+                            .alpha
+                            .chunks_exact(s)
+                            .zip(&lengths)
+                            .map(|(r, &n)| r[..n].to_vec())
+                            .collect(),
+                        false => Vec::new(),
+                    };
                     (c, rows)
                 }
                 _ => (Vec::new(), Vec::new()),
@@ -774,12 +785,7 @@ impl Seq2Seq {
             }
             let mut logp = vec![0.0; n * v];
             self.output.forward(&oi, &mut logp);
-            for row in logp.chunks_exact_mut(v) {
-                let (lse, m) = softmax_in_place(row);
-                let _ = m;
-                let _ = lse;
-                row.iter_mut().for_each(|p| *p = p.max(1e-30).ln());
-            }
+            logp.par_chunks_mut(v).for_each(log_softmax_in_place);
             let (next, par, done) = choose(t, &logp, &alpha, &parents);
             if done {
                 break;
@@ -892,6 +898,7 @@ mod tests {
             let d = Decoding {
                 beam: 1,
                 alpha: 0.0,
+                attention: true,
                 ..Decoding::default()
             };
             let g = m.greedy(&srcs, &d, sp).unwrap();

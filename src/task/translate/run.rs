@@ -86,6 +86,7 @@ impl TrRun {
                     max_len_a: 0.0,
                     max_len_b: 25,
                     n_best: 1,
+                    attention: false,
                 },
             },
             model: Seq2SeqConfig {
