@@ -40,6 +40,16 @@ pub struct Progress {
     /// Why the run ended early, if it did (`"patience"`, `"budget"`).
     #[serde(default)]
     pub stopped: Option<String>,
+    /// Length of metrics.jsonl when this state was saved. A run resumed after a crash
+    /// cuts what was logged after it, since it runs and logs those steps again.
+    #[serde(default)]
+    pub metrics_bytes: Option<u64>,
+    /// The epoch's training loss so far, and the part of it since the last logged step:
+    /// saved so that a run resumed mid-epoch logs the means an unbroken run would.
+    #[serde(default)]
+    pub epoch_stats: Stats,
+    #[serde(default)]
+    pub window: Stats,
 }
 
 pub struct Summary {
@@ -168,6 +178,9 @@ pub fn train(
         wall_s: 0.0,
         opt_step: 0,
         stopped: None,
+        metrics_bytes: None,
+        epoch_stats: Stats::default(),
+        window: Stats::default(),
     };
     if let Some(st) = resume {
         if st.meta["task"] != task.name() {
@@ -190,6 +203,14 @@ pub fn train(
         restore(task, &mut opt, &prog, st)?;
     }
     let metrics_path = out.join("metrics.jsonl");
+    if let Some(n) = prog.metrics_bytes {
+        let f = std::fs::OpenOptions::new().write(true).open(&metrics_path);
+        if let Ok(f) = f {
+            if f.metadata().is_ok_and(|m| m.len() > n) {
+                f.set_len(n).map_err(|e| Error::io(&metrics_path, e))?;
+            }
+        }
+    }
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -225,8 +246,9 @@ pub fn train(
         }
         opt.lr = prog.lr;
         task.begin_epoch(epoch, epoch_seed(cfg.seed, epoch));
-        let mut window = Stats::default();
-        let mut epoch_stats = Stats::default();
+        if prog.step == 0 {
+            (prog.epoch_stats, prog.window) = (Stats::default(), Stats::default());
+        }
         let mut t_log = Instant::now();
         let mut tok_log = 0usize;
         // Optimizer::step leaves the gradients zero for the next step.
@@ -280,23 +302,23 @@ pub fn train(
             prog.step += 1;
             prog.tokens += s.count as u64;
             tok_log += s.count;
-            window.add(s);
-            epoch_stats.add(s);
+            prog.window.add(s);
+            prog.epoch_stats.add(s);
             let mut msg = None;
             if prog.step.is_multiple_of(cfg.log_every.max(1)) || prog.step == steps {
                 let rate = tok_log as f64 / t_log.elapsed().as_secs_f64().max(1e-9);
-                let extra = task.train_metrics(&window);
+                let extra = task.train_metrics(&prog.window);
                 msg = Some(format!(
                     "epoch {epoch} loss {:.3}{} {rate:.0} {unit}/s",
-                    window.mean(),
+                    prog.window.mean(),
                     fmt_metrics("", &extra)
                 ));
-                let mut v = serde_json::json!({"epoch": epoch, "step": prog.step, "loss": window.mean(),
+                let mut v = serde_json::json!({"epoch": epoch, "step": prog.step, "loss": prog.window.mean(),
                     "lr": prog.lr, "wall_s": start.elapsed().as_secs_f64()});
                 v[format!("{units}_per_s")] = rate.into();
                 v[&units] = prog.tokens.into();
                 log(v)?;
-                window = Stats::default();
+                prog.window = Stats::default();
                 t_log = Instant::now();
                 tok_log = 0;
             }
@@ -321,6 +343,7 @@ pub fn train(
                 .is_some_and(|m| last_save.elapsed().as_secs_f64() >= m * 60.0);
             if (by_steps || by_time || interrupted()) && prog.step < steps {
                 prog.wall_s = start.elapsed().as_secs_f64();
+                prog.metrics_bytes = std::fs::metadata(&metrics_path).ok().map(|m| m.len());
                 save_state(task, &opt, &prog, out, run)?;
                 last_save = Instant::now();
             }
@@ -332,9 +355,9 @@ pub fn train(
             }
         }
         let validated = validate_and_keep(task, sel, &mut prog, out, &start, &mut log)?;
-        let mut v = serde_json::json!({"epoch": epoch, "train_loss": epoch_stats.mean(), "lr": prog.lr,
+        let mut v = serde_json::json!({"epoch": epoch, "train_loss": prog.epoch_stats.mean(), "lr": prog.lr,
             "wall_s": start.elapsed().as_secs_f64(), "epoch_end": true});
-        for (k, x) in task.train_metrics(&epoch_stats) {
+        for (k, x) in task.train_metrics(&prog.epoch_stats) {
             v[format!("train_{k}")] = x.into();
         }
         log(v)?;
@@ -353,6 +376,7 @@ pub fn train(
             prog.step = 0;
         }
         prog.wall_s = start.elapsed().as_secs_f64();
+        prog.metrics_bytes = std::fs::metadata(&metrics_path).ok().map(|m| m.len());
         save_state(task, &opt, &prog, out, run)?;
         last_save = Instant::now();
         for o in observers.iter_mut() {

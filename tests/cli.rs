@@ -984,3 +984,92 @@ fn endless_lines_are_refused() {
     let args = train_args("/dev/zero", &vs, &os);
     assert_user_error(&run(&args), "a line longer than 64 MiB");
 }
+
+/// The short version of tools/kill_harness.py: SIGKILL a run at pseudo-random moments
+/// (mid-step, mid-validation, mid-save: it saves after every step), resume it each time,
+/// and end with the weights and the metrics log of a run that was never killed.
+#[test]
+fn sigkill_at_random_moments_then_resume_is_bit_identical() {
+    let (out, ts, vs, os) = run_dir("sigkill");
+    let whole = out.with_file_name("whole");
+    let extra = [
+        "--epochs",
+        "3",
+        "--threads",
+        "1",
+        "--save-every",
+        "1",
+        "--eval-every",
+        "7",
+    ];
+    let mut args = train_args(&ts, &vs, whole.to_str().unwrap());
+    args.extend(extra);
+    assert!(run(&args).status.success());
+    let mut args = train_args(&ts, &vs, &os);
+    args.extend(extra);
+    let (mut kills, mut seed, mut finished) = (0, 12345u64, false);
+    for _ in 0..40 {
+        let resumable = out.join("train_state.safetensors").exists();
+        let mut cmd = bin();
+        match resumable {
+            true => cmd.args(["lm", "train", "--resume", &os, "--quiet", "--threads", "1"]),
+            false => cmd.args(&args).arg("--overwrite"),
+        };
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        if kills < 3 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let ms = 40 + (seed >> 33) % 400;
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(status.success(), "a resumed run failed: {status}");
+        finished = true;
+        break;
+    }
+    assert!(finished && kills > 0, "{kills} kills, finished {finished}");
+    let tensors = |p: &Path| {
+        let buf = std::fs::read(p.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&buf).unwrap();
+        let mut v: Vec<(String, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.data().to_vec()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        tensors(&whole) == tensors(&out),
+        "weights differ after {kills} kills"
+    );
+    // The log holds each step once, as the uninterrupted run's (timings aside).
+    let log = |p: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let o = v.as_object_mut().unwrap();
+                o.retain(|k, _| k != "wall_s" && !k.ends_with("_per_s"));
+                v
+            })
+            .collect()
+    };
+    let (a, b) = (log(&whole), log(&out));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "metrics.jsonl line {} after {kills} kills", i + 1);
+    }
+    assert_eq!(a.len(), b.len(), "metrics.jsonl lines after {kills} kills");
+}

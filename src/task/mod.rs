@@ -170,7 +170,7 @@ pub fn check_memory(params: Option<u64>) -> Result<()> {
 }
 
 /// Loss summed in nats over `count` predicted units (tokens, tags, sentences).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub loss_sum: f64,
     pub count: usize,
