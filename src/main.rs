@@ -37,6 +37,12 @@ fn main() {
         }
         eprintln!("rnnkit: internal error: {msg}");
     }));
+    // A file-size limit (`ulimit -f`) makes a write fail with EFBIG, reported like a full
+    // disk, instead of killing the process mid-save.
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     let cli = match cmd::Cli::try_parse() {
         Ok(c) => c,
         Err(e) if e.use_stderr() => {

@@ -464,7 +464,8 @@ fn validate_and_keep(
     log: &mut LogFn,
 ) -> Result<Option<(Eval, bool)>> {
     let Some(e) = task.validate() else {
-        task.save(&out.join(MODEL_FILE))?;
+        task.save(&out.join(MODEL_FILE))
+            .map_err(|e| save_failed(e, out))?;
         return Ok(None);
     };
     let mut v = serde_json::json!({"epoch": prog.epoch, "step": prog.step, "valid_loss": e.loss,
@@ -484,7 +485,8 @@ fn validate_and_keep(
     prog.last_improved = sel.improves(value, prog.best);
     if prog.last_improved {
         prog.best = Some(value);
-        task.save(&out.join(MODEL_FILE))?;
+        task.save(&out.join(MODEL_FILE))
+            .map_err(|e| save_failed(e, out))?;
     }
     Ok(Some((e, prog.last_improved)))
 }
@@ -515,6 +517,34 @@ fn save_state(
     let meta = serde_json::json!({"format_version": checkpoint::FORMAT_VERSION, "task": task.name(),
         "run": run, "progress": prog});
     checkpoint::save(&out.join(STATE_FILE), task.model(), &refs, &meta)
+        .map_err(|e| save_failed(e, out))
+}
+
+/// A write error of a checkpoint, with what is still good: the atomic write left the
+/// file's previous version in place, if there was one.
+fn save_failed(e: Error, out: &Path) -> Error {
+    let Error::Io { file, source } = e else {
+        return e;
+    };
+    let state = out.join(STATE_FILE);
+    let kept = match (file.exists(), state.exists()) {
+        (true, _) if file == state => format!(
+            "{} is untouched and holds the last saved state: continue with --resume {}",
+            file.display(),
+            out.display()
+        ),
+        (true, _) => format!(
+            "{} is untouched and holds the last best model",
+            file.display()
+        ),
+        (false, true) => format!(
+            "{} holds the last saved state: continue with --resume {}",
+            state.display(),
+            out.display()
+        ),
+        (false, false) => "nothing was saved before it; the run must start again".into(),
+    };
+    Error::SaveFailed { file, source, kept }
 }
 
 /// The folder's state file, for `--resume DIR`.

@@ -1073,3 +1073,65 @@ fn sigkill_at_random_moments_then_resume_is_bit_identical() {
     }
     assert_eq!(a.len(), b.len(), "metrics.jsonl lines after {kills} kills");
 }
+
+/// A save that fails (here a file-size limit, as a full disk would) stops the run with a
+/// one-line error naming the file that still holds the last good state, which resumes.
+#[test]
+fn failed_save_keeps_the_last_good_state() {
+    let (out, ts, vs, os) = run_dir("failsave");
+    let mut args = train_args(&ts, &vs, &os);
+    args.extend(["--epochs", "2", "--max-tokens", "700", "--threads", "1"]);
+    assert!(run(&args).status.success());
+    let state = out.join("train_state.safetensors");
+    let before = std::fs::read(&state).unwrap();
+    // 4 KiB, far below a checkpoint: every save of the resumed run fails.
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f 4; exec {} lm train --resume {os} --quiet --threads 1",
+            env!("CARGO_BIN_EXE_rnnkit")
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("could not save") && err.contains("untouched"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        before,
+        "the good state changed"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let o = run(&["lm", "train", "--resume", &os, "--quiet", "--threads", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A pipe as the training file (`<(...)`), which can be read only once, trains like the
+/// file itself; a folder is refused with one line.
+#[test]
+fn training_reads_a_pipe_and_refuses_a_folder() {
+    let (out, ts, vs, os) = run_dir("pipe");
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec {} lm train --train <(cat {ts}) --valid <(cat {vs}) --tokenizer word --embed 8 --hidden 8 --batch-size 4 --bptt 8 --epochs 1 --threads 1 --quiet --json --out {os}",
+            env!("CARGO_BIN_EXE_rnnkit")
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(last_json(&o)["valid_ppl"].as_f64().unwrap() > 1.0);
+    let dir = out.parent().unwrap().to_str().unwrap().to_string();
+    let mut args = train_args(&dir, &vs, &os);
+    args.push("--overwrite");
+    assert_user_error(&run(&args), "is a folder");
+}

@@ -17,9 +17,75 @@ fn utf8_error(path: &Path, line: usize, offset: u64) -> Error {
     )
 }
 
+/// Pipes and devices (`<(zcat corpus.gz)`, a FIFO) can be read only once, while training
+/// reads its files more than once (vocabulary, then ids): their bytes are kept here at the
+/// first read, by path, and served from memory after.
+type Spool = std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<[u8]>>>;
+static SPOOL: std::sync::OnceLock<Spool> = std::sync::OnceLock::new();
+
+/// Opens a file for reading: a regular file directly, a pipe or device through [`SPOOL`].
+/// A folder is refused; a stream is read with the [`MAX_LINE`] cap, so `/dev/zero` fails
+/// at that size rather than filling the memory.
+fn open_source(path: &Path) -> Result<Box<dyn std::io::Read + Send>> {
+    use std::io::Read;
+    // stat, not open: opening a FIFO a second time would wait for a writer that is gone.
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is a folder; expected a text file",
+            path.display()
+        )));
+    }
+    let spool = SPOOL.get_or_init(Default::default);
+    if !meta.is_file() {
+        if let Some(b) = spool.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+            return Ok(Box::new(std::io::Cursor::new(b.clone())));
+        }
+    }
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_file() {
+        return Ok(Box::new(f));
+    }
+    let (mut bytes, mut chunk) = (Vec::new(), vec![0u8; 1 << 20]);
+    let (mut line, mut run) = (1usize, 0usize);
+    let mut f = f;
+    loop {
+        let n = f.read(&mut chunk).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        for &b in &chunk[..n] {
+            if b == b'\n' {
+                (line, run) = (line + 1, 0);
+            } else {
+                run += 1;
+            }
+        }
+        if run > MAX_LINE {
+            return Err(Error::input(
+                path,
+                line,
+                format!(
+                    "a line longer than {} MiB; expected lines of text",
+                    MAX_LINE >> 20
+                ),
+            ));
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    let b: std::sync::Arc<[u8]> = bytes.into();
+    spool
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(path.to_path_buf(), b.clone());
+    Ok(Box::new(std::io::Cursor::new(b)))
+}
+
 /// Reads a whole UTF-8 text file.
 pub fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut open_source(path)?, &mut bytes)
+        .map_err(|e| Error::io(path, e))?;
     String::from_utf8(bytes).map_err(|e| {
         let off = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..off].iter().filter(|&&b| b == b'\n').count() + 1;
@@ -51,7 +117,7 @@ pub const MAX_LINE: usize = 64 << 20;
 /// an error the iterator ends.
 pub struct Lines {
     path: PathBuf,
-    reader: std::io::BufReader<std::fs::File>,
+    reader: std::io::BufReader<Box<dyn std::io::Read + Send>>,
     buf: Vec<u8>,
     /// Number of the line the next call returns (1-based).
     line: usize,
@@ -62,7 +128,7 @@ pub struct Lines {
 
 impl Lines {
     pub fn open(path: &Path) -> Result<Lines> {
-        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let f = open_source(path)?;
         Ok(Lines {
             path: path.to_path_buf(),
             reader: std::io::BufReader::with_capacity(1 << 16, f),
@@ -207,5 +273,29 @@ mod tests {
         let e = Lines::open_nonempty(&p).err().unwrap().to_string();
         assert!(e.contains("file is empty"), "{e}");
         assert!(Lines::open_nonempty(&tmp("one", b"\nx")).is_ok());
+    }
+
+    /// A FIFO is read once and served again from memory: a second open sees the same lines.
+    #[test]
+    fn a_fifo_can_be_read_twice() {
+        let p = std::env::temp_dir().join(format!("rnnkit-read-{}-fifo", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap()
+            .success());
+        let w = p.clone();
+        let writer = std::thread::spawn(move || std::fs::write(w, "one\ntwo\n").unwrap());
+        let first: Vec<String> = Lines::open_nonempty(&p)
+            .unwrap()
+            .map(|l| l.unwrap())
+            .collect();
+        writer.join().unwrap();
+        let again: Vec<String> = Lines::open(&p).unwrap().map(|l| l.unwrap()).collect();
+        assert_eq!(first, ["one\n", "two\n"]);
+        assert_eq!(again, first);
+        assert_eq!(read_text(&p).unwrap(), "one\ntwo\n");
+        std::fs::remove_file(&p).unwrap();
     }
 }
