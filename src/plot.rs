@@ -32,10 +32,10 @@ pub fn line_chart(
     series: &[Series],
 ) -> Result<()> {
     register_font();
-    let pts = series
-        .iter()
-        .flat_map(|s| s.points.iter())
-        .filter(|p| p.0.is_finite() && p.1.is_finite());
+    // A diverged run logs values near ±f64::MAX: an axis over them has an infinite span
+    // and plotters' tick search never ends, so such points (beyond ±1e15) are left out.
+    let plottable = |p: &&(f64, f64)| p.0.abs() <= 1e15 && p.1.abs() <= 1e15;
+    let pts = series.iter().flat_map(|s| s.points.iter()).filter(plottable);
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {
         x0 = x0.min(x);
@@ -70,7 +70,10 @@ pub fn line_chart(
         for (i, s) in series.iter().enumerate() {
             let c = colors[i % colors.len()];
             chart
-                .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))?
+                .draw_series(LineSeries::new(
+                    s.points.iter().filter(plottable).copied(),
+                    c.stroke_width(2),
+                ))?
                 .label(s.name.clone())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))

@@ -1135,3 +1135,29 @@ fn training_reads_a_pipe_and_refuses_a_folder() {
     args.push("--overwrite");
     assert_user_error(&run(&args), "is a folder");
 }
+
+/// Metrics near ±f64::MAX (a diverged run) leave those points out of the plot instead of
+/// spinning in the axis ticks.
+#[test]
+fn plot_leaves_out_overflowing_values() {
+    let d = tmp("plot-huge");
+    let run_dir = d.join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    std::fs::write(
+        run_dir.join("metrics.jsonl"),
+        "{\"step\":1,\"loss\":1e308,\"tokens\":1}\n{\"step\":2,\"loss\":-1e308,\"tokens\":2}\n{\"step\":3,\"loss\":1.5,\"tokens\":3}\n{\"step\":4,\"loss\":1.2,\"tokens\":4}\n",
+    )
+    .unwrap();
+    let png = d.join("p.png");
+    let t0 = std::time::Instant::now();
+    let o = run(&[
+        "plot",
+        run_dir.to_str().unwrap(),
+        "--metric",
+        "loss",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(t0.elapsed().as_secs() < 10 && png.exists());
+}
