@@ -66,6 +66,14 @@ pub struct Loaded {
 
 /// Reads the file and its `rnnkit` metadata; checks the format version.
 pub fn open(path: &Path) -> Result<Loaded> {
+    // A device or a pipe (`--model /dev/zero`) would be read without end.
+    let m = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !m.is_file() {
+        return Err(Error::format(
+            path,
+            "not a regular file; expected a .safetensors checkpoint",
+        ));
+    }
     let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (_, md) = safetensors::SafeTensors::read_metadata(&buf)
         .map_err(|e| Error::format(path, format!("not a safetensors file ({e})")))?;

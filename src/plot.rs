@@ -35,7 +35,10 @@ pub fn line_chart(
     // A diverged run logs values near ±f64::MAX: an axis over them has an infinite span
     // and plotters' tick search never ends, so such points (beyond ±1e15) are left out.
     let plottable = |p: &&(f64, f64)| p.0.abs() <= 1e15 && p.1.abs() <= 1e15;
-    let pts = series.iter().flat_map(|s| s.points.iter()).filter(plottable);
+    let pts = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(plottable);
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {
         x0 = x0.min(x);
