@@ -9,6 +9,8 @@ pub mod checkpoint;
 pub mod data;
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metrics;
 
 pub mod plot;
