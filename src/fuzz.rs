@@ -115,8 +115,11 @@ pub fn scorers(data: &[u8]) {
     }
 }
 
+/// A fuzz target: arbitrary bytes in, nothing out.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the replay test and the fuzz crate.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("checkpoint", checkpoint),
     ("tokenizer", tokenizer),
     ("conll", conll),
