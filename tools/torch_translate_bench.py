@@ -10,8 +10,9 @@ token ids, full teacher forcing.
 - training: 3 warm-up steps, then --steps timed steps of forward, backward, clip 1 and Adam;
   target tokens/s counts `<eos>` (length + 1 a sentence), as rnnkit does;
 - decoding: --sentences random sources in batches of --decode-batch, greedy and beam search
-  (batched over sentences, beams as rows), each capped at --max-len tokens; one untimed
-  greedy pass first.
+  (batched over sentences, beams as rows): exactly --max-len tokens then <eos> (held back
+  until then, as `rnnkit bench translate` does with its minimum length, since a random model
+  may pick <eos> at any step); one untimed greedy pass first.
 
 Usage: torch_translate_bench.py [--threads 2] [--json]
 """
@@ -68,8 +69,10 @@ def greedy(m, src, max_len, bos, eos):
     tok = torch.full((b,), bos, dtype=torch.long)
     done = torch.zeros(b, dtype=torch.bool)
     out = []
-    for _ in range(max_len):
+    for t in range(max_len + 1):
         o, s = m.step(tok, s, y)
+        if t < max_len:
+            o[:, eos] = float("-inf")
         tok = o.argmax(1)
         out.append(tok)
         done |= tok == eos
@@ -88,9 +91,11 @@ def beam_search(m, src, k, max_len, bos, eos):
     score[:, 0] = 0.0
     alive = torch.ones(b, k, dtype=torch.bool)
     hist = []
-    for _ in range(max_len):
+    for t in range(max_len + 1):
         o, s = m.step(tok, s, y)
         logp = F.log_softmax(o, dim=1).view(b, k, -1)
+        if t < max_len:
+            logp[:, :, eos] = float("-inf")
         v = logp.shape[2]
         cand = (score.unsqueeze(2) + logp).view(b, -1)
         best, idx = cand.topk(k, dim=1)

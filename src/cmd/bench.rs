@@ -51,7 +51,7 @@ pub struct TrBenchArgs {
     pub decode_batch: usize,
     #[arg(long, default_value_t = 5)]
     pub beam: usize,
-    /// Length cap of a translation in tokens (a random model seldom stops before it).
+    /// Tokens decoded a sentence (`<eos>` is held back until then, as in the PyTorch script).
     #[arg(long, default_value_t = 25)]
     pub max_len: usize,
     /// Threads (default: every core).
@@ -366,9 +366,15 @@ fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
         .map(|_| sent(&mut rng, cfg.src_vocab))
         .collect();
     let mut decode = |beam: usize| -> anyhow::Result<f64> {
+        // Exactly --max-len tokens a hypothesis (no <eos> before the cap, which a random
+        // model may otherwise pick at any step) and no length normalisation, as the PyTorch
+        // script decodes.
         let d = Decoding {
             beam,
+            alpha: 0.0,
+            max_len_a: 0.0,
             max_len_b: a.max_len,
+            min_len: a.max_len,
             ..Decoding::default()
         };
         let start = Instant::now();

@@ -54,6 +54,9 @@ pub struct DecodeArgs {
     pub max_len_a: f32,
     #[arg(long, default_value_t = 10)]
     pub max_len_b: usize,
+    /// No <eos> before this many tokens (the cap still ends a translation).
+    #[arg(long, default_value_t = 0)]
+    pub min_len: usize,
 }
 
 impl DecodeArgs {
@@ -71,6 +74,7 @@ impl DecodeArgs {
             max_len_b: self.max_len_b,
             n_best: n_best.clamp(1, self.beam),
             attention: false,
+            min_len: self.min_len,
         })
     }
 }

@@ -493,6 +493,10 @@ pub struct Decoding {
     /// not copy them from parent to child at every step.
     #[serde(default)]
     pub attention: bool,
+    /// `<eos>` is not chosen before this many tokens (OpenNMT's `-min_length`); the cap
+    /// still ends a hypothesis.
+    #[serde(default)]
+    pub min_len: usize,
 }
 
 impl Default for Decoding {
@@ -504,6 +508,7 @@ impl Default for Decoding {
             max_len_b: 10,
             n_best: 1,
             attention: false,
+            min_len: 0,
         }
     }
 }
@@ -546,7 +551,7 @@ impl Seq2Seq {
                 let y = if t + 1 >= caps[j] {
                     sp.eos
                 } else {
-                    argmax(row)
+                    argmax(row, (t < d.min_len).then_some(sp.eos))
                 };
                 h.log_prob += row[y as usize] as f64;
                 if !alpha.is_empty() {
@@ -622,7 +627,8 @@ impl Seq2Seq {
                     idx.select_nth_unstable_by(take - 1, |&a, &c| {
                         row[c as usize].total_cmp(&row[a as usize])
                     });
-                    for &y in &idx[..take] {
+                    let early = h.tokens.len() < d.min_len;
+                    for &y in idx[..take].iter().filter(|&&y| !(early && y == sp.eos)) {
                         cand.push((h.log_prob + row[y as usize] as f64, bi, y));
                     }
                 }
@@ -811,9 +817,11 @@ fn cap(d: &Decoding, n: usize) -> usize {
     ((d.max_len_a * n as f32) as usize + d.max_len_b).max(1) + 1
 }
 
-fn argmax(row: &[f32]) -> u32 {
+/// The index of the largest value, `skip` left out.
+fn argmax(row: &[f32], skip: Option<u32>) -> u32 {
     row.iter()
         .enumerate()
+        .filter(|&(i, _)| Some(i as u32) != skip)
         .fold(
             (0, f32::NEG_INFINITY),
             |a, (i, &v)| if v > a.1 { (i, v) } else { a },
@@ -926,6 +934,36 @@ mod tests {
                     "{att:?}: beam 4 worse than greedy"
                 );
                 assert!(y.len() <= 3 && y.windows(2).all(|w| w[0].score >= w[1].score));
+            }
+        }
+    }
+
+    /// A minimum length holds <eos> back, greedy and beam, and the cap still ends.
+    #[test]
+    fn min_len_holds_eos_back() {
+        let sp = Specials {
+            pad: 0,
+            bos: 2,
+            eos: 3,
+        };
+        let srcs: Vec<&[u32]> = vec![&[4, 5, 6], &[8]];
+        let mut m = tiny(Some(Score::Additive), CellKind::Gru);
+        for beam in [1, 3] {
+            let d = Decoding {
+                beam,
+                max_len_a: 0.0,
+                max_len_b: 7,
+                min_len: 5,
+                ..Decoding::default()
+            };
+            for h in m.beam_search(&srcs, &d, sp).unwrap() {
+                let n = h[0].tokens.len();
+                assert!((5..=7).contains(&n), "beam {beam}: {n} tokens");
+                assert!(!h[0].tokens.contains(&sp.eos));
+            }
+            let d = Decoding { min_len: 7, ..d };
+            for h in m.greedy(&srcs, &d, sp).unwrap() {
+                assert_eq!(h.tokens.len(), 7);
             }
         }
     }

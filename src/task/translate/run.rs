@@ -87,6 +87,7 @@ impl TrRun {
                     max_len_b: 25,
                     n_best: 1,
                     attention: false,
+                    min_len: 0,
                 },
             },
             model: Seq2SeqConfig {
