@@ -329,10 +329,7 @@ fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let mut cfg = TrRun::recipe().model;
     (cfg.src_vocab, cfg.tgt_vocab) = (7882, 5898);
-    cfg.attention = match a.attention.as_str() {
-        "none" => None,
-        s => Some(s.parse()?),
-    };
+    cfg.attention = rnnkit::engine::attention::Score::parse_option(&a.attention)?;
     let mut m = Seq2Seq::new(cfg.clone(), &mut rng)?;
     let sp = Specials {
         pad: 0,

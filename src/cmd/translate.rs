@@ -147,11 +147,7 @@ impl TrainArgs {
         d.label_smoothing = self.label_smoothing.unwrap_or(d.label_smoothing);
         let m = &mut run.model;
         if let Some(a) = &self.attention {
-            m.attention = if a == "none" {
-                None
-            } else {
-                Some(a.parse::<Score>()?)
-            };
+            m.attention = Score::parse_option(a)?;
         }
         m.decoder_cell = self.decoder_cell.unwrap_or(m.decoder_cell);
         m.decoder_hidden = self.decoder_hidden.unwrap_or(m.decoder_hidden);

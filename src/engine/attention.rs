@@ -29,6 +29,16 @@ pub enum Score {
     Additive,
 }
 
+impl Score {
+    /// An `--attention` value: a score, or `none` for the plain encoder-decoder.
+    pub fn parse_option(s: &str) -> Result<Option<Score>> {
+        match s {
+            "none" => Ok(None),
+            s => s.parse().map(Some),
+        }
+    }
+}
+
 impl std::str::FromStr for Score {
     type Err = Error;
     fn from_str(s: &str) -> Result<Score> {
