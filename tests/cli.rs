@@ -64,6 +64,20 @@ fn last_json(o: &Output) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}"))
 }
 
+/// Every tensor of a safetensors file as (name, raw bytes), sorted by name: what
+/// "bit-identical weights" compares.
+fn tensors(file: &Path) -> Vec<(String, Vec<u8>)> {
+    let buf = std::fs::read(file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&buf).unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
 fn train_args<'a>(t: &'a str, v: &'a str, out: &'a str) -> Vec<&'a str> {
     vec![
         "lm",
@@ -281,18 +295,8 @@ fn resume_matches_uninterrupted_run() {
         "--json",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let load = |p: &Path| {
-        let buf = std::fs::read(p.join("train_state.safetensors")).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&buf).unwrap();
-        let mut v: Vec<(String, Vec<u8>)> = st
-            .tensors()
-            .into_iter()
-            .map(|(n, t)| (n, t.data().to_vec()))
-            .collect();
-        v.sort();
-        v
-    };
-    let (ta, tb) = (load(&a), load(&b));
+    let state = "train_state.safetensors";
+    let (ta, tb) = (tensors(&a.join(state)), tensors(&b.join(state)));
     assert_eq!(ta.len(), tb.len());
     for ((na, da), (nb, db)) in ta.iter().zip(&tb) {
         assert_eq!(na, nb);
@@ -882,20 +886,9 @@ fn sigterm_saves_and_resume_is_bit_identical() {
     assert_eq!(status.code(), Some(130));
     let o = run(&["lm", "train", "--resume", &os, "--quiet", "--threads", "2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let a = std::fs::read(whole.join("model.safetensors")).unwrap();
-    let b = std::fs::read(out.join("model.safetensors")).unwrap();
-    let tensors = |buf: &[u8]| {
-        let st = safetensors::SafeTensors::deserialize(buf).unwrap();
-        let mut v: Vec<(String, Vec<u8>)> = st
-            .tensors()
-            .into_iter()
-            .map(|(n, t)| (n, t.data().to_vec()))
-            .collect();
-        v.sort();
-        v
-    };
+    let model = "model.safetensors";
     assert!(
-        tensors(&a) == tensors(&b),
+        tensors(&whole.join(model)) == tensors(&out.join(model)),
         "weights differ after an interrupted and resumed run"
     );
 }
@@ -1039,19 +1032,9 @@ fn sigkill_at_random_moments_then_resume_is_bit_identical() {
         break;
     }
     assert!(finished && kills > 0, "{kills} kills, finished {finished}");
-    let tensors = |p: &Path| {
-        let buf = std::fs::read(p.join("model.safetensors")).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&buf).unwrap();
-        let mut v: Vec<(String, Vec<u8>)> = st
-            .tensors()
-            .into_iter()
-            .map(|(n, t)| (n, t.data().to_vec()))
-            .collect();
-        v.sort();
-        v
-    };
+    let model = "model.safetensors";
     assert!(
-        tensors(&whole) == tensors(&out),
+        tensors(&whole.join(model)) == tensors(&out.join(model)),
         "weights differ after {kills} kills"
     );
     // The log holds each step once, as the uninterrupted run's (timings aside).
