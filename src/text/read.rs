@@ -62,14 +62,7 @@ fn open_source(path: &Path) -> Result<Box<dyn std::io::Read + Send>> {
             }
         }
         if run > MAX_LINE {
-            return Err(Error::input(
-                path,
-                line,
-                format!(
-                    "a line longer than {} MiB; expected lines of text",
-                    MAX_LINE >> 20
-                ),
-            ));
+            return Err(long_line(path, line));
         }
         bytes.extend_from_slice(&chunk[..n]);
     }
@@ -100,6 +93,17 @@ pub fn read_nonempty(path: &Path) -> Result<String> {
         return Err(empty(path));
     }
     Ok(s)
+}
+
+fn long_line(path: &Path, line: usize) -> Error {
+    Error::input(
+        path,
+        line,
+        format!(
+            "a line longer than {} MiB; expected lines of text",
+            MAX_LINE >> 20
+        ),
+    )
 }
 
 fn empty(path: &Path) -> Error {
@@ -187,14 +191,7 @@ impl Iterator for Lines {
         let at = self.offset;
         if n > MAX_LINE && self.buf.last() != Some(&b'\n') {
             self.done = true;
-            return Some(Err(Error::input(
-                &self.path,
-                line,
-                format!(
-                    "a line longer than {} MiB; expected lines of text",
-                    MAX_LINE >> 20
-                ),
-            )));
+            return Some(Err(long_line(&self.path, line)));
         }
         self.line += 1;
         self.offset += n as u64;
