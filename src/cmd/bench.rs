@@ -265,7 +265,13 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
                 m.train_batch(&refs, 1.0, &mut rng);
                 opt.step(&mut m, 5.0);
             });
-        let test: Vec<tagger::Encoded> = (0..n_train).map(|_| sent(&mut rng)).collect();
+        // Tagging a file, as `tag predict` does: no gold labels, so no loss to compute.
+        let test: Vec<tagger::Encoded> = (0..n_train)
+            .map(|_| tagger::Encoded {
+                labels: Vec::new(),
+                ..sent(&mut rng)
+            })
+            .collect();
         infer_rate = n_train as f64
             / time_steps(1, || {
                 tagger::tag_all(&mut m, &test, 64);

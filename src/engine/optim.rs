@@ -164,31 +164,66 @@ fn update_one(
             eps,
             weight_decay,
         } => {
-            let decoupled = matches!(kind, OptimKind::AdamW { .. });
+            let step = Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled: matches!(kind, OptimKind::AdamW { .. }),
+                lr,
+                step: lr / (1.0 - beta1.powi(t)),
+                bc2: 1.0 - beta2.powi(t),
+                scale,
+            };
             if m.is_empty() {
                 *m = vec![0.0; n];
                 *v = vec![0.0; n];
             }
-            let bc1 = 1.0 - beta1.powi(t);
-            let bc2 = 1.0 - beta2.powi(t);
-            let step = lr / bc1;
             w.zip(g)
                 .zip(m.par_chunks_mut(CHUNK))
                 .zip(v.par_chunks_mut(CHUNK))
-                .for_each(|(((w, g), m), v)| {
-                    for j in 0..w.len() {
-                        let mut g = take(&mut g[j]);
-                        if decoupled {
-                            w[j] *= 1.0 - lr * weight_decay;
-                        } else if weight_decay != 0.0 {
-                            g += weight_decay * w[j];
-                        }
-                        m[j] = beta1 * m[j] + (1.0 - beta1) * g;
-                        v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
-                        w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
-                    }
-                });
+                .for_each(|(((w, g), m), v)| adam_chunk(w, g, m, v, step));
         }
+    }
+}
+
+/// One Adam step's constants (bias corrections folded in).
+#[derive(Clone, Copy)]
+struct Adam {
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    decoupled: bool,
+    lr: f32,
+    /// lr / (1 − β1^t).
+    step: f32,
+    /// 1 − β2^t.
+    bc2: f32,
+    scale: f32,
+}
+
+// The update is memory-bound over every parameter each step (a fifth of a tagger's step
+// time at baseline SSE2); wider vectors for the sqrt and the division pay. No result
+// changes: Rust never fuses a multiply and an add on its own, and sqrt and division are
+// exact in every width.
+crate::multiversion!(fn adam_chunk(w: &mut [f32], g: &mut [f32], m: &mut [f32], v: &mut [f32], a: Adam) => adam_chunk_body);
+
+#[inline(always)]
+fn adam_chunk_body(w: &mut [f32], g: &mut [f32], m: &mut [f32], v: &mut [f32], a: Adam) {
+    let n = w.len();
+    let (g, m, v) = (&mut g[..n], &mut m[..n], &mut v[..n]);
+    for j in 0..n {
+        // The clipped gradient rounded to f32 as PyTorch's in-place `g.mul_(coef)` leaves it.
+        let mut gj = std::mem::take(&mut g[j]) * a.scale;
+        if a.decoupled {
+            w[j] *= 1.0 - a.lr * a.weight_decay;
+        } else if a.weight_decay != 0.0 {
+            gj += a.weight_decay * w[j];
+        }
+        m[j] = a.beta1 * m[j] + (1.0 - a.beta1) * gj;
+        v[j] = a.beta2 * v[j] + (1.0 - a.beta2) * gj * gj;
+        w[j] -= a.step * m[j] / ((v[j] / a.bc2).sqrt() + a.eps);
     }
 }
 
