@@ -302,3 +302,28 @@ fn bad_input_is_a_one_line_error() {
         "sentences",
     );
 }
+
+/// `bench tag --file` tags a real CoNLL file besides the random sentences and reports both.
+#[test]
+fn bench_tag_times_a_file() {
+    let dir = tmp("bench-tag-file");
+    let (_, v) = corpus(&dir);
+    let o = run(&[
+        "bench",
+        "tag",
+        "--steps",
+        "2",
+        "--threads",
+        "1",
+        "--file",
+        &s(&v),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = last_json(&o);
+    assert!(j["file_infer_sentences_per_s"].as_f64().unwrap() > 0.0);
+    assert!(j["file_sentences"].as_u64().unwrap() >= 10);
+    let missing = dir.join("missing.txt");
+    let o = run(&["bench", "tag", "--steps", "1", "--file", &s(&missing)]);
+    assert_user_error(&o, "missing.txt");
+}

@@ -13,6 +13,11 @@ of 64 for inference, under torch.no_grad()).
 Needs torch and pytorch-crf. Usage:
   python3 tools/torch_tag_bench.py --task tag --threads 2 --json
   python3 tools/torch_tag_bench.py --task classify --threads 2 --json
+  python3 tools/torch_tag_bench.py --task tag --threads 2 --file conll2003/test.txt --json
+
+--file also times tagging a real CoNLL file, as `rnnkit bench tag --file` does: a model of
+the same sizes over the file's own vocabularies, batches of 64 sentences sorted by length,
+characters and sentences packed (nn.utils.rnn.pack_padded_sequence), CRF decoding masked.
 """
 import argparse, json, resource, time
 
@@ -25,6 +30,7 @@ p.add_argument("--threads", type=int, default=2)
 p.add_argument("--batch-size", type=int, default=32)
 p.add_argument("--length", type=int)
 p.add_argument("--steps", type=int, default=40)
+p.add_argument("--file", help="tagger only: also time tagging this CoNLL file, as `rnnkit bench tag --file`")
 p.add_argument("--json", action="store_true")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
@@ -115,7 +121,62 @@ def infer():
 
 model.eval()
 infer_rate = 64 * len(test) / timed(1, infer)
+
+
+def file_batches(path):
+    """The file's sentences as ids (the file's own vocabularies), sorted by length, in
+    batches of 64: word and casing ids [T, B], each real token's characters (time-major),
+    the mask [T, B] and the lengths."""
+    from torch.nn.utils.rnn import pad_sequence
+    sents, cur = [], []
+    for line in open(path, encoding="utf-8"):
+        cols = line.split()
+        if not cols:
+            if cur:
+                sents.append(cur)
+            cur = []
+        elif not cols[0].startswith("-DOCSTART-"):
+            cur.append(cols[0])
+    if cur:
+        sents.append(cur)
+    widx, cidx = {}, {}
+    wid = lambda w: widx.setdefault(w.lower(), 2 + len(widx)) % WORDS
+    cid = lambda c: min(cidx.setdefault(c, 2 + len(cidx)), 79)
+    order = sorted(range(len(sents)), key=lambda i: len(sents[i]))
+    out = []
+    for k in range(0, len(order), 64):
+        group = [sents[i] for i in order[k:k + 64]]
+        lengths = torch.tensor([len(s) for s in group])
+        mask = torch.arange(int(lengths.max())).unsqueeze(1) < lengths.unsqueeze(0)
+        words = pad_sequence([torch.tensor([wid(w) for w in s]) for s in group])
+        # Casing ids only shape the lookup, not the cost.
+        case = pad_sequence([torch.tensor([1 + len(w) % 7 for w in s]) for s in group])
+        chars = [[cid(c) for c in s[t]] for t in range(mask.shape[0]) for s in group if t < len(s)]
+        out.append((words, chars, case, mask, lengths))
+    return out
+
+
+def tag_file(batches):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
+    with torch.no_grad():
+        for words, chars, case, mask, lengths in batches:
+            clen = torch.tensor([len(c) for c in chars])
+            padded = pad_sequence([torch.tensor(c) for c in chars])
+            _, (h, _) = model.char_rnn(pack_padded_sequence(model.char(padded), clen, enforce_sorted=False))
+            feat = torch.zeros(words.shape[0], words.shape[1], 50)
+            feat[mask] = torch.cat([h[0], h[1]], dim=-1)
+            x = torch.cat([model.word(words), feat, model.casing(case)], dim=-1)
+            y, _ = model.rnn(pack_padded_sequence(x, lengths, enforce_sorted=False))
+            y, _ = pad_packed_sequence(y)
+            model.crf.decode(model.out(y), mask=mask)
+
+
+file_rate = None
+if a.file and a.task == "tag":
+    fb = file_batches(a.file)
+    file_rate = sum(int(b[4].shape[0]) for b in fb) / timed(1, lambda: tag_file(fb))
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 res = {"name": f"torch-{a.task}", "train_sentences_per_s": train_rate, "infer_sentences_per_s": infer_rate,
+       "file_infer_sentences_per_s": file_rate,
        "peak_rss_mib": rss, "threads": a.threads, "torch": torch.__version__}
 print(json.dumps(res) if a.json else res)

@@ -78,6 +78,11 @@ pub struct TaskBenchArgs {
     /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Tagger only: also time tagging this CoNLL file (tags ignored) with a model of the
+    /// recipe's sizes and the file's own vocabularies, in batches of 64 sorted by length,
+    /// as `tag predict` tags a file. Real text repeats its words; random sentences do not.
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
     /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
@@ -244,6 +249,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
     let n_train = b * a.steps;
     let mut opt = Optimizer::new(OptimKind::named("adam", 0.0, None)?, 1e-3);
     let (train_rate, infer_rate, name, params);
+    let mut file_rate: Option<(f64, usize)> = None;
     if tag {
         let mut cfg = tagger::run::TagRun::recipe(None).model;
         (cfg.words, cfg.chars, cfg.labels) = (words as usize, 80, 17);
@@ -277,6 +283,25 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
                 tagger::tag_all(&mut m, &test, 64);
             });
         (name, params) = ("tagger-bilstm-crf", m.num_params());
+        if let Some(path) = &a.file {
+            let sents = rnnkit::text::conll::read(path, Default::default())?;
+            let vocabs = tagger::TagVocabs::build(&sents, 1);
+            let mut cfg = tagger::run::TagRun::recipe(None).model;
+            // 17 tags, CoNLL's in BIOES, as the random sentences have.
+            (cfg.words, cfg.chars, cfg.labels) = (vocabs.words.len(), vocabs.chars.len(), 17);
+            cfg.rnn.input = cfg.token_dim();
+            let mut m = tagger::Tagger::new(cfg, &mut rng);
+            let enc = sents
+                .iter()
+                .map(|s| vocabs.encode(&s.tokens, &[]))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let rate = enc.len() as f64
+                / time_steps(1, || {
+                    tagger::tag_all(&mut m, &enc, 64);
+                });
+            file_rate = Some((rate, enc.len()));
+        }
     } else {
         let mut run = classify::run::ClsRun::recipe();
         (run.model.vocab, run.model.classes) = (words as usize, 2);
@@ -306,12 +331,17 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
         super::print_json(
             &serde_json::json!({"name": name, "train_sentences_per_s": train_rate,
             "infer_sentences_per_s": infer_rate, "peak_rss_mib": rss, "threads": threads,
-            "params": params, "batch": b, "length": t}),
+            "params": params, "batch": b, "length": t,
+            "file_infer_sentences_per_s": file_rate.map(|f| f.0),
+            "file_sentences": file_rate.map(|f| f.1)}),
         );
     } else {
         println!(
             "{name:24} train {train_rate:8.0} sentences/s   infer {infer_rate:8.0} sentences/s   (peak RSS {rss:.0} MiB, {threads} threads)"
         );
+        if let Some((r, n)) = file_rate {
+            println!("{:24} file  {r:8.0} sentences/s   ({n} sentences)", "");
+        }
     }
     Ok(())
 }
