@@ -569,6 +569,25 @@ mod tests {
     use crate::engine::optim::OptimKind;
     use crate::engine::param::Module;
 
+    /// The train state's f64 sums come back from its JSON metadata bit for bit, so a resumed
+    /// run logs what an uninterrupted one logs (serde_json's `float_roundtrip` feature; its
+    /// default parser may be an ulp off).
+    #[test]
+    fn stats_round_trip_through_json_bit_for_bit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..50_000 {
+            let s = Stats {
+                loss_sum: rng.random::<f64>() * 10f64.powi(rng.random_range(-3..8)),
+                count: 1,
+            };
+            let text = serde_json::to_string(&serde_json::json!({ "progress": s })).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let back: Stats = serde_json::from_value(v["progress"].clone()).unwrap();
+            assert_eq!(back.loss_sum.to_bits(), s.loss_sum.to_bits(), "{text}");
+        }
+    }
+
     /// A task whose validation reports a fixed `acc` per epoch, selected higher-is-better.
     struct Toy {
         w: LayerNorm,
