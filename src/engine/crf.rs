@@ -405,10 +405,11 @@ impl Crf {
     pub fn decode(&self, em: &[f32], lengths: &[usize]) -> Vec<Vec<u32>> {
         let (k, b) = (self.tags(), lengths.len());
         let s = self.scores();
-        let argmax = |v: &mut dyn Iterator<Item = f64>| {
+        // (index, value) of the largest, the first on ties.
+        fn argmax(v: impl Iterator<Item = f64>) -> (usize, f64) {
             v.enumerate()
                 .fold((0, f64::NEG_INFINITY), |a, c| if c.1 > a.1 { c } else { a })
-        };
+        }
         lengths
             .iter()
             .enumerate()
@@ -422,14 +423,13 @@ impl Crf {
                 let mut back = vec![0u32; len * k];
                 for tt in 1..len {
                     for j in 0..k {
-                        let (arg, best) =
-                            argmax(&mut (0..k).map(|i| score[i] + s.trans[i * k + j]));
+                        let (arg, best) = argmax((0..k).map(|i| score[i] + s.trans[i * k + j]));
                         next[j] = best + e[tt * k + j];
                         back[tt * k + j] = arg as u32;
                     }
                     std::mem::swap(&mut score, &mut next);
                 }
-                let mut y = argmax(&mut score.iter().zip(&s.end).map(|(a, e)| a + e)).0 as u32;
+                let mut y = argmax(score.iter().zip(&s.end).map(|(a, e)| a + e)).0 as u32;
                 let mut path = vec![0u32; len];
                 for tt in (0..len).rev() {
                     path[tt] = y;
