@@ -164,6 +164,8 @@ pub fn train(
     observers: &mut [&mut dyn Observer],
 ) -> Result<Summary> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    // Process-wide, as the thread count is: the run's products follow its precision.
+    crate::engine::bf16::set_precision(cfg.precision);
     let mut opt = Optimizer::new(cfg.optim, cfg.lr);
     let sel = task.selection();
     let unit = task.unit();

@@ -4,7 +4,7 @@
 //! `classify` the way tools/torch_tag_bench.py times PyTorch's equivalents (the same
 //! synthetic sentences, Adam steps for training, whole batches for inference).
 
-use super::common::{EmbedArgs, StackArgs};
+use super::common::{ComputeArgs, EmbedArgs, StackArgs};
 use clap::{Args, Subcommand};
 use rand::{Rng, SeedableRng};
 use rnnkit::engine::optim::{OptimKind, Optimizer};
@@ -54,9 +54,8 @@ pub struct TrBenchArgs {
     /// Tokens decoded a sentence (`<eos>` is held back until then, as in the PyTorch script).
     #[arg(long, default_value_t = 25)]
     pub max_len: usize,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
@@ -75,9 +74,8 @@ pub struct TaskBenchArgs {
     /// Timed training steps (inference: the same number of sentences).
     #[arg(long, default_value_t = 40)]
     pub steps: usize,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Tagger only: also time tagging this CoNLL file (tags ignored) with a model of the
     /// recipe's sizes and the file's own vocabularies, in batches of 64 sorted by length,
     /// as `tag predict` tags a file. Real text repeats its words; random sentences do not.
@@ -107,9 +105,8 @@ pub struct BenchArgs {
     /// Timed steps (training) or tokens (generation).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Time only the recurrent stack's forward and backward (no embedding, decoder or
     /// optimizer): the engine's share of a training step.
     #[arg(long)]
@@ -139,7 +136,7 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Classify(a) => return task_bench(false, a),
         BenchCmd::Translate(a) => return translate_bench(a),
     };
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let (v, h, b, t, steps) = shape(a.preset);
     let vocab = a.vocab.unwrap_or(v);
     let mut cfg = LmRun::recipe(None).model;
@@ -221,12 +218,13 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
     };
     let rss = peak_rss_mib();
     let threads = rnnkit::engine::ops::threads();
+    let kernel = rnnkit::engine::bf16::active_path().name();
     if a.json {
         super::print_json(
-            &serde_json::json!({"name": name, "tokens_per_s": rate, "peak_rss_mib": rss, "threads": threads}),
+            &serde_json::json!({"name": name, "tokens_per_s": rate, "peak_rss_mib": rss, "threads": threads, "kernel": kernel}),
         );
     } else {
-        println!("{name:28} {rate:10.0} tokens/s   (peak RSS {rss:.0} MiB, {threads} threads)");
+        println!("{name:28} {rate:10.0} tokens/s   (peak RSS {rss:.0} MiB, {threads} threads, {kernel} products)");
     }
     Ok(())
 }
@@ -239,7 +237,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
     if a.steps == 0 || a.length == Some(0) {
         anyhow::bail!("--steps and --length must be at least 1");
     }
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let (b, t) = (
         a.batch_size.max(1),
@@ -331,6 +329,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
         super::print_json(
             &serde_json::json!({"name": name, "train_sentences_per_s": train_rate,
             "infer_sentences_per_s": infer_rate, "peak_rss_mib": rss, "threads": threads,
+            "kernel": rnnkit::engine::bf16::active_path().name(),
             "params": params, "batch": b, "length": t,
             "file_infer_sentences_per_s": file_rate.map(|f| f.0),
             "file_sentences": file_rate.map(|f| f.1)}),
@@ -361,7 +360,7 @@ fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("--batch-size, --length, --steps, --sentences, --decode-batch, --beam and --max-len must be at least 1");
     }
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let mut cfg = TrRun::recipe().model;
     (cfg.src_vocab, cfg.tgt_vocab) = (7882, 5898);
@@ -431,6 +430,7 @@ fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
             "train_target_tokens_per_s": train_rate, "greedy_sentences_per_s": greedy,
             "beam_sentences_per_s": beam, "beam": a.beam, "peak_rss_mib": rss,
             "threads": threads, "params": m.num_params(), "batch": a.batch_size,
+            "kernel": rnnkit::engine::bf16::active_path().name(),
             "length": a.length, "max_len": a.max_len}));
     } else {
         println!(

@@ -1,6 +1,6 @@
 //! `rnnkit classify train | eval | predict`.
 
-use super::common::{self, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
+use super::common::{self, ComputeArgs, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
 use clap::{Args, Subcommand};
 use rnnkit::error::Error;
 use rnnkit::task::classify::run::{ClsRun, Weights};
@@ -129,9 +129,8 @@ pub struct EvalArgs {
     /// Also draw the confusion matrix into this PNG.
     #[arg(long)]
     pub confusion_png: Option<PathBuf>,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
@@ -153,9 +152,8 @@ pub struct PredictArgs {
     /// One JSON object a line with every class's probability.
     #[arg(long)]
     pub json: bool,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 pub fn run(c: ClsCmd) -> anyhow::Result<()> {
@@ -256,7 +254,7 @@ fn encode_rows(
 }
 
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let (model, tok, lowercase, labels) = classify::load(&a.model)?;
     let text_col = a
         .tsv
@@ -319,7 +317,7 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let (mut model, tok, lowercase, labels) = classify::load(&a.model)?;
     let texts: Vec<String> = match (&a.input, a.tsv) {
         (Some(p), true) => {

@@ -222,6 +222,21 @@ pub struct TokArgs {
     pub min_freq: Option<usize>,
 }
 
+/// How the products run, for every command that computes: threads and number format.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ComputeArgs {
+    /// Threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Number format of the matrix products: f32, or bf16 (operands rounded to bf16, sums
+    /// in fp32; weights, optimizer state, cell math, norms and the loss stay fp32, as under
+    /// PyTorch's autocast). bf16 runs on AMX or AVX512-BF16 when the CPU has them and
+    /// stays fp32 otherwise (`rnnkit bench` prints the kernel). Training keeps it on
+    /// --resume. [default: f32]
+    #[arg(long)]
+    pub precision: Option<rnnkit::engine::bf16::Precision>,
+}
+
 /// Where a run writes and how it reports.
 #[derive(Args, Clone, Debug, Default)]
 pub struct RunArgs {
@@ -238,9 +253,8 @@ pub struct RunArgs {
     /// Start afresh in an --out folder that holds a run already (its files are replaced).
     #[arg(long)]
     pub overwrite: bool,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Print a JSON summary as the last line.
     #[arg(long)]
     pub json: bool,
@@ -398,10 +412,18 @@ pub fn start<R: serde::de::DeserializeOwned>(
             (r, None)
         }
     };
+    let train = train_of(&mut r);
     if resume.is_some() {
-        optim.apply_budgets(train_of(&mut r));
+        optim.apply_budgets(train);
     }
-    super::set_threads(run.threads);
+    // The precision is the run's: given, or kept from the run resumed or rerun.
+    if let Some(p) = run.compute.precision {
+        train.precision = p;
+    }
+    super::set_compute(&ComputeArgs {
+        precision: Some(train.precision),
+        ..run.compute.clone()
+    });
     let out = run
         .out
         .clone()

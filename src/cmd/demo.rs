@@ -28,12 +28,12 @@ pub struct DemoArgs {
     /// Where the model goes (default: a folder under the system temp dir).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: super::common::ComputeArgs,
 }
 
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let (name, text) = match rnnkit::data::resolve("tinyshakespeare") {
         Ok(dir) => (
             "tinyshakespeare",

@@ -1,6 +1,6 @@
 //! `rnnkit lm train | eval | generate`.
 
-use super::common::{self, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
+use super::common::{self, ComputeArgs, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rnnkit::engine::init::Init;
@@ -133,9 +133,8 @@ pub struct EvalArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 35)]
     pub bptt: usize,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
@@ -162,9 +161,8 @@ pub struct GenArgs {
     pub greedy: bool,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
@@ -238,7 +236,7 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     if a.batch_size == 0 || a.bptt == 0 {
         bail!("--batch-size and --bptt must be at least 1");
     }
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let (mut model, tok) = rnnkit::task::lm::load(&a.model)?;
     let ids = tok.encode_file(&a.data)?;
     if ids.len() < a.batch_size.max(1) + 1 {
@@ -271,7 +269,7 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn gen_cmd(a: GenArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     if !(a.temperature.is_finite() && a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0) {
         bail!("--temperature must be a number ≥ 0 and --top-p in (0, 1]");
     }

@@ -71,8 +71,11 @@ pub fn print_json(v: &serde_json::Value) {
     println!("{v}");
 }
 
-pub fn set_threads(t: Option<usize>) {
+/// Sets the process's threads and product precision from the shared options.
+pub fn set_compute(c: &common::ComputeArgs) {
     rnnkit::engine::ops::set_threads(
-        t.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        c.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     );
+    rnnkit::engine::bf16::set_precision(c.precision.unwrap_or_default());
 }

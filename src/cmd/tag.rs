@@ -1,6 +1,6 @@
 //! `rnnkit tag train | eval | predict | score`.
 
-use super::common::{self, EmbedArgs, OptimArgs, RunArgs, StackArgs};
+use super::common::{self, ComputeArgs, EmbedArgs, OptimArgs, RunArgs, StackArgs};
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use rnnkit::error::Error;
@@ -147,9 +147,8 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub conll: ConllArgs,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
@@ -177,9 +176,8 @@ pub struct PredictArgs {
     /// With a CRF, give each entity's probability (the mean marginal of its tags).
     #[arg(long)]
     pub probs: bool,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 #[derive(Args)]
@@ -317,7 +315,7 @@ fn print_scores(s: &NerScores, json: bool) {
 }
 
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let (mut model, vocabs) = tag::load(&a.model)?;
     let scheme = a.conll.scheme.unwrap_or(Scheme::Iob2);
     let mut sents = conll::read(&a.data, a.conll.columns())?;
@@ -461,7 +459,7 @@ fn read_inputs(a: &PredictArgs) -> anyhow::Result<Vec<Input>> {
 }
 
 fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let (mut model, vocabs) = tag::load(&a.model)?;
     let inputs = read_inputs(&a)?;
     let enc: Vec<Encoded> = inputs

@@ -1,6 +1,6 @@
 //! `rnnkit translate train | eval | predict | score`.
 
-use super::common::{self, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
+use super::common::{self, ComputeArgs, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use rnnkit::engine::attention::Score;
@@ -170,9 +170,8 @@ pub struct EvalArgs {
     pub data: Vec<PathBuf>,
     #[command(flatten)]
     pub decode: DecodeArgs,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Print the results as one JSON object, the last line of the output.
     #[arg(long)]
     pub json: bool,
@@ -197,9 +196,8 @@ pub struct PredictArgs {
     /// One JSON object a line: translation, score and the attention weights.
     #[arg(long)]
     pub json: bool,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 pub fn run(c: TranslateCmd) -> anyhow::Result<()> {
@@ -288,7 +286,7 @@ fn evaluate(
 }
 
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let mut task = tr::load(&a.model)?;
     let pairs = rnnkit::text::corpus::read_parallel(&a.data[0], &a.data[1])?;
     let r = evaluate(&mut task, &pairs, &a.decode.decoding(1)?)?;
@@ -308,7 +306,7 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
-    super::set_threads(a.threads);
+    super::set_compute(&a.compute);
     let mut task = tr::load(&a.model)?;
     let lines: Vec<String> = match &a.input {
         Some(p) => rnnkit::text::read::read_text(p)?

@@ -5,6 +5,7 @@
 //! times (one decoder step after another) before the backward passes run in reverse.
 
 pub mod attention;
+pub mod bf16;
 pub mod cell;
 pub mod crf;
 pub mod dir;

@@ -3,6 +3,7 @@
 //!
 //! All matrices are row-major `&[f32]` slices; shapes are given in each doc comment.
 
+use super::bf16;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -101,7 +102,26 @@ pub fn matmul(
     let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
     let t = threads();
-    if t > 1 && (m * n * k) >= 48 * 48 * 48 && m.max(n) >= 32 * t {
+    let big = (m * n * k) >= 48 * 48 * 48;
+    let path = bf16::active_path();
+    if path != bf16::Path::F32 {
+        let st = |rs: isize, cs: isize| (rs as usize, cs as usize);
+        let t = if big { t } else { 1 };
+        return bf16::matmul(
+            path,
+            t,
+            m,
+            n,
+            k,
+            c,
+            a,
+            st(a_rs, a_cs),
+            b,
+            st(b_rs, b_cs),
+            accumulate,
+        );
+    }
+    if t > 1 && big && m.max(n) >= 32 * t {
         // Split C into t blocks along its longer side and give each thread one
         // single-threaded product. Measured here against gemm's own threading on the shapes
         // of an LM step (2 threads): equal or faster on every one, and 1.35× on the
@@ -269,12 +289,25 @@ pub struct Panels {
     n: usize,
     width: usize,
     data: Vec<f32>,
+    /// Under `--precision bf16`, the matrix packed for the bf16 kernels instead.
+    bf16: Option<(bf16::Path, bf16::PackedB)>,
 }
 
 impl Panels {
     /// From a row-major `[k, n]` matrix.
     pub fn new(b: &[f32], k: usize, n: usize) -> Panels {
         assert!(b.len() >= k * n, "Panels shape");
+        let path = bf16::active_path();
+        if path != bf16::Path::F32 {
+            let packed = bf16::PackedB::new(k, n, b, n, 1);
+            return Panels {
+                k,
+                n,
+                width: n,
+                data: Vec::new(),
+                bf16: Some((path, packed)),
+            };
+        }
         let width = if k * n >= 1 << 18 { 64 } else { n.max(1) };
         let mut data = Vec::with_capacity(k * n);
         for j0 in (0..n).step_by(width) {
@@ -283,7 +316,13 @@ impl Panels {
                 data.extend_from_slice(&b[r * n + j0..r * n + j0 + w]);
             }
         }
-        Panels { k, n, width, data }
+        Panels {
+            k,
+            n,
+            width,
+            data,
+            bf16: None,
+        }
     }
 
     /// Single-threaded `c[m, n] (+)= a[m, k] · self`, with row strides `c_rs` and `a_rs`.
@@ -296,6 +335,9 @@ impl Panels {
         a_rs: usize,
         accumulate: bool,
     ) {
+        if let Some((path, b)) = &self.bf16 {
+            return bf16::left_mul_packed(*path, m, a, a_rs, 1, b, c, c_rs, accumulate);
+        }
         let k = self.k;
         for j0 in (0..self.n).step_by(self.width) {
             let w = self.width.min(self.n - j0);

@@ -47,6 +47,9 @@ pub struct TrainConfig {
     /// What a non-finite loss or gradient does.
     #[serde(default)]
     pub on_nan: NanPolicy,
+    /// The number format of the products (part of the run, so a resume keeps it).
+    #[serde(default)]
+    pub precision: crate::engine::bf16::Precision,
 }
 
 /// What the trainer does when a step's loss or gradient norm is NaN or infinite. The
@@ -101,6 +104,7 @@ impl Default for TrainConfig {
             patience: None,
             save_minutes: None,
             on_nan: NanPolicy::Stop,
+            precision: Default::default(),
         }
     }
 }

@@ -1,0 +1,1126 @@
+//! bf16 mixed precision for the matrix products (`--precision bf16`).
+//!
+//! What PyTorch's `torch.autocast("cpu", dtype=torch.bfloat16)` does for a matmul, done
+//! here for every product rnnkit issues: the fp32 operands are rounded to bf16 (nearest,
+//! ties to even) as they are packed, products accumulate in fp32, and the result lands in
+//! the fp32 output. Weights, optimizer state, the cell's pointwise math, norms and the loss
+//! stay fp32. No crate offers bf16 products, so the kernels are written here:
+//!
+//! - **AMX-BF16** (Intel Sapphire Rapids and later): `tdpbf16ps` multiplies a 16×32 bf16
+//!   tile by a 32×16 one into a 16×16 fp32 tile — 8,192 multiply-adds per instruction.
+//!   Stable Rust has no AMX intrinsics, so the kernel is inline `asm!`; Linux hands out the
+//!   tile registers only after `arch_prctl(ARCH_REQ_XCOMP_PERM)`, and the tile
+//!   configuration is per thread.
+//! - **AVX512-BF16** (AMD Zen 4, Intel Cooper Lake and later): `vdpbf16ps`, 32
+//!   multiply-adds per instruction, twice an fp32 FMA.
+//! - **fp32** where neither exists: the products stay fp32 (the option is then a no-op,
+//!   and `rnnkit bench` says so).
+//!
+//! Both bf16 kernels read the same packed operands: the left one in 16×32 tiles
+//! `[m'/16][k'/32][16][32]` (each tile 1 KB and contiguous: a row-major left operand with a
+//! power-of-two k would put a tile's 16 rows into one cache set)
+//! and the right one, pass by pass over k (see `run`), in 16-column blocks of k-pairs
+//! `[k'/KC][n'/16][KC/2][16][2]` (the "VNNI" order both instructions want), with m' and n' rounded up to 32 and k' to 32, zero padded.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+/// The number format of the matrix products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<Precision> {
+        match s {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(crate::error::Error::config(format!(
+                "{s:?}: expected f32 or bf16"
+            ))),
+        }
+    }
+}
+
+/// A bf16 kernel, or fp32 when the CPU has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    Amx,
+    Avx512Bf16,
+    F32,
+}
+
+impl Path {
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Amx => "amx-bf16",
+            Path::Avx512Bf16 => "avx512-bf16",
+            Path::F32 => "fp32",
+        }
+    }
+
+    /// Whether this CPU (and OS) can run the path.
+    pub fn available(self) -> bool {
+        match self {
+            Path::Amx => has_amx(),
+            Path::Avx512Bf16 => has_avx512bf16(),
+            Path::F32 => true,
+        }
+    }
+}
+
+static PRECISION: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the precision of every product issued after it (process-wide, like the thread
+/// count: set once before training).
+pub fn set_precision(p: Precision) {
+    PRECISION.store(p as u8, Ordering::Relaxed);
+}
+
+pub fn precision() -> Precision {
+    match PRECISION.load(Ordering::Relaxed) {
+        0 => Precision::F32,
+        _ => Precision::Bf16,
+    }
+}
+
+/// The best bf16 path of this CPU: AMX, else AVX512-BF16, else fp32. The environment
+/// variable `RNNKIT_BF16_KERNEL=avx512` skips AMX, to measure the AVX512-BF16 path on a
+/// CPU that has both (as a Zen 4 would run it).
+pub fn best_path() -> Path {
+    static BEST: OnceLock<Path> = OnceLock::new();
+    *BEST.get_or_init(|| {
+        let skip_amx = std::env::var("RNNKIT_BF16_KERNEL").is_ok_and(|v| v == "avx512");
+        if has_amx() && !skip_amx {
+            Path::Amx
+        } else if has_avx512bf16() {
+            Path::Avx512Bf16
+        } else {
+            Path::F32
+        }
+    })
+}
+
+/// The path products take now: [`best_path`] under bf16, else fp32.
+pub fn active_path() -> Path {
+    match precision() {
+        Precision::F32 => Path::F32,
+        Precision::Bf16 => best_path(),
+    }
+}
+
+fn has_avx512bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// AMX-BF16 and AMX-TILE in CPUID leaf 7, the tile state enabled in XCR0 (bits 17 and 18),
+/// and Linux's permission to use the tile data, requested once for the whole process.
+fn has_amx() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            use std::arch::x86_64::{__cpuid, __cpuid_count};
+            // Leaf 7 is read only if the CPU reports it.
+            let want = 1 << 22 | 1 << 24;
+            let leaf7 = __cpuid(0).eax >= 7 && __cpuid_count(7, 0).edx & want == want;
+            if !leaf7 || !is_x86_feature_detected!("xsave") {
+                return false;
+            }
+            // SAFETY: XGETBV is available when the CPU has XSAVE (checked above) and the
+            // OS enabled it (OSXSAVE, which is_x86_feature_detected's xsave implies).
+            let xcr0 = unsafe { xgetbv0() };
+            if xcr0 & (3 << 17) != 3 << 17 {
+                return false;
+            }
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: a plain system call with integer arguments.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                )
+            };
+            r == 0
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        {
+            false
+        }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "xsave")]
+unsafe fn xgetbv0() -> u64 {
+    std::arch::x86_64::_xgetbv(0)
+}
+
+/// fp32 → bf16, round to nearest, ties to even (as `vcvtne2ps2bf16` and PyTorch do);
+/// a NaN stays a (quiet) NaN instead of rounding into an infinity.
+#[inline(always)]
+pub fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let r = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
+    if x.is_nan() {
+        0x7fc0 | (b >> 16) as u16
+    } else {
+        r
+    }
+}
+
+#[inline(always)]
+pub fn from_bf16(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// Rows, columns and depth are padded to this: two 16-row tiles by two 16-column tiles,
+/// and one 32-deep tile of k.
+const TILE: usize = 32;
+
+fn round_up(x: usize) -> usize {
+    x.div_ceil(TILE) * TILE
+}
+
+/// A right operand `[k, n]` in bf16, packed once and multiplied many times (a time loop's
+/// recurrent weights). Layout `[n'/16][k'/2][16][2]`.
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    kp: usize,
+    data: Buf,
+}
+
+/// bf16 values in 64-byte-aligned lines: a tile row that straddles two cache lines
+/// costs two loads.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u16; 32]);
+
+#[derive(Default)]
+struct Buf(Vec<Line>);
+
+impl Buf {
+    /// Makes it `len` zeros (`len` a multiple of 32), keeping the allocation.
+    fn reset(&mut self, len: usize) {
+        self.0.clear();
+        self.0.resize(len / 32, Line([0; 32]));
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [u16];
+    fn deref(&self) -> &[u16] {
+        // SAFETY: a Line is 32 u16 with no padding.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr() as *const u16, self.0.len() * 32) }
+    }
+}
+
+impl std::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [u16] {
+        // SAFETY: as in deref, and the borrow is unique.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.0.as_mut_ptr() as *mut u16, self.0.len() * 32)
+        }
+    }
+}
+
+impl PackedB {
+    /// From element (p, j) at `b[p·rs + j·cs]`, on one thread.
+    pub fn new(k: usize, n: usize, b: &[f32], rs: usize, cs: usize) -> PackedB {
+        PackedB::new_on(1, k, n, b, rs, cs, Buf::default())
+    }
+
+    /// As [`PackedB::new`], the passes over k shared among `threads` threads.
+    /// `data` is storage to reuse.
+    fn new_on(
+        threads: usize,
+        k: usize,
+        n: usize,
+        b: &[f32],
+        rs: usize,
+        cs: usize,
+        mut data: Buf,
+    ) -> PackedB {
+        let (kp, np) = (round_up(k), round_up(n));
+        data.reset(kp * np);
+        let pack = |(pass, dst): (usize, &mut [u16])| {
+            let k0 = pass * KC;
+            pack_b_pass(k, k0, KC.min(kp - k0), n, b, rs, cs, dst);
+        };
+        if threads > 1 && kp > KC && k * n >= 1 << 16 {
+            use rayon::prelude::*;
+            data.par_chunks_mut(KC * np).enumerate().for_each(pack);
+        } else {
+            data.chunks_mut(KC * np).enumerate().for_each(pack);
+        }
+        PackedB { k, n, kp, data }
+    }
+
+    /// Where the 16-column block of column `j0` starts in the pass over k from `k0`
+    /// (a multiple of [`KC`]), and that pass's depth.
+    #[inline(always)]
+    fn block(&self, j0: usize, k0: usize) -> (usize, usize) {
+        let kw = KC.min(self.kp - k0);
+        (k0 * round_up(self.n) + (j0 / 16) * (kw / 2) * 32, kw)
+    }
+
+    /// Where element (p, j) lives.
+    fn idx(&self, p: usize, j: usize) -> usize {
+        let (off, _) = self.block(j, p - p % KC);
+        off + ((p % KC) / 2) * 32 + (j % 16) * 2 + p % 2
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
+/// Packs rows `k0..k0+kw` of the right operand (element (p, j) at `b[p·rs + j·cs]`,
+/// zero past `k`) into `dst`, that pass's zeroed `[n'/16][kw/2][16][2]` part of the layout.
+#[allow(clippy::too_many_arguments)]
+fn pack_b_pass(
+    k: usize,
+    k0: usize,
+    kw: usize,
+    n: usize,
+    b: &[f32],
+    rs: usize,
+    cs: usize,
+    dst: &mut [u16],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512bf16() && (cs == 1 || rs == 1) {
+        // SAFETY: the CPU has the features; the functions read only elements (p, j) with
+        // p < k and j < n, which the callers' shapes bound.
+        unsafe {
+            return if cs == 1 {
+                vec512::pack_b_rows(k, k0, kw, n, b, rs, dst)
+            } else {
+                vec512::pack_b_cols(k, k0, kw, n, b, cs, dst)
+            };
+        }
+    }
+    for j in 0..n {
+        for p in k0..(k0 + kw).min(k) {
+            dst[((j / 16) * (kw / 2) + (p - k0) / 2) * 32 + (j % 16) * 2 + p % 2] =
+                to_bf16(b[p * rs + j * cs]);
+        }
+    }
+}
+
+/// Where element (i, p) of the packed left operand lives: tile (i/16, p/32), row i%16.
+#[inline(always)]
+fn a_idx(i: usize, p: usize, kp: usize) -> usize {
+    ((i / 16) * (kp / 32) + p / 32) * 512 + (i % 16) * 32 + p % 32
+}
+
+/// Packs element (i, p) of a left operand, at `a[i·rs + p·cs]`, into `out` in 16×32 tiles
+/// (zero padded), for `k` of `kp`, the 16-row strips shared among `threads` threads.
+#[allow(clippy::too_many_arguments)]
+fn pack_a(
+    threads: usize,
+    m: usize,
+    k: usize,
+    kp: usize,
+    a: &[f32],
+    rs: usize,
+    cs: usize,
+    out: &mut Buf,
+) {
+    out.reset(round_up(m) * kp);
+    let strips = m.div_ceil(16);
+    let per = strips.div_ceil(threads.max(1)).max(1);
+    let pack = |(c, dst): (usize, &mut [u16])| {
+        let i0 = c * per * 16;
+        if i0 < m {
+            let mm = (m - i0).min(per * 16);
+            pack_a_strips(mm, k, kp, &a[i0 * rs..], rs, cs, dst);
+        }
+    };
+    if threads > 1 && m * k >= 1 << 16 {
+        use rayon::prelude::*;
+        out.par_chunks_mut(per * 16 * kp).enumerate().for_each(pack);
+    } else {
+        pack_a_strips(m, k, kp, a, rs, cs, out);
+    }
+}
+
+/// [`pack_a`] for rows `0..m` of `a` into zeroed `out`, which starts at a strip.
+fn pack_a_strips(m: usize, k: usize, kp: usize, a: &[f32], rs: usize, cs: usize, out: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512bf16() && (cs == 1 || rs == 1) {
+        // SAFETY: the CPU has the features; (i, p) stays inside m × k.
+        unsafe {
+            return if cs == 1 {
+                vec512::pack_a_rows(m, k, kp, a, rs, out)
+            } else {
+                vec512::pack_a_cols(m, k, kp, a, cs, out)
+            };
+        }
+    }
+    for i in 0..m {
+        for p in 0..k {
+            out[a_idx(i, p, kp)] = to_bf16(a[i * rs + p * cs]);
+        }
+    }
+}
+
+/// The packers with AVX-512: `vcvtne2ps2bf16` rounds 32 floats at a time (ties to even,
+/// as [`to_bf16`]), and masked loads cover the ragged edges.
+#[cfg(target_arch = "x86_64")]
+mod vec512 {
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    fn mask(rem: usize) -> u16 {
+        if rem >= 16 {
+            0xffff
+        } else {
+            ((1u32 << rem) - 1) as u16
+        }
+    }
+
+    /// `[lo0..lo15, hi0..hi15]` as 32 bf16.
+    #[inline(always)]
+    unsafe fn cvt(lo: __m512, hi: __m512) -> __m512i {
+        std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo))
+    }
+
+    /// Interleaves the halves: `[lo0, hi0, lo1, hi1, …]` (the k-pairs of 16 columns).
+    #[inline(always)]
+    unsafe fn zip(v: __m512i) -> __m512i {
+        let idx = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
+        );
+        _mm512_permutexvar_epi16(idx, v)
+    }
+
+    /// Right operand stored by rows (`b[p·rs + j]`): two rows, 16 columns, one store.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_b_rows(
+        k: usize,
+        k0: usize,
+        kw: usize,
+        n: usize,
+        b: &[f32],
+        rs: usize,
+        dst: &mut [u16],
+    ) {
+        let bp = b.as_ptr();
+        for jb in (0..n).step_by(16) {
+            let m = mask(n - jb);
+            for q in 0..(kw / 2).min((k - k0).div_ceil(2)) {
+                let p = k0 + 2 * q;
+                let lo = _mm512_maskz_loadu_ps(m, bp.add(p * rs + jb));
+                let hi = if p + 1 < k {
+                    _mm512_maskz_loadu_ps(m, bp.add((p + 1) * rs + jb))
+                } else {
+                    _mm512_setzero_ps()
+                };
+                let d = dst.as_mut_ptr().add(((jb / 16) * (kw / 2) + q) * 32);
+                _mm512_storeu_si512(d as *mut _, zip(cvt(lo, hi)));
+            }
+        }
+    }
+
+    /// Transposes a 16×16 matrix of u32 held in 16 rows (32-bit, then 64-bit interleaves
+    /// within 128-bit lanes, then two rounds of lane shuffles).
+    #[inline(always)]
+    unsafe fn transpose16(r: &mut [__m512i; 16]) {
+        let mut a = [_mm512_setzero_si512(); 16];
+        for k in 0..8 {
+            a[2 * k] = _mm512_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+            a[2 * k + 1] = _mm512_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+        }
+        // b[4k + c], lane L: rows 4k..4k+4 of column 4L + c.
+        let mut b = [_mm512_setzero_si512(); 16];
+        for k in 0..4 {
+            b[4 * k] = _mm512_unpacklo_epi64(a[4 * k], a[4 * k + 2]);
+            b[4 * k + 1] = _mm512_unpackhi_epi64(a[4 * k], a[4 * k + 2]);
+            b[4 * k + 2] = _mm512_unpacklo_epi64(a[4 * k + 1], a[4 * k + 3]);
+            b[4 * k + 3] = _mm512_unpackhi_epi64(a[4 * k + 1], a[4 * k + 3]);
+        }
+        for c in 0..4 {
+            let p0 = _mm512_shuffle_i32x4::<0x44>(b[c], b[4 + c]);
+            let p1 = _mm512_shuffle_i32x4::<0xEE>(b[c], b[4 + c]);
+            let q0 = _mm512_shuffle_i32x4::<0x44>(b[8 + c], b[12 + c]);
+            let q1 = _mm512_shuffle_i32x4::<0xEE>(b[8 + c], b[12 + c]);
+            r[c] = _mm512_shuffle_i32x4::<0x88>(p0, q0);
+            r[4 + c] = _mm512_shuffle_i32x4::<0xDD>(p0, q0);
+            r[8 + c] = _mm512_shuffle_i32x4::<0x88>(p1, q1);
+            r[12 + c] = _mm512_shuffle_i32x4::<0xDD>(p1, q1);
+        }
+    }
+
+    /// Right operand stored by columns (`b[p + j·cs]`): a column's k-pairs are adjacent
+    /// already; 16 columns × 16 pairs are rounded, transposed and stored as 16 rows of
+    /// pairs.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_b_cols(
+        k: usize,
+        k0: usize,
+        kw: usize,
+        n: usize,
+        b: &[f32],
+        cs: usize,
+        dst: &mut [u16],
+    ) {
+        for jb in (0..n).step_by(16) {
+            for p0 in (k0..(k0 + kw).min(k)).step_by(32) {
+                let (m0, m1) = (mask(k - p0), mask(k.saturating_sub(p0 + 16)));
+                let mut r = [_mm512_setzero_si512(); 16];
+                for (jj, r) in r.iter_mut().enumerate().take(n - jb) {
+                    let col = b.as_ptr().add((jb + jj) * cs);
+                    let lo = _mm512_maskz_loadu_ps(m0, col.add(p0));
+                    let hi = _mm512_maskz_loadu_ps(m1, col.wrapping_add(p0 + 16));
+                    *r = cvt(lo, hi);
+                }
+                transpose16(&mut r);
+                let d = dst
+                    .as_mut_ptr()
+                    .add(((jb / 16) * (kw / 2) + (p0 - k0) / 2) * 32);
+                for (q, r) in r.iter().enumerate() {
+                    _mm512_storeu_si512(d.add(q * 32) as *mut _, *r);
+                }
+            }
+        }
+    }
+
+    /// Left operand stored by rows (`a[i·rs + p]`): 32 of k per store.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_a_rows(
+        m: usize,
+        k: usize,
+        kp: usize,
+        a: &[f32],
+        rs: usize,
+        out: &mut [u16],
+    ) {
+        for i in 0..m {
+            let row = a.as_ptr().add(i * rs);
+            for p0 in (0..k).step_by(32) {
+                let lo = _mm512_maskz_loadu_ps(mask(k - p0), row.add(p0));
+                let hi = _mm512_maskz_loadu_ps(
+                    mask(k.saturating_sub(p0 + 16)),
+                    row.wrapping_add(p0 + 16),
+                );
+                let d = out.as_mut_ptr().add(super::a_idx(i, p0, kp));
+                _mm512_storeu_si512(d as *mut _, cvt(lo, hi));
+            }
+        }
+    }
+
+    /// Left operand stored by columns (`a[i + p·cs]`): two of k for 16 rows zipped into
+    /// 16 pairs, 16 such, transposed into the 16 rows of a tile.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_a_cols(
+        m: usize,
+        k: usize,
+        kp: usize,
+        a: &[f32],
+        cs: usize,
+        out: &mut [u16],
+    ) {
+        for i0 in (0..m).step_by(16) {
+            let mk = mask(m - i0);
+            for p0 in (0..k).step_by(32) {
+                let mut r = [_mm512_setzero_si512(); 16];
+                for (q, r) in r.iter_mut().enumerate().take((k - p0).div_ceil(2)) {
+                    let p = p0 + 2 * q;
+                    let lo = _mm512_maskz_loadu_ps(mk, a.as_ptr().add(p * cs + i0));
+                    let hi = if p + 1 < k {
+                        _mm512_maskz_loadu_ps(mk, a.as_ptr().add((p + 1) * cs + i0))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    *r = zip(cvt(lo, hi));
+                }
+                transpose16(&mut r);
+                let d = out.as_mut_ptr().add(super::a_idx(i0, p0, kp));
+                for (i, r) in r.iter().enumerate() {
+                    _mm512_storeu_si512(d.add(i * 32) as *mut _, *r);
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's packed left operand, reused from call to call (a time loop packs
+    /// its `[B, H]` state at every step).
+    static A_BUF: RefCell<Buf> = const { RefCell::new(Buf(Vec::new())) };
+    /// Storage for [`matmul`]'s two packed operands.
+    static PACKED: RefCell<(Buf, Buf)> = const { RefCell::new((Buf(Vec::new()), Buf(Vec::new()))) };
+    /// Whether this thread has loaded the tile configuration.
+    static TILES_READY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `c[m, n]` (row stride `c_rs`) (+)= a · b, with a's element (i, p) at `a[i·a_rs + p·a_cs]`
+/// and `b` packed, on one thread, through `path` (which must be available).
+#[allow(clippy::too_many_arguments)]
+pub fn left_mul_packed(
+    path: Path,
+    m: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    c_rs: usize,
+    accumulate: bool,
+) {
+    let (n, k) = (b.n, b.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        path.available(),
+        "{} is not available on this CPU",
+        path.name()
+    );
+    assert!(
+        (m - 1) * c_rs + n <= c.len() && (k == 0 || (m - 1) * a_rs + (k - 1) * a_cs < a.len()),
+        "bf16 product shapes"
+    );
+    A_BUF.with_borrow_mut(|buf| {
+        pack_a(1, m, k, b.kp, a, a_rs, a_cs, buf);
+        // SAFETY: the assert above bounds every element of c the kernel writes.
+        unsafe {
+            run(
+                path,
+                m,
+                0..round_up(m),
+                0..round_up(n),
+                buf,
+                b,
+                c.as_mut_ptr(),
+                c_rs,
+                n,
+                accumulate,
+            )
+        }
+    });
+}
+
+/// `c[m, n]` (+)= op(a) · op(b) in bf16 on `threads` threads, with the strides of
+/// [`super::ops::matmul`]. Both operands are packed once, then the 32×32 blocks of c are
+/// split among the threads along c's longer side.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    path: Path,
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        path.available(),
+        "{} is not available on this CPU",
+        path.name()
+    );
+    // The packed operands' storage is the thread's, reused from call to call: fresh
+    // megabytes would cost a page fault every 4 KB.
+    let (mut pa, pb_buf) = PACKED.with_borrow_mut(std::mem::take);
+    let pb = PackedB::new_on(threads, k, n, b, b_rs, b_cs, pb_buf);
+    pack_a(threads, m, k, pb.kp, a, a_rs, a_cs, &mut pa);
+    let (mp, np) = (round_up(m), round_up(n));
+    let split_m = mp >= np;
+    let blocks = if split_m { mp } else { np } / TILE;
+    let t = threads.clamp(1, blocks);
+    let per = blocks.div_ceil(t) * TILE;
+    let cp = c.as_mut_ptr() as usize;
+    let (pa_ref, pb_ref) = (&pa, &pb);
+    let part = |p: usize| {
+        let (lo, hi) = (p * per, ((p + 1) * per).min(if split_m { mp } else { np }));
+        if lo >= hi {
+            return;
+        }
+        let (rows, cols) = if split_m {
+            (lo..hi, 0..np)
+        } else {
+            (0..mp, lo..hi)
+        };
+        // SAFETY: part p writes only its own rows (or columns) of c, inside m × n.
+        unsafe {
+            run(
+                path,
+                m,
+                rows,
+                cols,
+                pa_ref,
+                pb_ref,
+                cp as *mut f32,
+                n,
+                n,
+                accumulate,
+            )
+        }
+    };
+    if t == 1 {
+        part(0);
+    } else {
+        use rayon::prelude::*;
+        (0..t).into_par_iter().for_each(part);
+    }
+    PACKED.set((pa, pb.data));
+}
+
+/// Runs the kernel over the 32×32 blocks of c in `rows` × `cols` (multiples of 32),
+/// clipping its writes to `m` rows and `n` columns.
+///
+/// The order of the blocks, shared by every kernel: columns in panels of [`NC`], rows in
+/// groups of [`MC`], k in passes of [`KC`] over a panel's group, and within a pass each strip of the left operand (32
+/// rows × KC, 16 KB, in L1) serves every column block of the panel (KC × NC of the right
+/// operand, 128 KB, in L2) before the next strip is loaded. Partial sums wait between
+/// passes in a per-thread buffer of contiguous 4 KB blocks: kept in c, whose rows lie a
+/// power of two apart in the common shapes, they would all fall into one cache set.
+///
+/// # Safety
+/// `c` must be valid for writes at `i·c_rs + j` for every i < m, j < n in the ranges.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run(
+    path: Path,
+    m: usize,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    a: &[u16],
+    b: &PackedB,
+    c: *mut f32,
+    c_rs: usize,
+    n: usize,
+    accumulate: bool,
+) {
+    let kp = b.kp;
+    let strips: Vec<usize> = rows.step_by(TILE).filter(|&i| i < m).collect();
+    C_BUF.with_borrow_mut(|cbuf| {
+        for jc in cols.clone().step_by(NC).filter(|&j| j < n) {
+            let panel: Vec<usize> = (jc..(jc + NC).min(cols.end))
+                .step_by(TILE)
+                .filter(|&j| j < n)
+                .collect();
+            for group in strips.chunks(MC / TILE) {
+                let need = group.len() * panel.len();
+                if cbuf.len() < need {
+                    cbuf.resize(need, CBlock([0.0; TILE * TILE]));
+                }
+                let cbuf = &mut cbuf[..need];
+                for k0 in (0..kp).step_by(KC) {
+                    let job = |blk: usize| Job {
+                        i0: group[blk / panel.len()],
+                        j0: panel[blk % panel.len()],
+                        k0,
+                        k1: (k0 + KC).min(kp),
+                        first: k0 == 0,
+                    };
+                    match path {
+                        #[cfg(target_arch = "x86_64")]
+                        Path::Amx => {
+                            amx::configure();
+                            for (q, cb) in cbuf.iter_mut().enumerate() {
+                                amx::block(a, b, cb, job(q));
+                            }
+                        }
+                        #[cfg(target_arch = "x86_64")]
+                        Path::Avx512Bf16 => {
+                            for (q, cb) in cbuf.iter_mut().enumerate() {
+                                avx512::block(a, b, cb, job(q));
+                            }
+                        }
+                        _ => {
+                            for (q, cb) in cbuf.iter_mut().enumerate() {
+                                reference_block(a, b, cb, job(q));
+                            }
+                        }
+                    }
+                }
+                for (q, cb) in cbuf.iter().enumerate() {
+                    let (i0, j0) = (group[q / panel.len()], panel[q % panel.len()]);
+                    store_block(cb, i0, j0, m, n, c, c_rs, accumulate);
+                }
+            }
+        }
+    });
+}
+
+/// A 32×32 fp32 block of partial sums, row-major, one 4 KB aligned piece.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct CBlock([f32; TILE * TILE]);
+
+thread_local! {
+    /// Each thread's partial sums of one column panel, reused from call to call.
+    static C_BUF: RefCell<Vec<CBlock>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One 32×32 block of c at (i0, j0) and the part `k0..k1` of its sum: the first part
+/// overwrites the block's buffer, later ones add to it.
+#[derive(Clone, Copy)]
+struct Job {
+    i0: usize,
+    j0: usize,
+    k0: usize,
+    k1: usize,
+    first: bool,
+}
+
+/// Depth of one pass over k: a 32-row strip of the left operand is 32 KB.
+const KC: usize = 512;
+/// Columns of one panel: the right operand's part for one pass is 256 KB.
+const NC: usize = 256;
+/// Rows whose partial sums wait together between passes (256 KB of them).
+const MC: usize = 256;
+
+/// Adds (or writes) a 32×32 block into c at (i0, j0), clipped to m × n.
+///
+/// # Safety
+/// As for [`run`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_block(
+    blk: &CBlock,
+    i0: usize,
+    j0: usize,
+    m: usize,
+    n: usize,
+    c: *mut f32,
+    c_rs: usize,
+    accumulate: bool,
+) {
+    let (ri, cj) = ((m - i0).min(TILE), (n - j0).min(TILE));
+    for r in 0..ri {
+        let dst = std::slice::from_raw_parts_mut(c.add((i0 + r) * c_rs + j0), cj);
+        let src = &blk.0[r * TILE..r * TILE + cj];
+        if accumulate {
+            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+        } else {
+            dst.copy_from_slice(src);
+        }
+    }
+}
+
+/// The packed product in plain Rust (fp32 arithmetic on the bf16 values): what the tests
+/// compare the kernels with, and what runs if a path is asked for off x86-64.
+fn reference_block(a: &[u16], b: &PackedB, cb: &mut CBlock, j: Job) {
+    let kp = b.kp;
+    for r in 0..TILE {
+        for q in 0..TILE {
+            let col = j.j0 + q;
+            let mut s = if j.first { 0.0 } else { cb.0[r * TILE + q] };
+            for p in j.k0..j.k1 {
+                s += from_bf16(a[a_idx(j.i0 + r, p, kp)]) * from_bf16(b.data[b.idx(p, col)]);
+            }
+            cb.0[r * TILE + q] = s;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    use super::{CBlock, Job, PackedB, TILE, TILES_READY};
+    use std::arch::asm;
+
+    /// The tile configuration (palette 1): tmm0–tmm7 all 16 rows of 64 bytes — 16×16 fp32
+    /// for the results, 16×32 bf16 for the left operand, 16 k-pairs × 16 columns for the
+    /// right one.
+    #[repr(C, align(64))]
+    struct TileConfig {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        colsb: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    const CONFIG: TileConfig = TileConfig {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        colsb: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+        rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+    };
+
+    /// Loads the configuration once per thread. Nothing else in the process touches the
+    /// tiles, so it stays loaded.
+    ///
+    /// # Safety
+    /// The CPU has AMX and the process has the tile permission ([`super::has_amx`]).
+    pub(super) unsafe fn configure() {
+        if !TILES_READY.get() {
+            asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
+            TILES_READY.set(true);
+        }
+    }
+
+    /// One block as 2×2 result tiles (tmm0–3), the left operand's two 16-row tiles in
+    /// tmm4–5, the right operand's two 16-column tiles in tmm6–7, 32 of k per step.
+    ///
+    /// # Safety
+    /// [`configure`] ran on this thread; the job lies inside the packed operands.
+    pub(super) unsafe fn block(a: &[u16], b: &PackedB, cb: &mut CBlock, j: Job) {
+        let kp = b.kp;
+        let cp = cb.0.as_mut_ptr();
+        let (c1, c2, c3) = (cp.add(16), cp.add(16 * TILE), cp.add(16 * TILE + 16));
+        let sc = TILE * 4;
+        if j.first {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
+        } else {
+            asm!(
+                "tileloadd tmm0, [{c0} + {sc}*1]",
+                "tileloadd tmm1, [{c1} + {sc}*1]",
+                "tileloadd tmm2, [{c2} + {sc}*1]",
+                "tileloadd tmm3, [{c3} + {sc}*1]",
+                c0 = in(reg) cp, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3, sc = in(reg) sc,
+                options(nostack, readonly)
+            );
+        }
+        let (off, kw) = b.block(j.j0, j.k0);
+        let b0 = b.data.as_ptr().add(off);
+        let b1 = b0.add((kw / 2) * 32);
+        // The left tiles of rows i0.. and i0+16.., 32 of k after 32 of k, contiguous.
+        let a0 = a.as_ptr().add(j.i0 * kp);
+        let a1 = a0.add(16 * kp);
+        for kc in (j.k0..j.k1).step_by(TILE) {
+            asm!(
+                "tileloadd tmm4, [{a0} + {s}*1]",
+                "tileloadd tmm6, [{b0} + {s}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tileloadd tmm7, [{b1} + {s}*1]",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{a1} + {s}*1]",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                a0 = in(reg) a0.add(kc * 16),
+                a1 = in(reg) a1.add(kc * 16),
+                b0 = in(reg) b0.add((kc - j.k0) / 2 * 32),
+                b1 = in(reg) b1.add((kc - j.k0) / 2 * 32),
+                s = in(reg) 64usize,
+                options(nostack, readonly)
+            );
+        }
+        asm!(
+            "tilestored [{c0} + {sc}*1], tmm0",
+            "tilestored [{c1} + {sc}*1], tmm1",
+            "tilestored [{c2} + {sc}*1], tmm2",
+            "tilestored [{c3} + {sc}*1], tmm3",
+            c0 = in(reg) cp, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3, sc = in(reg) sc,
+            options(nostack)
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{CBlock, Job, PackedB, TILE};
+    use std::arch::x86_64::*;
+
+    /// One block in 8×32 register blocks: 16 accumulators, two 16-column vectors of
+    /// k-pairs from the right operand, and one broadcast k-pair per left row, per pair of k.
+    ///
+    /// # Safety
+    /// The CPU has AVX512-BF16; the job lies inside the packed operands.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn block(a: &[u16], b: &PackedB, cb: &mut CBlock, j: Job) {
+        let kp = b.kp;
+        let (off, kw) = b.block(j.j0, j.k0);
+        let b0 = b.data.as_ptr().add(off);
+        let b1 = b0.add((kw / 2) * 32);
+        for r0 in (0..TILE).step_by(8) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; 8];
+            if !j.first {
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let p = cb.0.as_ptr().add((r0 + r) * TILE);
+                    *acc = [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))];
+                }
+            }
+            // Rows i0+r0.. of one 16-row tile strip: pair q of row r at u32 index
+            // (q/16)·256 + r·16 + q%16 past the strip's first tile.
+            let arow = a.as_ptr().add(super::a_idx(j.i0 + r0, 0, kp)) as *const u32;
+            for q in j.k0 / 2..j.k1 / 2 {
+                let qb = (q - j.k0 / 2) * 32;
+                let v0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b0.add(qb) as *const _));
+                let v1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b1.add(qb) as *const _));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let pair = arow.add((q / 16) * 256 + r * 16 + q % 16).read_unaligned();
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
+                    acc[0] = _mm512_dpbf16_ps(acc[0], av, v0);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], av, v1);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let p = cb.0.as_mut_ptr().add((r0 + r) * TILE);
+                _mm512_storeu_ps(p, acc[0]);
+                _mm512_storeu_ps(p.add(16), acc[1]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn rounding_is_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to the even mantissa (1.0).
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        // 1 + 3·2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: ties to 1 + 2^-6.
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(to_bf16(-2.5), 0xc020);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+        assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
+        assert_eq!(from_bf16(to_bf16(f32::MAX)), f32::INFINITY);
+        for x in [0.1f32, -3.7, 1e-20, 6.5e4] {
+            assert!((from_bf16(to_bf16(x)) - x).abs() <= x.abs() / 256.0);
+        }
+    }
+
+    /// Every path this CPU has, on ragged shapes (none a multiple of 16), every transpose,
+    /// overwriting and accumulating, one and two threads: within bf16's tolerance of the
+    /// fp32 product, and equal to the plain-Rust product of the same bf16 values up to
+    /// fp32 summation order. Paths the CPU lacks are reported as skipped.
+    #[test]
+    fn every_available_path_matches_fp32() {
+        for path in [Path::Amx, Path::Avx512Bf16, Path::F32] {
+            if !path.available() || path == Path::F32 {
+                eprintln!("bf16 path {}: skipped, this CPU lacks it", path.name());
+                continue;
+            }
+            eprintln!("bf16 path {}: tested", path.name());
+            // The last two are packed on two threads (over passes of k, over row strips).
+            for (m, n, k) in [
+                (5, 7, 3),
+                (37, 50, 45),
+                (70, 33, 100),
+                (20, 2600, 650),
+                (301, 40, 250),
+            ] {
+                let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+                let at: Vec<f32> = (0..k * m).map(|x| a[(x % m) * k + x / m]).collect();
+                let bt: Vec<f32> = (0..n * k).map(|x| b[(x % k) * n + x / k]).collect();
+                let want = naive(m, n, k, &a, &b);
+                let ar: Vec<f32> = a.iter().map(|&v| from_bf16(to_bf16(v))).collect();
+                let br: Vec<f32> = b.iter().map(|&v| from_bf16(to_bf16(v))).collect();
+                let want_rounded = naive(m, n, k, &ar, &br);
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let (aa, a_st) = if ta { (&at, (1, m)) } else { (&a, (k, 1)) };
+                    let (bb, b_st) = if tb { (&bt, (1, k)) } else { (&b, (n, 1)) };
+                    for (threads, acc) in [(1, false), (2, true)] {
+                        let mut c = vec![1.0; m * n];
+                        matmul(path, threads, m, n, k, &mut c, aa, a_st, bb, b_st, acc);
+                        let base = if acc { 1.0 } else { 0.0 };
+                        for ((x, y), z) in c.iter().zip(&want).zip(&want_rounded) {
+                            let scale: f32 = 1.0 + y.abs() + (k as f32).sqrt();
+                            assert!(
+                                (x - base - y).abs() < 1e-2 * scale,
+                                "{m}x{n}x{k} {ta} {tb}: {x} vs {y}"
+                            );
+                            assert!(
+                                (x - base - z).abs() < 1e-5 * (k as f32) * (1.0 + z.abs()),
+                                "{m}x{n}x{k}"
+                            );
+                        }
+                    }
+                }
+                // The packed right operand with a strided left one, as a time loop uses it.
+                let pb = PackedB::new(k, n, &b, n, 1);
+                let a_rs = k + 5;
+                let a_wide: Vec<f32> = (0..m * a_rs)
+                    .map(|x| {
+                        if x % a_rs < k {
+                            a[(x / a_rs) * k + x % a_rs]
+                        } else {
+                            9.0
+                        }
+                    })
+                    .collect();
+                let mut c = vec![0.0; m * (n + 3)];
+                left_mul_packed(path, m, &a_wide, a_rs, 1, &pb, &mut c, n + 3, false);
+                for i in 0..m {
+                    for j in 0..n {
+                        let (x, z) = (c[i * (n + 3) + j], want_rounded[i * n + j]);
+                        assert!((x - z).abs() < 1e-5 * (k as f32) * (1.0 + z.abs()));
+                    }
+                    assert!(c[i * (n + 3) + n..(i + 1) * (n + 3)]
+                        .iter()
+                        .all(|&v| v == 0.0));
+                }
+            }
+        }
+    }
+
+    /// The plain-Rust reference against the fp32 product on bf16-exact inputs (small
+    /// integers): exact, so the packing order is right.
+    #[test]
+    fn reference_packing_is_exact_on_exact_inputs() {
+        let (m, n, k) = (33, 35, 40);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 2.0).collect();
+        let pb = PackedB::new(k, n, &b, n, 1);
+        let mut pa = Buf::default();
+        pack_a(1, m, k, pb.kp, &a, k, 1, &mut pa);
+        let mut c = vec![0.0; m * n];
+        // SAFETY: c is m × n.
+        unsafe {
+            run(
+                Path::F32,
+                m,
+                0..round_up(m),
+                0..round_up(n),
+                &pa,
+                &pb,
+                c.as_mut_ptr(),
+                n,
+                n,
+                false,
+            )
+        };
+        assert_eq!(c, naive(m, n, k, &a, &b));
+    }
+}
