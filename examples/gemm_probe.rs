@@ -51,14 +51,6 @@ fn main() {
         ),
         ("char dW_ih (2048x512x6400)", 2048, 512, 6400, true, false),
         ("square 2048³", 2048, 2048, 2048, false, false),
-        (
-            "step-like 2048³ (packed, 1 thr)",
-            2048,
-            2048,
-            2048,
-            false,
-            false,
-        ),
     ];
     println!("{:38} {:>10} {:>10}", "shape", "fp32", "bf16");
     // A second argument keeps only the shapes whose name contains it.

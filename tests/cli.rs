@@ -1263,3 +1263,82 @@ fn hostile_safetensors_are_refused() {
         assert_user_error(&o, dev);
     }
 }
+
+/// `--precision bf16` is part of the run: written to config.json, kept by `--resume` (the
+/// resumed run ends bit for bit where an uninterrupted bf16 run ends), and close to fp32 in
+/// quality; `bench` names the kernel that ran. On a CPU without bf16 products the option
+/// runs fp32, and the test still holds.
+#[test]
+fn bf16_is_kept_on_resume_and_close_to_fp32() {
+    let d = tmp("bf16");
+    let (t, v) = corpus(&d);
+    let (ts, vs) = (t.to_str().unwrap(), v.to_str().unwrap());
+    let (a, b, f) = (d.join("a"), d.join("b"), d.join("f"));
+    let bf16 = ["--epochs", "2", "--precision", "bf16"];
+    let mut args = train_args(ts, vs, a.to_str().unwrap());
+    args.extend(bf16);
+    let oa = run(&args);
+    assert!(
+        oa.status.success(),
+        "{}",
+        String::from_utf8_lossy(&oa.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["run"]["train"]["precision"], "bf16");
+    let mut args = train_args(ts, vs, b.to_str().unwrap());
+    args.extend(bf16);
+    args.extend(["--max-tokens", "700"]);
+    assert!(run(&args).status.success());
+    let o = run(&[
+        "lm",
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--quiet",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let state = "train_state.safetensors";
+    assert!(
+        tensors(&a.join(state)) == tensors(&b.join(state)),
+        "a bf16 run resumed differs"
+    );
+    let mut args = train_args(ts, vs, f.to_str().unwrap());
+    args.extend(["--epochs", "2"]);
+    let of = run(&args);
+    assert!(of.status.success());
+    let ppl = |o: &Output| last_json(o)["valid_ppl"].as_f64().unwrap();
+    let (pb, pf) = (ppl(&oa), ppl(&of));
+    assert!((pb / pf - 1.0).abs() < 0.05, "bf16 ppl {pb} vs fp32 {pf}");
+
+    let bench = |p: &str| {
+        let o = run(&[
+            "bench",
+            "lm",
+            "--hidden",
+            "32",
+            "--vocab",
+            "50",
+            "--batch-size",
+            "4",
+            "--bptt",
+            "10",
+            "--steps",
+            "2",
+            "--precision",
+            p,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        last_json(&o)["kernel"].as_str().unwrap().to_string()
+    };
+    assert_eq!(bench("f32"), "fp32");
+    let k = bench("bf16");
+    assert!(
+        ["amx-bf16", "avx512-bf16", "fp32"].contains(&k.as_str()),
+        "{k}"
+    );
+    let bad = run(&["bench", "lm", "--precision", "fp8"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

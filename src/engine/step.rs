@@ -40,6 +40,8 @@ fn project(out: &mut [f32], w: &[f32], x: &[f32], b: usize, k: usize) {
 struct Packed {
     w: Vec<f32>,
     bias: Vec<f32>,
+    /// `w` in bf16 for batch-1 steps under `--precision bf16`.
+    w_bf16: Option<Vec<u16>>,
 }
 
 pub struct Stepper {
@@ -110,7 +112,8 @@ impl Stepper {
                     w.extend_from_slice(&d.w_hh.w[r * h..(r + 1) * h]);
                 }
                 let bias = d.b_ih.w.iter().zip(&d.b_hh.w).map(|(a, b)| a + b).collect();
-                Some(Packed { w, bias })
+                let w_bf16 = super::bf16::weights_for_matvec(&w);
+                Some(Packed { w, bias, w_bf16 })
             })
             .collect();
     }
@@ -168,7 +171,10 @@ impl Stepper {
                     self.xh[r * k..r * k + i].copy_from_slice(&self.inp[r * i..(r + 1) * i]);
                     self.xh[r * k + i..(r + 1) * k].copy_from_slice(&self.hp[r * hs..(r + 1) * hs]);
                 }
-                project(&mut self.xg, &p.w, &self.xh, b, k);
+                match &p.w_bf16 {
+                    Some(wb) if b == 1 => super::bf16::matvec(&mut self.xg, wb, &self.xh),
+                    _ => project(&mut self.xg, &p.w, &self.xh, b, k),
+                }
                 add_bias_rows(&mut self.xg, &p.bias);
                 self.hg.fill(0.0);
             } else {
