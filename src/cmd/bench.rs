@@ -336,7 +336,8 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "{name:24} train {train_rate:8.0} sentences/s   infer {infer_rate:8.0} sentences/s   (peak RSS {rss:.0} MiB, {threads} threads)"
+            "{name:24} train {train_rate:8.0} sentences/s   infer {infer_rate:8.0} sentences/s   (peak RSS {rss:.0} MiB, {threads} threads, {} products)",
+            rnnkit::engine::bf16::active_path().name()
         );
         if let Some((r, n)) = file_rate {
             println!("{:24} file  {r:8.0} sentences/s   ({n} sentences)", "");
@@ -434,8 +435,9 @@ fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
             "length": a.length, "max_len": a.max_len}));
     } else {
         println!(
-            "{name:24} train {train_rate:8.0} target tokens/s   greedy {greedy:6.1} sentences/s   beam-{} {beam:6.1} sentences/s   (peak RSS {rss:.0} MiB, {threads} threads)",
-            a.beam
+            "{name:24} train {train_rate:8.0} target tokens/s   greedy {greedy:6.1} sentences/s   beam-{} {beam:6.1} sentences/s   (peak RSS {rss:.0} MiB, {threads} threads, {} products)",
+            a.beam,
+            rnnkit::engine::bf16::active_path().name()
         );
     }
     Ok(())
