@@ -54,7 +54,7 @@ def main():
         torch.set_num_threads(1 if name.startswith("step") else threads)
         f = rate(m, n, k, ta, tb, torch.float32)
         h = rate(m, n, k, ta, tb, torch.bfloat16)
-        print(f"{name:38} {f:10.1} {h:10.1}")
+        print(f"{name:38} {f:10.1f} {h:10.1f}")
 
 
 if __name__ == "__main__":
