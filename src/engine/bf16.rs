@@ -624,7 +624,7 @@ pub fn left_mul_packed(
 }
 
 /// `c[m, n]` (+)= op(a) · op(b) in bf16 on `threads` threads, with the strides of
-/// [`super::ops::matmul`]. Both operands are packed once, then the 32×32 blocks of c are
+/// `ops::matmul`. Both operands are packed once, then the 32×32 blocks of c are
 /// split among the threads along c's longer side.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
@@ -852,14 +852,13 @@ pub fn weights_for_matvec(w: &[f32]) -> Option<Vec<u16>> {
 }
 
 /// `out[n] = w[n, k] · x[k]` with `w` from [`weights_for_matvec`] and x rounded to bf16,
-/// fp32 sums; rows split over the threads when large, as [`super::ops::matvec`] does.
-pub fn matvec(out: &mut [f32], w: &[u16], x: &[f32]) {
+/// fp32 sums; rows split over `t` threads when large, as `ops::matvec` does.
+pub fn matvec(out: &mut [f32], w: &[u16], x: &[f32], t: usize) {
     use rayon::prelude::*;
     let (n, k) = (out.len(), x.len());
     assert!(w.len() >= n * k && has_avx512bf16(), "bf16 matvec");
     let mut xb: Vec<u16> = x.iter().map(|&v| to_bf16(v)).collect();
     xb.resize(k.div_ceil(32) * 32, 0);
-    let t = super::ops::threads();
     let rows = |out: &mut [f32], r0: usize| {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX512-BF16 (asserted); rows r0.. of w exist (asserted).
@@ -1170,7 +1169,7 @@ mod tests {
             let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.11).cos()).collect();
             let wb: Vec<u16> = w.iter().map(|&v| to_bf16(v)).collect();
             let mut out = vec![0.0; n];
-            matvec(&mut out, &wb, &x);
+            matvec(&mut out, &wb, &x, 2);
             for (r, o) in out.iter().enumerate() {
                 let want: f32 = (0..k)
                     .map(|p| from_bf16(wb[r * k + p]) * from_bf16(to_bf16(x[p])))

@@ -172,7 +172,9 @@ impl Stepper {
                     self.xh[r * k + i..(r + 1) * k].copy_from_slice(&self.hp[r * hs..(r + 1) * hs]);
                 }
                 match &p.w_bf16 {
-                    Some(wb) if b == 1 => super::bf16::matvec(&mut self.xg, wb, &self.xh),
+                    Some(wb) if b == 1 => {
+                        super::bf16::matvec(&mut self.xg, wb, &self.xh, super::ops::threads())
+                    }
                     _ => project(&mut self.xg, &p.w, &self.xh, b, k),
                 }
                 add_bias_rows(&mut self.xg, &p.bias);
