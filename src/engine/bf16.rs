@@ -400,6 +400,14 @@ mod vec512 {
         }
     }
 
+    /// The 32 values `p[0..32]`, those at `rem` and past read as zeros, as 32 bf16.
+    #[inline(always)]
+    unsafe fn load32(p: *const f32, rem: usize) -> __m512i {
+        let lo = _mm512_maskz_loadu_ps(mask(rem), p);
+        let hi = _mm512_maskz_loadu_ps(mask(rem.saturating_sub(16)), p.wrapping_add(16));
+        cvt(lo, hi)
+    }
+
     /// `[lo0..lo15, hi0..hi15]` as 32 bf16.
     #[inline(always)]
     unsafe fn cvt(lo: __m512, hi: __m512) -> __m512i {
@@ -488,13 +496,9 @@ mod vec512 {
     ) {
         for jb in (0..n).step_by(16) {
             for p0 in (k0..(k0 + kw).min(k)).step_by(32) {
-                let (m0, m1) = (mask(k - p0), mask(k.saturating_sub(p0 + 16)));
                 let mut r = [_mm512_setzero_si512(); 16];
                 for (jj, r) in r.iter_mut().enumerate().take(n - jb) {
-                    let col = b.as_ptr().add((jb + jj) * cs);
-                    let lo = _mm512_maskz_loadu_ps(m0, col.add(p0));
-                    let hi = _mm512_maskz_loadu_ps(m1, col.wrapping_add(p0 + 16));
-                    *r = cvt(lo, hi);
+                    *r = load32(b.as_ptr().add((jb + jj) * cs + p0), k - p0);
                 }
                 transpose16(&mut r);
                 let d = dst
@@ -520,13 +524,8 @@ mod vec512 {
         for i in 0..m {
             let row = a.as_ptr().add(i * rs);
             for p0 in (0..k).step_by(32) {
-                let lo = _mm512_maskz_loadu_ps(mask(k - p0), row.add(p0));
-                let hi = _mm512_maskz_loadu_ps(
-                    mask(k.saturating_sub(p0 + 16)),
-                    row.wrapping_add(p0 + 16),
-                );
                 let d = out.as_mut_ptr().add(super::a_idx(i, p0, kp));
-                _mm512_storeu_si512(d as *mut _, cvt(lo, hi));
+                _mm512_storeu_si512(d as *mut _, load32(row.add(p0), k - p0));
             }
         }
     }
@@ -721,23 +720,30 @@ unsafe fn run(
     accumulate: bool,
 ) {
     let kp = b.kp;
-    let strips: Vec<usize> = rows.step_by(TILE).filter(|&i| i < m).collect();
+    // Strips and column blocks as start + index·32: `run` is called at every step of a
+    // time loop, which should not allocate.
+    let rows = rows.start..rows.end.min(round_up(m));
+    let strips = (rows.end.saturating_sub(rows.start)).div_ceil(TILE);
     C_BUF.with_borrow_mut(|cbuf| {
         for jc in cols.clone().step_by(NC).filter(|&j| j < n) {
-            let panel: Vec<usize> = (jc..(jc + NC).min(cols.end))
-                .step_by(TILE)
-                .filter(|&j| j < n)
-                .collect();
-            for group in strips.chunks(MC / TILE) {
-                let need = group.len() * panel.len();
+            let blocks = ((jc + NC).min(cols.end).min(round_up(n)) - jc).div_ceil(TILE);
+            for g0 in (0..strips).step_by(MC / TILE) {
+                let group = (strips - g0).min(MC / TILE);
+                let need = group * blocks;
+                let at = |q: usize| {
+                    (
+                        rows.start + (g0 + q / blocks) * TILE,
+                        jc + (q % blocks) * TILE,
+                    )
+                };
                 if cbuf.len() < need {
                     cbuf.resize(need, CBlock([0.0; TILE * TILE]));
                 }
                 let cbuf = &mut cbuf[..need];
                 for k0 in (0..kp).step_by(KC) {
                     let job = |blk: usize| Job {
-                        i0: group[blk / panel.len()],
-                        j0: panel[blk % panel.len()],
+                        i0: at(blk).0,
+                        j0: at(blk).1,
                         k0,
                         k1: (k0 + KC).min(kp),
                         first: k0 == 0,
@@ -764,7 +770,7 @@ unsafe fn run(
                     }
                 }
                 for (q, cb) in cbuf.iter().enumerate() {
-                    let (i0, j0) = (group[q / panel.len()], panel[q % panel.len()]);
+                    let (i0, j0) = at(q);
                     store_block(cb, i0, j0, m, n, c, c_rs, accumulate);
                 }
             }
