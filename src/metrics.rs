@@ -239,15 +239,15 @@ pub fn tokenize_13a(line: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn word_ngrams(tokens: &[&str], max: usize) -> (HashMap<Vec<String>, usize>, usize) {
+/// Counts of every n-gram, n = 1..=max, keyed by the token slices themselves (no copies).
+fn word_ngrams<'a>(tokens: &'a [&'a str], max: usize) -> HashMap<&'a [&'a str], usize> {
     let mut m = HashMap::new();
     for n in 1..=max {
         for w in tokens.windows(n) {
-            *m.entry(w.iter().map(|s| s.to_string()).collect())
-                .or_insert(0) += 1;
+            *m.entry(w).or_insert(0) += 1;
         }
     }
-    (m, tokens.len())
+    m
 }
 
 /// Corpus BLEU as sacreBLEU's default computes it: 13a tokens, n-grams up to 4, one
@@ -278,10 +278,9 @@ pub fn bleu<S: AsRef<str>, T: AsRef<str>>(hyps: &[S], refs: &[T], lowercase: boo
         let (h, r) = (prep(h.as_ref()), prep(r.as_ref()));
         let ht: Vec<&str> = h.split_whitespace().collect();
         let rt: Vec<&str> = r.split_whitespace().collect();
-        let (hn, hl) = word_ngrams(&ht, 4);
-        let (rn, rl) = word_ngrams(&rt, 4);
-        b.sys_len += hl;
-        b.ref_len += rl;
+        let (hn, rn) = (word_ngrams(&ht, 4), word_ngrams(&rt, 4));
+        b.sys_len += ht.len();
+        b.ref_len += rt.len();
         for (g, &c) in &hn {
             b.total[g.len() - 1] += c;
             if let Some(&rc) = rn.get(g) {

@@ -286,20 +286,22 @@ fn resume_matches_uninterrupted_run() {
     args.extend(["--epochs", "2", "--max-tokens", "700"]);
     let o = run(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    resume_ends_where(&b, &a);
+    resume_ends_where(&b, &a, &[]);
 }
 
 /// Resumes the stopped run in `b` and checks that its train state equals `a`'s (an
 /// uninterrupted run), tensor for tensor, bit for bit.
-fn resume_ends_where(b: &Path, a: &Path) {
-    let o = run(&[
+fn resume_ends_where(b: &Path, a: &Path, more: &[&str]) {
+    let mut args = vec![
         "lm",
         "train",
         "--resume",
         b.to_str().unwrap(),
         "--quiet",
         "--json",
-    ]);
+    ];
+    args.extend(more);
+    let o = run(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let state = "train_state.safetensors";
     let (ta, tb) = (tensors(&a.join(state)), tensors(&b.join(state)));
@@ -308,6 +310,34 @@ fn resume_ends_where(b: &Path, a: &Path) {
         assert_eq!(na, nb);
         assert!(da == db, "tensor {na} differs after resume");
     }
+}
+
+/// `--resume` keeps the run's thread count (the products split their sums by it, so
+/// another count would not continue bit for bit) and takes a new `--epochs`, so a
+/// finished run trains on: 2 epochs resumed to 3 end where 3 epochs in one go end.
+#[test]
+fn resume_keeps_threads_and_trains_on_to_more_epochs() {
+    let d = tmp("more-epochs");
+    let (t, v) = corpus(&d);
+    let (a, b) = (d.join("a"), d.join("b"));
+    let (ts, vs) = (t.to_str().unwrap(), v.to_str().unwrap());
+    for (out, epochs) in [(&a, "3"), (&b, "2")] {
+        let mut args = train_args(ts, vs, out.to_str().unwrap());
+        args.extend(["--epochs", epochs, "--threads", "2"]);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    resume_ends_where(&b, &a, &["--epochs", "3"]);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["threads"], 2);
+    assert_eq!(config["run"]["train"]["threads"], 2);
+    assert_eq!(config["run"]["train"]["epochs"], 3);
+    let mut args = train_args(ts, vs, a.to_str().unwrap());
+    args.extend(["--threads", "0", "--overwrite"]);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("thread count from 1 to 1024"));
 }
 
 fn assert_user_error(o: &Output, needle: &str) {
@@ -1296,7 +1326,7 @@ fn bf16_is_kept_on_resume_and_close_to_fp32() {
     args.extend(bf16);
     args.extend(["--max-tokens", "700"]);
     assert!(run(&args).status.success());
-    resume_ends_where(&b, &a);
+    resume_ends_where(&b, &a, &[]);
     // Quality: bf16 training ends at a sane perplexity (its trajectory is not fp32's, so
     // a tiny run is no place to compare the two), and one model evaluated with bf16
     // products scores within 1% of the same model in fp32.

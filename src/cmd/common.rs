@@ -183,7 +183,7 @@ impl OptimArgs {
                 if let Some(v) = self.$f { t.$g = v; }
             )*};
         }
-        set!(lr => lr, schedule => schedule, clip => clip, epochs => epochs, eval_every => eval_every,
+        set!(lr => lr, schedule => schedule, clip => clip, eval_every => eval_every,
             save_every => save_every, log_every => log_every, seed => seed);
         self.apply_budgets(t);
         if self.patience.is_some() {
@@ -201,6 +201,7 @@ impl OptimArgs {
     /// The options a resumed run takes from the new invocation: its budgets, how often it
     /// saves and what it does on NaN.
     pub fn apply_budgets(&self, t: &mut TrainConfig) {
+        t.epochs = self.epochs.unwrap_or(t.epochs);
         t.token_budget = self.max_tokens;
         t.time_budget_min = self.minutes;
         t.save_minutes = self.save_minutes.or(t.save_minutes);
@@ -225,8 +226,9 @@ pub struct TokArgs {
 /// How the products run, for every command that computes: threads and number format.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ComputeArgs {
-    /// Threads (default: every core).
-    #[arg(long)]
+    /// Threads (default: every core). Training keeps the run's count on --resume, so a
+    /// resumed run continues bit for bit as if never stopped.
+    #[arg(long, value_parser = parse_threads)]
     pub threads: Option<usize>,
     /// Number format of the matrix products: f32, or bf16 (operands rounded to bf16, sums
     /// in fp32; weights, optimizer state, cell math, norms and the loss stay fp32, as under
@@ -237,14 +239,22 @@ pub struct ComputeArgs {
     pub precision: Option<rnnkit::engine::bf16::Precision>,
 }
 
+/// `--threads`: a count from 1 to 1024 (0 used to mean 1 without a word).
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!("expected a thread count from 1 to 1024, got {s:?}")),
+    }
+}
+
 /// Where a run writes and how it reports.
 #[derive(Args, Clone, Debug, Default)]
 pub struct RunArgs {
     /// Output folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the stopped run in this folder (its options are kept; --minutes and
-    /// --max-tokens set the new budget).
+    /// Continue the stopped run in this folder (its options are kept; --epochs, --minutes
+    /// and --max-tokens set the new budget, so a finished run can train on to more epochs).
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Rerun the run a config.json describes (explicit options override it).
@@ -416,14 +426,16 @@ pub fn start<R: serde::de::DeserializeOwned>(
     if resume.is_some() {
         optim.apply_budgets(train);
     }
-    // The precision is the run's: given, or kept from the run resumed or rerun.
+    // Precision and threads are the run's: given, or kept from the run resumed or rerun.
     if let Some(p) = run.compute.precision {
         train.precision = p;
     }
+    let threads = run.compute.threads.or(train.threads);
     super::set_compute(&ComputeArgs {
         precision: Some(train.precision),
-        ..run.compute.clone()
+        threads,
     });
+    train.threads = Some(rnnkit::engine::ops::threads());
     let out = run
         .out
         .clone()

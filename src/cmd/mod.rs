@@ -36,7 +36,7 @@ pub enum Command {
     /// Sentence classification: train, evaluate, predict TSV files.
     #[command(subcommand)]
     Classify(classify::ClsCmd),
-    /// Translation: score system output with BLEU and chrF (sacreBLEU's definitions).
+    /// Translation with attention: train, evaluate, translate, score BLEU and chrF.
     #[command(subcommand)]
     Translate(translate::TranslateCmd),
     /// Train tokenizers and compare them on held-out text.

@@ -50,6 +50,11 @@ pub struct TrainConfig {
     /// The number format of the products (part of the run, so a resume keeps it).
     #[serde(default)]
     pub precision: crate::engine::bf16::Precision,
+    /// The threads the products split over (part of the run, so a resume keeps it: the
+    /// sums split by it, and the same count gives bit-identical weights). `None` in records
+    /// written before it was kept.
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 /// What the trainer does when a step's loss or gradient norm is NaN or infinite. The
@@ -105,6 +110,7 @@ impl Default for TrainConfig {
             save_minutes: None,
             on_nan: NanPolicy::Stop,
             precision: Default::default(),
+            threads: None,
         }
     }
 }

@@ -307,13 +307,18 @@ impl Tokenizer {
         self.id(UNK).unwrap_or(0)
     }
 
-    /// Text → ids. Unknown pieces become `<unk>`.
+    /// Text → ids. Unknown pieces become `<unk>`. BPE encodes long text in pieces of at
+    /// most [`BPE_CHUNK`] bytes (see [`bpe_chunks`]), because the tokenizers crate keeps
+    /// ~180 bytes of bookkeeping per input byte while it encodes.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         if let Some(bpe) = &self.bpe {
-            return match bpe.encode(text, false) {
-                Ok(e) => e.get_ids().to_vec(),
-                Err(_) => Vec::new(),
-            };
+            let mut ids = Vec::new();
+            for chunk in bpe_chunks(text, BPE_CHUNK) {
+                if let Ok(e) = bpe.encode(chunk, false) {
+                    ids.extend_from_slice(e.get_ids());
+                }
+            }
+            return ids;
         }
         let unk = self.unk();
         let mut ids = Vec::new();
@@ -415,6 +420,47 @@ impl Tokenizer {
     }
 }
 
+/// The longest piece of text BPE encodes at once.
+pub const BPE_CHUNK: usize = 1 << 16;
+
+/// `text` cut into pieces of at most `max` bytes where byte-level BPE would cut anyway:
+/// before a single space between two characters that are not whitespace, where the GPT-2
+/// pre-tokenizer always starts a new word, so encoding the pieces one by one gives the ids
+/// of encoding the whole. A run of more than `max` bytes without such a space (one "word"
+/// of 64 KiB) is cut at the last character boundary instead, the one place where the ids
+/// may differ from a whole encode.
+pub fn bpe_chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let max = max.max(4);
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = if rest.len() <= max {
+            rest.len()
+        } else {
+            let b = rest.as_bytes();
+            let solid = |c: Option<char>| c.is_some_and(|c| !c.is_whitespace());
+            (1..max)
+                .rev()
+                .find(|&i| {
+                    b[i] == b' '
+                        && solid(rest[..i].chars().next_back())
+                        && solid(rest[i + 1..].chars().next())
+                })
+                .unwrap_or_else(|| {
+                    (1..=max)
+                        .rev()
+                        .find(|&i| rest.is_char_boundary(i))
+                        .unwrap_or(max)
+                })
+        };
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(piece)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +541,42 @@ mod tests {
         assert_eq!(t.decode(&t.encode(text)), text);
         let back = Tokenizer::from_json(&t.to_json(), Path::new("x")).unwrap();
         assert_eq!(back.encode(text), t.encode(text));
+    }
+
+    #[test]
+    fn bpe_in_pieces_gives_the_ids_of_the_whole_text() {
+        let text = "the quick brown fox's jumps, over 12 lazy dogs!  twice\tзимой и летом   x \n";
+        let t = Tokenizer::train(
+            &[text],
+            &TrainOptions {
+                kind: Kind::Bpe,
+                min_freq: 1,
+                max_size: Some(300),
+            },
+        )
+        .unwrap();
+        let bpe = t.bpe.as_ref().unwrap();
+        let long = text.repeat(40);
+        let whole = bpe.encode(long.as_str(), false).unwrap().get_ids().to_vec();
+        for max in [4, 9, 17, 64, 300] {
+            let pieces: Vec<&str> = bpe_chunks(&long, max).collect();
+            assert_eq!(pieces.concat(), long);
+            assert!(pieces.iter().all(|p| p.len() <= max.max(4)), "{max}");
+            if max >= 64 {
+                // Every word of the text (with its space) is shorter than the piece: no
+                // cut inside a word.
+                let ids: Vec<u32> = pieces
+                    .iter()
+                    .flat_map(|p| bpe.encode(*p, false).unwrap().get_ids().to_vec())
+                    .collect();
+                assert_eq!(ids, whole, "{max}");
+            }
+        }
+        assert_eq!(t.encode(&long), whole);
+        // One 100 KB "word": cut at character boundaries, nothing lost.
+        let word = "я".repeat(50_001);
+        let back = t.decode(&t.encode(&word));
+        assert_eq!(back, word);
     }
 
     #[test]
