@@ -191,7 +191,7 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         };
         let mut count = 0usize;
         let mut start = Instant::now();
-        rnnkit::task::lm::generate(&mut model, &[1], n + 20, &s, &mut rng, |_| {
+        rnnkit::task::lm::generate(&mut model, &[0], n + 20, &s, &mut rng, |_| {
             count += 1;
             if count == 20 {
                 start = Instant::now();

@@ -7,7 +7,7 @@ use rnnkit::task::classify::run::{ClsRun, Weights};
 use rnnkit::task::classify::{self, ClsScores, Pooling, TASK};
 use rnnkit::text::corpus::{read_tsv, Column};
 use rnnkit::train;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -331,15 +331,7 @@ fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
                 .map(|r| r.0)
                 .collect()
         }
-        (Some(p), false) => {
-            let f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
-            std::io::BufReader::new(f)
-                .lines()
-                .enumerate()
-                .map(|(i, l)| l.map_err(|e| Error::input(p, i + 1, e.to_string())))
-                .collect::<Result<_, _>>()?
-        }
-        (None, _) => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
+        (p, _) => rnnkit::text::read::read_lines(p.as_deref())?,
     };
     let ids: Vec<Vec<u32>> = texts
         .iter()

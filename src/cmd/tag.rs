@@ -9,7 +9,7 @@ use rnnkit::task::tag::run::{retag, TagPreset, TagRun};
 use rnnkit::task::tag::{self, Encoded, Output, TagVocabs, Tagger, TASK};
 use rnnkit::text::conll::{self, Columns, Scheme};
 use rnnkit::train;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -381,16 +381,10 @@ struct Input {
 
 fn read_inputs(a: &PredictArgs) -> anyhow::Result<Vec<Input>> {
     let name = a.input.clone().unwrap_or_else(|| PathBuf::from("<stdin>"));
-    let reader: Box<dyn BufRead> = match &a.input {
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).map_err(|e| Error::io(p, e))?,
-        )),
-        None => Box::new(std::io::stdin().lock()),
-    };
+    let lines = rnnkit::text::read::read_lines(a.input.as_deref())?;
     let mut out = Vec::new();
     if a.text {
-        for (n, line) in reader.lines().enumerate() {
-            let line = line.map_err(|e| Error::input(&name, n + 1, e.to_string()))?;
+        for line in lines {
             let spans = rnnkit::text::tokenizer::word_spans(&line);
             let char_at = |b: usize| line[..b].chars().count();
             out.push(Input {
@@ -414,9 +408,7 @@ fn read_inputs(a: &PredictArgs) -> anyhow::Result<Vec<Input>> {
         lines: Vec::new(),
     };
     let mut docstart = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Error::input(&name, n + 1, e.to_string()))?;
-        let line = line.trim_end_matches('\r').to_string();
+    for (n, line) in lines.into_iter().enumerate() {
         if line.trim().is_empty() {
             if !cur.tokens.is_empty() {
                 out.push(std::mem::replace(

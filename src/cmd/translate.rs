@@ -9,7 +9,7 @@ use rnnkit::error::Error;
 use rnnkit::task::translate::run::{self as tr, TrRun, TASK};
 use rnnkit::task::translate::Decoding;
 use rnnkit::train;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -262,7 +262,7 @@ fn evaluate(
     pairs: &[(String, String)],
     d: &Decoding,
 ) -> anyhow::Result<serde_json::Value> {
-    let (enc, _) = task.encode_pairs(pairs);
+    let (enc, _, _) = task.encode_pairs(pairs, false);
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
     let (mut loss, mut count) = (0.0, 0);
     for chunk in enc.chunks(64) {
@@ -308,14 +308,19 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
 fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
     let mut task = tr::load(&a.model)?;
-    let lines: Vec<String> = match &a.input {
-        Some(p) => rnnkit::text::read::read_text(p)?
-            .lines()
-            .map(String::from)
-            .collect(),
-        None => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
-    };
-    let srcs: Vec<Vec<u32>> = lines.iter().map(|l| task.encode_src(l)).collect();
+    let lines = rnnkit::text::read::read_lines(a.input.as_deref())?;
+    let mut srcs: Vec<Vec<u32>> = lines.iter().map(|l| task.encode_src_full(l)).collect();
+    for (i, x) in srcs.iter_mut().enumerate() {
+        if x.len() > tr::MAX_TOKENS {
+            eprintln!(
+                "rnnkit: note: line {}: {} source tokens, translating the first {}",
+                i + 1,
+                x.len(),
+                tr::MAX_TOKENS
+            );
+            x.truncate(tr::MAX_TOKENS);
+        }
+    }
     let d = Decoding {
         attention: a.attention_map.is_some() || a.json,
         ..a.decode.decoding(a.n_best)?

@@ -87,6 +87,12 @@ impl RnnConfig {
 
     /// Refuses combinations the layers do not implement.
     pub fn validate(&self) -> crate::error::Result<()> {
+        if self.layers == 0 || self.hidden == 0 || self.input == 0 {
+            return Err(crate::error::Error::config(format!(
+                "a recurrent stack needs at least one layer and positive sizes (layers {}, hidden {}, input {})",
+                self.layers, self.hidden, self.input
+            )));
+        }
         if self.cell_norm && self.cell != CellKind::Lstm {
             return Err(crate::error::Error::config(format!(
                 "layer normalisation inside the cell (Ba et al. 2016) is implemented for lstm, not {}",

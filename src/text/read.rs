@@ -143,6 +143,19 @@ impl Lines {
         })
     }
 
+    /// Standard input, read as a file is (the same line cap and UTF-8 checks), named
+    /// `<stdin>` in errors.
+    pub fn stdin() -> Lines {
+        Lines {
+            path: PathBuf::from("<stdin>"),
+            reader: std::io::BufReader::with_capacity(1 << 16, Box::new(std::io::stdin())),
+            buf: Vec::new(),
+            line: 1,
+            offset: 0,
+            done: false,
+        }
+    }
+
     /// Like [`Lines::open`], but refuses a file with nothing but whitespace. It reads only
     /// up to the first visible character to decide.
     pub fn open_nonempty(path: &Path) -> Result<Lines> {
@@ -207,6 +220,18 @@ impl Iterator for Lines {
             }
         }
     }
+}
+
+/// The lines of a file, or of standard input when `path` is `None`, without their
+/// terminators: what `predict` commands read, under the [`MAX_LINE`] cap.
+pub fn read_lines(path: Option<&Path>) -> Result<Vec<String>> {
+    let lines = match path {
+        Some(p) => Lines::open(p)?,
+        None => Lines::stdin(),
+    };
+    lines
+        .map(|l| l.map(|s| strip_eol(&s).to_string()))
+        .collect()
 }
 
 /// A line without its `\n` or `\r\n`.

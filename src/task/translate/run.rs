@@ -6,7 +6,8 @@
 //! by the tokenizer's decoder (BPE) or by [`detokenize`] (words): the word tokenizer splits
 //! off every punctuation mark, and the detokenizer joins them back as written English and
 //! German do. Pairs with an empty side are skipped in training and validation (their count
-//! is reported); an empty source translates to an empty line.
+//! is reported); an empty source translates to an empty line. Sentences longer than
+//! [`MAX_TOKENS`] are skipped in training and cut elsewhere.
 
 use super::{Decoding, Seq2Seq, Seq2SeqConfig, Specials};
 use crate::checkpoint::{self, Checkpointed, Meta};
@@ -211,11 +212,16 @@ impl TrRun {
             valid_refs: Vec::new(),
             batches: Vec::new(),
         };
-        let (train, skipped) = task.encode_pairs(&corpus[0]);
-        let (valid, skipped_v) = task.encode_pairs(&corpus[1]);
+        let (train, skipped, _) = task.encode_pairs(&corpus[0], true);
+        let (valid, skipped_v, cut) = task.encode_pairs(&corpus[1], false);
         if skipped + skipped_v > 0 {
             note(format!(
-                "skipped {skipped} training and {skipped_v} validation pairs with an empty side"
+                "skipped {skipped} training pairs with an empty side or a side over {MAX_TOKENS} tokens, and {skipped_v} validation pairs with an empty side"
+            ));
+        }
+        if cut > 0 {
+            note(format!(
+                "cut {cut} validation pairs to their first {MAX_TOKENS} tokens a side"
             ));
         }
         task.valid_refs = corpus[1]
@@ -258,6 +264,11 @@ pub fn detokenize(tokens: &[&str]) -> String {
     out
 }
 
+/// The longest sentence, in tokens, translation trains on and decodes: longer training
+/// pairs are skipped and longer sources are cut (with a note), so one line of a megabyte
+/// cannot ask for gigabytes of encoder states and output scores.
+pub const MAX_TOKENS: usize = 1024;
+
 /// The translation task for the shared trainer.
 pub struct TrTask {
     pub model: Seq2Seq,
@@ -287,23 +298,39 @@ impl TrTask {
         }
     }
 
-    pub fn encode_src(&self, s: &str) -> Vec<u32> {
+    /// Source text → ids, all of them (see [`TrTask::encode_src`]).
+    pub fn encode_src_full(&self, s: &str) -> Vec<u32> {
         self.src_tok.encode(&self.prep(s))
     }
 
-    /// Pairs as ids, skipping those with an empty side; returns them and how many skipped.
-    pub fn encode_pairs(&self, pairs: &[(String, String)]) -> (IdPairs, usize) {
-        let mut out = Vec::new();
-        let mut skipped = 0;
+    /// Source text → ids, cut to [`MAX_TOKENS`]: decoding reads no more.
+    pub fn encode_src(&self, s: &str) -> Vec<u32> {
+        let mut x = self.encode_src_full(s);
+        x.truncate(MAX_TOKENS);
+        x
+    }
+
+    /// Pairs as ids. A pair with an empty side is skipped; a side longer than
+    /// [`MAX_TOKENS`] skips the pair in training (`train`) and is cut to it elsewhere (the
+    /// teacher-forced loss; BLEU scores against the reference as written). Returns the
+    /// pairs, how many were skipped and how many were cut.
+    pub fn encode_pairs(&self, pairs: &[(String, String)], train: bool) -> (IdPairs, usize, usize) {
+        let (mut out, mut skipped, mut cut) = (Vec::new(), 0, 0);
         for (s, t) in pairs {
-            let (x, y) = (self.encode_src(s), self.tgt_tok.encode(&self.prep(t)));
-            if x.is_empty() || y.is_empty() {
+            let (mut x, mut y) = (self.encode_src_full(s), self.tgt_tok.encode(&self.prep(t)));
+            let long = x.len() > MAX_TOKENS || y.len() > MAX_TOKENS;
+            if x.is_empty() || y.is_empty() || (long && train) {
                 skipped += 1;
-            } else {
-                out.push((x, y));
+                continue;
             }
+            if long {
+                x.truncate(MAX_TOKENS);
+                y.truncate(MAX_TOKENS);
+                cut += 1;
+            }
+            out.push((x, y));
         }
-        (out, skipped)
+        (out, skipped, cut)
     }
 
     /// Target ids → text.
