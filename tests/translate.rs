@@ -158,9 +158,45 @@ fn train_eval_translate() {
         "1",
     ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3);
+    // A source over 1,024 tokens is cut to them, with a note naming the line.
+    let longer = d.join("longer.de");
+    std::fs::write(&longer, format!("Ein Hund.\n{}\n", "Ein Mann ".repeat(600))).unwrap();
+    let o = run(&[
+        "translate",
+        "predict",
+        "--model",
+        &m,
+        "--input",
+        &s(&longer),
+        "--beam",
+        "1",
+        "--max-len-a",
+        "0",
+        "--max-len-b",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("line 2: 1200 source tokens, translating the first 1024"),
+        "{err}"
+    );
+    // A stream without line breaks is refused at the line cap, not read into memory.
+    assert_user_error(
+        &run(&[
+            "translate",
+            "predict",
+            "--model",
+            &m,
+            "--input",
+            "/dev/zero",
+        ]),
+        "/dev/zero",
+    );
 }
 
-/// Bad input: parallel files of different lengths, a checkpoint of another task.
+/// Bad input: parallel files of different lengths, no layers, a checkpoint of another task.
 #[test]
 fn bad_input() {
     let d = tmp("bad");
@@ -178,6 +214,20 @@ fn bad_input() {
             &s(&d.join("x")),
         ]),
         "expected line-aligned files",
+    );
+    assert_user_error(
+        &run(&[
+            "translate",
+            "train",
+            "--train",
+            &s(&td),
+            &s(&te),
+            "--layers",
+            "0",
+            "--out",
+            &s(&d.join("y")),
+        ]),
+        "at least one layer",
     );
     assert_user_error(
         &run(&[

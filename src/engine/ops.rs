@@ -518,6 +518,21 @@ pub fn sum_rows_into(acc: &mut [f32], x: &[f32]) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn subnormals_are_flushed_on_compute_threads() {
+        flush_denormals();
+        let tiny = std::hint::black_box(f32::MIN_POSITIVE);
+        // Below the smallest normal: zero under FTZ/DAZ, a subnormal otherwise.
+        let half = std::hint::black_box(tiny * 0.5);
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(half, 0.0);
+        // DAZ: a subnormal read in is zero too.
+        let sub = std::hint::black_box(f32::from_bits(1));
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(sub * 2.0, 0.0);
+        let _ = (half, sub);
+    }
+
     fn naive(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f32> {
         let mut c = vec![0.0; m * n];
         for i in 0..m {
