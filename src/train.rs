@@ -261,21 +261,27 @@ pub fn train(
             let s = task.train_step(i, &mut rng);
             // A non-finite loss or gradient norm leaves the weights untouched (the optimizer
             // skips the update); the policy decides what happens next.
-            let norm = if s.loss_sum.is_finite() {
+            let exploded = task.loss_ceiling().is_some_and(|c| s.mean() > c);
+            let norm = if s.loss_sum.is_finite() && !exploded {
                 opt.step(task.model(), cfg.clip)
             } else {
                 task.model().zero_grad();
                 f32::NAN
             };
             if !norm.is_finite() {
+                let what = if !s.loss_sum.is_finite() {
+                    "loss is not finite".to_string()
+                } else if exploded {
+                    format!(
+                        "loss is {:.3e} a {unit}: diverged (a perplexity past any float)",
+                        s.mean()
+                    )
+                } else {
+                    "gradient norm is not finite".to_string()
+                };
                 let at = format!(
-                    "epoch {epoch}, step {} (batch {i}): the {} is not finite",
-                    prog.step + 1,
-                    if s.loss_sum.is_finite() {
-                        "gradient norm"
-                    } else {
-                        "loss"
-                    }
+                    "epoch {epoch}, step {} (batch {i}): the {what}",
+                    prog.step + 1
                 );
                 log(
                     serde_json::json!({"epoch": epoch, "step": prog.step + 1, "non_finite": at, "policy": cfg.on_nan}),

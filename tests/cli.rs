@@ -951,7 +951,23 @@ fn non_finite_loss_is_caught_where_it_appears() {
     let o = run(&args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
-    assert!(err.contains("not finite") && err.contains("step"), "{err}");
+    assert!(
+        (err.contains("not finite") || err.contains("diverged")) && err.contains("step"),
+        "{err}"
+    );
+    // Adam at 1e30 keeps the loss finite (~1e29 a token), which is divergence all the
+    // same: it used to end with exit 0 and a perplexity of null.
+    let lr = base.iter().position(|&a| a == "--lr").unwrap() + 1;
+    let mut adam = base.clone();
+    adam[lr] = "1e30";
+    adam.extend(["--epochs", "1", "--overwrite"]);
+    let o = run(&adam);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("diverged") || err.contains("not finite"),
+        "{err}"
+    );
     // Skipping goes past the first bad step (several are logged); a run whose validation
     // never becomes finite ends without a model, and says so.
     args.extend(["--on-nan", "skip", "--overwrite"]);

@@ -200,7 +200,7 @@ def main():
                     code, err, so = "timeout", "", ""
                 runs += 1
                 why = None
-                diverged = code == 3 and "not finite" in err
+                diverged = code == 3 and ("not finite" in err or "diverged" in err)
                 if code not in (0, 2) and not diverged:
                     why = f"exit {code}"
                 elif code == 2 and len(err.strip().splitlines()) != 1:

@@ -242,6 +242,13 @@ pub trait Task {
     fn unit(&self) -> &'static str {
         "token"
     }
+    /// The mean loss a unit may have before the run counts as diverged. A softmax
+    /// cross-entropy above 700 nats for one prediction (a perplexity past any float) needs
+    /// logits hundreds apart, which only a diverged model gives, while the loss itself is
+    /// still finite. `None`: no ceiling (a CRF's sentence loss grows with its length).
+    fn loss_ceiling(&self) -> Option<f64> {
+        Some(700.0)
+    }
     fn model(&mut self) -> &mut dyn Module;
     /// Batches in one epoch.
     fn steps_per_epoch(&self) -> usize;

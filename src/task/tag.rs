@@ -934,6 +934,9 @@ impl Task for TagTask {
     fn unit(&self) -> &'static str {
         "sentence"
     }
+    fn loss_ceiling(&self) -> Option<f64> {
+        None
+    }
     fn model(&mut self) -> &mut dyn Module {
         &mut self.model
     }
