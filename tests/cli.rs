@@ -1202,6 +1202,29 @@ fn plot_leaves_out_overflowing_values() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(t0.elapsed().as_secs() < 10 && png.exists());
+    // A PNG written to a device is written into it, not put in its place (plot and the
+    // confusion heatmap renamed a file over /dev/null); a link is written through.
+    let link = d.join("link.png");
+    std::os::unix::fs::symlink(&png, &link).unwrap();
+    for out in [Path::new("/dev/null"), link.as_path()] {
+        let args = [
+            "plot",
+            run_dir.to_str().unwrap(),
+            "--metric",
+            "loss",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let null = std::fs::metadata("/dev/null").unwrap().file_type();
+    assert!(null.is_char_device(), "/dev/null was replaced");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 /// Rewrites the safetensors header of `src` into `dst` (the data bytes are kept as they are).

@@ -5,7 +5,7 @@ For each subcommand, the options that take a value are read from its --help; eac
 every value of a list (zero, negative, NaN, infinities, overflowing and tiny numbers, junk,
 empty; for files: /dev/null, /dev/zero, a missing path, a folder, an empty file, random
 bytes, one 2 MB line) on top of a small valid invocation over tiny slices of
-RNNKIT_DATA_DIR's corpora. A run passes when it exits 0 or 2 within the timeout under an
+RNNKIT_DATA_DIR's corpora. /dev/null must still be a device after each run. A run passes when it exits 0 or 2 within the timeout under an
 address-space limit (or 3 with the documented divergence stop, `--on-nan stop`), an exit 2
 prints one line, and an exit 0 prints no NaN or infinity and no null metric. Everything
 else is listed.
@@ -19,6 +19,7 @@ import os
 import re
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -207,6 +208,10 @@ def main():
                     why = "exit 2 with a message of several lines"
                 elif code == 0 and bad_output(so + err):
                     why = "exit 0 with NaN, infinity or a null metric in the output"
+                if not stat.S_ISCHR(os.stat("/dev/null").st_mode):
+                    failures.append({"command": cmd, "option": flag, "value": v[:40],
+                                     "why": "replaced /dev/null by a file", "stderr": ""})
+                    sys.exit("/dev/null was replaced by a file; restore it (mknod -m 666 /dev/null c 1 3)")
                 if why:
                     failures.append({"command": cmd, "option": flag, "value": v[:40], "why": why,
                                      "stderr": err.strip()[-300:]})
