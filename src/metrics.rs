@@ -316,10 +316,14 @@ pub fn bleu<S: AsRef<str>, T: AsRef<str>>(hyps: &[S], refs: &[T], lowercase: boo
     b
 }
 
-fn char_grams(v: &[char], n: usize) -> HashMap<&[char], usize> {
+/// Counts of the character n-grams of `v`, each n-gram packed into one `u128` key (21 bits a
+/// character, n ≤ 6), so a gram is hashed and compared as one number rather than as a slice.
+fn char_grams(v: &[char], n: usize) -> HashMap<u128, usize> {
+    debug_assert!(n <= 6);
     let mut m = HashMap::new();
     for w in v.windows(n) {
-        *m.entry(w).or_insert(0) += 1;
+        let key = w.iter().fold(0u128, |k, &c| (k << 21) | c as u128);
+        *m.entry(key).or_insert(0) += 1;
     }
     m
 }
