@@ -53,9 +53,8 @@ pub fn line_chart(
         x1 = x0 + 1.0;
     }
     let pad = ((y1 - y0) * 0.05).max(1e-3);
-    let tmp = scratch();
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(&tmp, (900, 560)).into_drawing_area();
+    render(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (900, 560)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 22))
@@ -90,9 +89,7 @@ pub fn line_chart(
             .draw()?;
         root.present()?;
         Ok(())
-    };
-    draw().map_err(|e| Error::format(path, format!("could not draw chart: {e}")))?;
-    put_in_place(&tmp, path)
+    })
 }
 
 /// The points `(x_key, y_key)` of every line of a metrics.jsonl that has both.
@@ -158,9 +155,8 @@ pub fn heatmap(path: &Path, title: &str, labels: &[String], m: &[Vec<usize>]) ->
     register_font();
     let c = labels.len().max(1);
     let size = (160 + 70 * c as u32).clamp(360, 1400);
-    let tmp = scratch();
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(&tmp, (size + 60, size)).into_drawing_area();
+    render(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (size + 60, size)).into_drawing_area();
         root.fill(&WHITE)?;
         use plotters::coord::ranged1d::{IntoSegmentedCoord, SegmentValue};
         let mut chart = ChartBuilder::on(&root)
@@ -220,9 +216,7 @@ pub fn heatmap(path: &Path, title: &str, labels: &[String], m: &[Vec<usize>]) ->
         }
         root.present()?;
         Ok(())
-    };
-    draw().map_err(|e| Error::format(path, format!("could not draw chart: {e}")))?;
-    put_in_place(&tmp, path)
+    })
 }
 
 /// An attention map: target tokens down, source tokens across, each cell shaded by its
@@ -239,9 +233,8 @@ pub fn attention_map(
         (140 + 36 * ns as u32).clamp(300, 2400),
         (90 + 28 * nt as u32).clamp(200, 2400),
     );
-    let tmp = scratch();
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(&tmp, (w, h)).into_drawing_area();
+    render(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (w, h)).into_drawing_area();
         root.fill(&WHITE)?;
         let cell_w = (w as i32 - 120) / ns as i32;
         let cell_h = (h as i32 - 80) / nt as i32;
@@ -269,23 +262,23 @@ pub fn attention_map(
         }
         root.present()?;
         Ok(())
-    };
-    draw().map_err(|e| Error::format(path, format!("could not draw chart: {e}")))?;
-    put_in_place(&tmp, path)
+    })
 }
 
-/// A temporary file for plotters to draw into (it writes PNGs to paths only).
-fn scratch() -> std::path::PathBuf {
+/// Draws a PNG with `draw` into a temporary file (plotters writes PNGs to paths only), then
+/// puts it at `path` through [`crate::error::write_atomic`], so a link is written through
+/// and a device (`--out /dev/null`) is written, not replaced by a file — a rename over
+/// `/dev/null` used to do that. The temporary file is removed whether drawing worked or not.
+fn render(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> std::result::Result<(), Box<dyn std::error::Error>>,
+) -> Result<()> {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("rnnkit-plot-{}-{n}.png", std::process::id()))
-}
-
-/// Moves a drawn PNG to `path` through [`crate::error::write_atomic`], so a link is written
-/// through and a device (`--out /dev/null`) is written, not replaced by a file — a rename
-/// over `/dev/null` used to do that.
-fn put_in_place(tmp: &Path, path: &Path) -> Result<()> {
-    let bytes = std::fs::read(tmp).map_err(|e| Error::io(tmp, e));
-    let _ = std::fs::remove_file(tmp);
+    let tmp = std::env::temp_dir().join(format!("rnnkit-plot-{}-{n}.png", std::process::id()));
+    let bytes = draw(&tmp)
+        .map_err(|e| Error::format(path, format!("could not draw chart: {e}")))
+        .and_then(|()| std::fs::read(&tmp).map_err(|e| Error::io(&tmp, e)));
+    let _ = std::fs::remove_file(&tmp);
     crate::error::write_atomic(path, &bytes?)
 }

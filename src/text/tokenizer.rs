@@ -526,18 +526,20 @@ mod tests {
         assert_eq!(t.decode(&ids), "the cat\n");
     }
 
+    /// A byte-level BPE of 300 symbols trained on `text` alone.
+    fn bpe300(text: &str) -> Tokenizer {
+        let o = TrainOptions {
+            kind: Kind::Bpe,
+            min_freq: 1,
+            max_size: Some(300),
+        };
+        Tokenizer::train(&[text], &o).unwrap()
+    }
+
     #[test]
     fn bpe_round_trips_and_survives_serialisation() {
         let text = "the quick brown fox jumps over the lazy dog\nзимой и летом одним цветом\n";
-        let t = Tokenizer::train(
-            &[text],
-            &TrainOptions {
-                kind: Kind::Bpe,
-                min_freq: 1,
-                max_size: Some(300),
-            },
-        )
-        .unwrap();
+        let t = bpe300(text);
         assert_eq!(t.decode(&t.encode(text)), text);
         let back = Tokenizer::from_json(&t.to_json(), Path::new("x")).unwrap();
         assert_eq!(back.encode(text), t.encode(text));
@@ -546,15 +548,7 @@ mod tests {
     #[test]
     fn bpe_in_pieces_gives_the_ids_of_the_whole_text() {
         let text = "the quick brown fox's jumps, over 12 lazy dogs!  twice\tзимой и летом   x \n";
-        let t = Tokenizer::train(
-            &[text],
-            &TrainOptions {
-                kind: Kind::Bpe,
-                min_freq: 1,
-                max_size: Some(300),
-            },
-        )
-        .unwrap();
+        let t = bpe300(text);
         let bpe = t.bpe.as_ref().unwrap();
         let long = text.repeat(40);
         let whole = bpe.encode(long.as_str(), false).unwrap().get_ids().to_vec();
