@@ -132,23 +132,19 @@ pub struct Lines {
 
 impl Lines {
     pub fn open(path: &Path) -> Result<Lines> {
-        let f = open_source(path)?;
-        Ok(Lines {
-            path: path.to_path_buf(),
-            reader: std::io::BufReader::with_capacity(1 << 16, f),
-            buf: Vec::new(),
-            line: 1,
-            offset: 0,
-            done: false,
-        })
+        Ok(Lines::from_reader(path.to_path_buf(), open_source(path)?))
     }
 
     /// Standard input, read as a file is (the same line cap and UTF-8 checks), named
     /// `<stdin>` in errors.
     pub fn stdin() -> Lines {
+        Lines::from_reader(PathBuf::from("<stdin>"), Box::new(std::io::stdin()))
+    }
+
+    fn from_reader(path: PathBuf, r: Box<dyn std::io::Read + Send>) -> Lines {
         Lines {
-            path: PathBuf::from("<stdin>"),
-            reader: std::io::BufReader::with_capacity(1 << 16, Box::new(std::io::stdin())),
+            path,
+            reader: std::io::BufReader::with_capacity(1 << 16, r),
             buf: Vec::new(),
             line: 1,
             offset: 0,
