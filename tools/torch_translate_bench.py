@@ -14,7 +14,10 @@ token ids, full teacher forcing.
   until then, as `rnnkit bench translate` does with its minimum length, since a random model
   may pick <eos> at any step); one untimed greedy pass first.
 
-Usage: torch_translate_bench.py [--threads 2] [--json]
+With --bf16, training's forward and loss and the whole decoding run under
+`torch.autocast("cpu", dtype=torch.bfloat16)`, as ../shared/bench/torch_lm_bench.py --bf16 does.
+
+Usage: torch_translate_bench.py [--threads 2] [--bf16] [--json]
 """
 
 import argparse
@@ -123,8 +126,10 @@ def main():
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--max-len", type=int, default=25)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true", help="autocast the products to bfloat16")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    cast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -138,8 +143,9 @@ def main():
 
     def train_step():
         opt.zero_grad()
-        logits = m(src, tgt_in)
-        loss = F.cross_entropy(logits.view(-1, tv), tgt_out.view(-1), ignore_index=pad)
+        with cast():
+            logits = m(src, tgt_in)
+            loss = F.cross_entropy(logits.float().view(-1, tv), tgt_out.view(-1), ignore_index=pad)
         loss.backward()
         nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
@@ -157,7 +163,7 @@ def main():
 
     def decode(beam):
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), cast():
             for i in range(0, a.sentences, a.decode_batch):
                 chunk = srcs[:, i : i + a.decode_batch]
                 if beam == 1:
@@ -178,14 +184,15 @@ def main():
         "beam": a.beam,
         "peak_rss_mib": rss,
         "threads": torch.get_num_threads(),
+        "precision": "bf16" if a.bf16 else "f32",
         "torch": torch.__version__,
     }
     if a.json:
         print(json.dumps(res))
     else:
         print(
-            f"torch seq2seq train {train_rate:8.0} target tokens/s   greedy {g:6.1} sentences/s"
-            f"   beam-{a.beam} {bm:6.1} sentences/s   (peak RSS {rss:.0} MiB, "
+            f"torch seq2seq train {train_rate:8.0f} target tokens/s   greedy {g:6.1f} sentences/s"
+            f"   beam-{a.beam} {bm:6.1f} sentences/s   (peak RSS {rss:.0f} MiB, "
             f"{torch.get_num_threads()} threads)"
         )
 

@@ -272,7 +272,7 @@ fn evaluate(
         loss += l;
         count += n;
     }
-    let srcs: Vec<Vec<u32>> = pairs.iter().map(|p| task.encode_src(&p.0)).collect();
+    let srcs = encode_sources(task, pairs.iter().map(|p| p.0.as_str()));
     let hyps = task.translate(&srcs, d, 64)?;
     let text: Vec<String> = hyps.iter().map(|h| task.detok(&h[0].tokens)).collect();
     let refs: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
@@ -305,22 +305,29 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sources as ids, each cut to [`tr::MAX_TOKENS`] with a note naming its line.
+fn encode_sources<'a>(task: &tr::TrTask, lines: impl Iterator<Item = &'a str>) -> Vec<Vec<u32>> {
+    lines
+        .enumerate()
+        .map(|(i, l)| {
+            let (x, full) = task.encode_src(l);
+            if full > x.len() {
+                eprintln!(
+                    "rnnkit: note: line {}: {full} source tokens, translating the first {}",
+                    i + 1,
+                    x.len()
+                );
+            }
+            x
+        })
+        .collect()
+}
+
 fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
     let mut task = tr::load(&a.model)?;
     let lines = rnnkit::text::read::read_lines(a.input.as_deref())?;
-    let mut srcs: Vec<Vec<u32>> = lines.iter().map(|l| task.encode_src_full(l)).collect();
-    for (i, x) in srcs.iter_mut().enumerate() {
-        if x.len() > tr::MAX_TOKENS {
-            eprintln!(
-                "rnnkit: note: line {}: {} source tokens, translating the first {}",
-                i + 1,
-                x.len(),
-                tr::MAX_TOKENS
-            );
-            x.truncate(tr::MAX_TOKENS);
-        }
-    }
+    let srcs = encode_sources(&task, lines.iter().map(|l| l.as_str()));
     let d = Decoding {
         attention: a.attention_map.is_some() || a.json,
         ..a.decode.decoding(a.n_best)?

@@ -161,15 +161,26 @@ impl Classifier {
         match self.cfg.pooling {
             Pooling::Last => self.last_states(&st, b, &mut pooled),
             Pooling::Max => {
-                argmax = vec![0; b * d];
+                // The maxima first, in a loop the compiler vectorises; the step each came
+                // from (its first, as a strict `>` scan finds it) only for backward.
                 pooled.fill(f32::NEG_INFINITY);
                 for j in 0..b {
+                    let out = &mut pooled[j * d..(j + 1) * d];
                     for tau in 0..p.lengths[j] {
                         let row = &y[(tau * b + j) * d..(tau * b + j + 1) * d];
-                        for k in 0..d {
-                            if row[k] > pooled[j * d + k] {
-                                pooled[j * d + k] = row[k];
-                                argmax[j * d + k] = tau;
+                        out.iter_mut().zip(row).for_each(|(o, &v)| *o = o.max(v));
+                    }
+                }
+                if train {
+                    argmax = vec![0; b * d];
+                    for j in 0..b {
+                        for tau in (0..p.lengths[j]).rev() {
+                            let row = &y[(tau * b + j) * d..(tau * b + j + 1) * d];
+                            let best = &pooled[j * d..(j + 1) * d];
+                            for k in 0..d {
+                                if row[k] == best[k] {
+                                    argmax[j * d + k] = tau;
+                                }
                             }
                         }
                     }

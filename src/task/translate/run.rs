@@ -298,16 +298,13 @@ impl TrTask {
         }
     }
 
-    /// Source text → ids, all of them (see [`TrTask::encode_src`]).
-    pub fn encode_src_full(&self, s: &str) -> Vec<u32> {
-        self.src_tok.encode(&self.prep(s))
-    }
-
-    /// Source text → ids, cut to [`MAX_TOKENS`]: decoding reads no more.
-    pub fn encode_src(&self, s: &str) -> Vec<u32> {
-        let mut x = self.encode_src_full(s);
+    /// Source text → ids cut to [`MAX_TOKENS`] (decoding reads no more), with the length
+    /// before the cut, so a caller can say what it dropped.
+    pub fn encode_src(&self, s: &str) -> (Vec<u32>, usize) {
+        let mut x = self.src_tok.encode(&self.prep(s));
+        let full = x.len();
         x.truncate(MAX_TOKENS);
-        x
+        (x, full)
     }
 
     /// Pairs as ids. A pair with an empty side is skipped; a side longer than
@@ -317,14 +314,13 @@ impl TrTask {
     pub fn encode_pairs(&self, pairs: &[(String, String)], train: bool) -> (IdPairs, usize, usize) {
         let (mut out, mut skipped, mut cut) = (Vec::new(), 0, 0);
         for (s, t) in pairs {
-            let (mut x, mut y) = (self.encode_src_full(s), self.tgt_tok.encode(&self.prep(t)));
-            let long = x.len() > MAX_TOKENS || y.len() > MAX_TOKENS;
+            let ((x, src_len), mut y) = (self.encode_src(s), self.tgt_tok.encode(&self.prep(t)));
+            let long = src_len > MAX_TOKENS || y.len() > MAX_TOKENS;
             if x.is_empty() || y.is_empty() || (long && train) {
                 skipped += 1;
                 continue;
             }
             if long {
-                x.truncate(MAX_TOKENS);
                 y.truncate(MAX_TOKENS);
                 cut += 1;
             }
