@@ -50,8 +50,8 @@ pub fn threads() -> usize {
     }
 }
 
-/// Defines `pub fn $name` that runs `$body_fn` compiled for AVX2+FMA when the CPU has
-/// them (checked once), and for the baseline target otherwise. The elementwise kernels
+/// Defines `pub fn $name` that runs `$body_fn` compiled for AVX-512F or AVX2+FMA when the
+/// CPU has them (checked once), and for the baseline target otherwise. The elementwise kernels
 /// (gate math, softmax) are written as plain loops; this lets them use 8-wide vectors and
 /// fused multiply-adds without requiring those instructions of every machine.
 #[macro_export]
@@ -62,10 +62,19 @@ macro_rules! multiversion {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn fast512($($arg: $ty),*) $(-> $ret)? {
+                    $body_fn($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn fast($($arg: $ty),*) $(-> $ret)? {
                     $body_fn($($arg),*)
+                }
+                if $crate::engine::ops::has_avx512() {
+                    // SAFETY: the CPU supports the features `fast512` was compiled for.
+                    return unsafe { fast512($($arg),*) };
                 }
                 if $crate::engine::ops::has_avx2() {
                     // SAFETY: the CPU supports the features `fast` was compiled for.
@@ -75,6 +84,21 @@ macro_rules! multiversion {
             $body_fn($($arg),*)
         }
     };
+}
+
+/// Whether this CPU runs AVX-512F besides AVX2 and FMA (detected once): the elementwise
+/// kernels then take 16 floats a vector (Zen 4 and Intel servers have it).
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| has_avx2() && is_x86_feature_detected!("avx512f"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Whether this CPU runs AVX2 and FMA (detected once).
