@@ -623,8 +623,8 @@ pub fn left_mul_packed(
 }
 
 /// `c[m, n]` (+)= op(a) · op(b) in bf16 on `threads` threads, with the strides of
-/// `ops::matmul`. Both operands are packed once, then the 32×32 blocks of c are
-/// split among the threads along c's longer side.
+/// `ops::matmul`. Both operands are packed once, then the product runs as
+/// [`matmul_packed`].
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     path: Path,
@@ -634,7 +634,7 @@ pub fn matmul(
     k: usize,
     c: &mut [f32],
     a: &[f32],
-    (a_rs, a_cs): (usize, usize),
+    a_st: (usize, usize),
     b: &[f32],
     (b_rs, b_cs): (usize, usize),
     accumulate: bool,
@@ -642,15 +642,59 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return;
     }
+    // The packed operands' storage is the thread's, reused from call to call: fresh
+    // megabytes would cost a page fault every 4 KB.
+    let (pa, pb_buf) = PACKED.with_borrow_mut(std::mem::take);
+    let pb = PackedB::new_on(threads, k, n, b, b_rs, b_cs, pb_buf);
+    let pa = matmul_packed_with(path, threads, m, c, a, a_st, &pb, accumulate, pa);
+    PACKED.set((pa, pb.data));
+}
+
+/// `c[m, n]` (+)= op(a) · b with b packed beforehand (a weight that many products share,
+/// such as decoding's output layer at every step), on `threads` threads.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_packed(
+    path: Path,
+    threads: usize,
+    m: usize,
+    c: &mut [f32],
+    a: &[f32],
+    a_st: (usize, usize),
+    b: &PackedB,
+    accumulate: bool,
+) {
+    let pa = PACKED.with_borrow_mut(|(pa, _)| std::mem::take(pa));
+    let pa = matmul_packed_with(path, threads, m, c, a, a_st, b, accumulate, pa);
+    PACKED.with_borrow_mut(|(slot, _)| *slot = pa);
+}
+
+/// [`matmul_packed`] with `pa` as the storage of the packed left operand, returned for
+/// reuse. The 32×32 blocks of c are split among the threads along c's longer side.
+#[allow(clippy::too_many_arguments)]
+fn matmul_packed_with(
+    path: Path,
+    threads: usize,
+    m: usize,
+    c: &mut [f32],
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    pb: &PackedB,
+    accumulate: bool,
+    mut pa: Buf,
+) -> Buf {
+    let (n, k) = (pb.n, pb.k);
+    if m == 0 || n == 0 {
+        return pa;
+    }
     assert!(
         path.available(),
         "{} is not available on this CPU",
         path.name()
     );
-    // The packed operands' storage is the thread's, reused from call to call: fresh
-    // megabytes would cost a page fault every 4 KB.
-    let (mut pa, pb_buf) = PACKED.with_borrow_mut(std::mem::take);
-    let pb = PackedB::new_on(threads, k, n, b, b_rs, b_cs, pb_buf);
+    assert!(
+        (m - 1) * n + n <= c.len() && (k == 0 || (m - 1) * a_rs + (k - 1) * a_cs < a.len()),
+        "bf16 product shapes"
+    );
     pack_a(threads, m, k, pb.kp, a, a_rs, a_cs, &mut pa);
     let (mp, np) = (round_up(m), round_up(n));
     let split_m = mp >= np;
@@ -658,7 +702,7 @@ pub fn matmul(
     let t = threads.clamp(1, blocks);
     let per = blocks.div_ceil(t) * TILE;
     let cp = c.as_mut_ptr() as usize;
-    let (pa_ref, pb_ref) = (&pa, &pb);
+    let pa_ref = &pa;
     let part = |p: usize| {
         let (lo, hi) = (p * per, ((p + 1) * per).min(if split_m { mp } else { np }));
         if lo >= hi {
@@ -669,7 +713,8 @@ pub fn matmul(
         } else {
             (0..mp, lo..hi)
         };
-        // SAFETY: part p writes only its own rows (or columns) of c, inside m × n.
+        // SAFETY: part p writes only its own rows (or columns) of c, inside m × n, which
+        // the assert above bounds.
         unsafe {
             run(
                 path,
@@ -677,7 +722,7 @@ pub fn matmul(
                 rows,
                 cols,
                 pa_ref,
-                pb_ref,
+                pb,
                 cp as *mut f32,
                 n,
                 n,
@@ -691,7 +736,7 @@ pub fn matmul(
         use rayon::prelude::*;
         (0..t).into_par_iter().for_each(part);
     }
-    PACKED.set((pa, pb.data));
+    pa
 }
 
 /// Runs the kernel over the 32×32 blocks of c in `rows` × `cols` (multiples of 32),
@@ -1136,6 +1181,17 @@ mod tests {
                             );
                         }
                     }
+                }
+                // A right operand packed once (transposed, as a layer's weight) and used
+                // on two threads, as decoding's output layer is.
+                let pbt = PackedB::new(k, n, &bt, 1, k);
+                let mut c = vec![0.0; m * n];
+                matmul_packed(path, 2, m, &mut c, &a, (k, 1), &pbt, false);
+                for (x, z) in c.iter().zip(&want_rounded) {
+                    assert!(
+                        (x - z).abs() < 1e-5 * (k as f32) * (1.0 + z.abs()),
+                        "{m}x{n}x{k}"
+                    );
                 }
                 // The packed right operand with a strided left one, as a time loop uses it.
                 let pb = PackedB::new(k, n, &b, n, 1);

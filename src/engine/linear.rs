@@ -1,6 +1,6 @@
 //! Linear (affine) layer: y = x Wᵀ + b, as torch.nn.Linear.
 
-use super::ops::{add_bias_rows, matmul, sum_rows_into};
+use super::ops::{add_bias_rows, matmul, sum_rows_into, Prepacked};
 use super::param::{Module, Param};
 use rand::RngCore;
 
@@ -49,6 +49,20 @@ impl Linear {
             self.output(),
             y,
         );
+    }
+
+    /// The weight readied for many [`Linear::forward_with`] calls (decoding steps).
+    pub fn prepack(&self) -> Prepacked<'_> {
+        Prepacked::new(&self.weight.w, self.input(), self.output(), true)
+    }
+
+    /// As [`Linear::forward`], with the weight from [`Linear::prepack`].
+    pub fn forward_with(&self, w: &Prepacked, x: &[f32], y: &mut [f32]) {
+        let (n, o) = (x.len() / self.input(), self.output());
+        w.left_mul(n, y, x, false);
+        if let Some(b) = &self.bias {
+            add_bias_rows(&mut y[..n * o], &b.w);
+        }
     }
 
     /// Accumulates dW, db from x `[n, in]` and dy `[n, out]`; writes dx `[n, in]` if asked.

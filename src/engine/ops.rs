@@ -405,6 +405,51 @@ impl Panels {
     }
 }
 
+/// A right operand `op(b) [k, n]` that many products share, such as decoding's output
+/// layer at every step. Under bf16 it is rounded and packed once (repacking the 1792×5898
+/// output weight at every step was a seventh of bf16 beam search); under fp32 it is only
+/// borrowed, since `gemm` packs per call anyway.
+pub enum Prepacked<'a> {
+    F32 {
+        b: &'a [f32],
+        k: usize,
+        n: usize,
+        tb: bool,
+    },
+    Bf16(bf16::Path, bf16::PackedB),
+}
+
+impl<'a> Prepacked<'a> {
+    /// `b` stored `[k, n]`, or `[n, k]` when `tb`, as for [`matmul`].
+    pub fn new(b: &'a [f32], k: usize, n: usize, tb: bool) -> Prepacked<'a> {
+        assert!(b.len() >= k * n, "Prepacked shape");
+        match bf16::active_path() {
+            bf16::Path::F32 => Prepacked::F32 { b, k, n, tb },
+            path => {
+                let (rs, cs) = if tb { (1, k) } else { (n, 1) };
+                Prepacked::Bf16(path, bf16::PackedB::new(k, n, b, rs, cs))
+            }
+        }
+    }
+
+    /// `c[m, n] (+)= a[m, k] · op(b)`, with [`matmul`]'s thread policy.
+    pub fn left_mul(&self, m: usize, c: &mut [f32], a: &[f32], accumulate: bool) {
+        match self {
+            &Prepacked::F32 { b, k, n, tb } => matmul(m, n, k, c, a, false, b, tb, accumulate),
+            Prepacked::Bf16(path, pb) => {
+                let (k, n) = (pb.k(), pb.n());
+                assert!(c.len() >= m * n && a.len() >= m * k, "matmul shapes");
+                let t = if m * n * k >= 48 * 48 * 48 {
+                    threads()
+                } else {
+                    1
+                };
+                bf16::matmul_packed(*path, t, m, c, a, (k, 1), pb, accumulate);
+            }
+        }
+    }
+}
+
 /// `out[n] (+)= w[n,k] · x[k]`: a matrix-vector product for batch-1 decoding, split over
 /// rows across threads. Decoding one token is bound by reading the weights, so it pays to
 /// stream each row once with a vectorised dot product rather than pack it for a GEMM.
