@@ -346,7 +346,7 @@ impl Seq2Seq {
             );
             let (ctx, att) = match (&self.attention, &keys) {
                 (Some(a), Some(k)) => {
-                    let (c, cache) = a.step(&state.h, k);
+                    let (c, cache) = a.step(&state.h, k, true);
                     (c, Some(cache))
                 }
                 _ => (Vec::new(), None),
@@ -760,7 +760,7 @@ impl Seq2Seq {
             self.tgt_emb.forward(&tokens, &mut z);
             let (ctx, alpha) = match (&self.attention, &keys) {
                 (Some(a), Some(kk)) => {
-                    let (c, cache) = a.step(&state.h, kk);
+                    let (c, cache) = a.step(&state.h, kk, false);
                     // Each row over its own sentence's tokens (the batch pads to the longest).
                     let rows = match keep_attention {
                         true => cache
