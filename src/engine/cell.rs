@@ -216,6 +216,64 @@ pub struct StepBwd<'a> {
     pub active: &'a [bool],
 }
 
+/// The LSTM's backward step for a small H, the same arithmetic as the row loop of
+/// [`step_backward_body`] in flat passes: a row of 25 units is one 16-wide vector and nine
+/// scalar iterations, and the scalar remainders were most of the tagger's character LSTM
+/// backward. The gates are gathered gate-major `[4, B·H]`, the math runs over all B·H
+/// units at once, and the gradients scatter back to `[B, 4·H]`.
+#[inline(always)]
+fn lstm_backward_gathered(hsz: usize, s: StepBwd) {
+    let (nb, g4) = (s.active.len(), 4 * hsz);
+    let n = nb * hsz;
+    let mut gm = Vec::with_capacity(4 * n);
+    for k in 0..4 {
+        for row in s.gates[..nb * g4].chunks_exact(g4) {
+            gm.extend_from_slice(&row[k * hsz..(k + 1) * hsz]);
+        }
+    }
+    // Inactive (padding) rows keep dh and dc, and get zero gradients.
+    let all = s.active.iter().all(|&a| a);
+    let kept: Vec<f32> = match all {
+        true => Vec::new(),
+        false => [&s.dh[..n], &s.dc[..n]].concat(),
+    };
+    let mut d = vec![0.0f32; 4 * n];
+    {
+        let (gi, rest) = gm.split_at(n);
+        let (gf, rest) = rest.split_at(n);
+        let (gg, go) = rest.split_at(n);
+        let (di, rest) = d.split_at_mut(n);
+        let (df, rest) = rest.split_at_mut(n);
+        let (dg, d_o) = rest.split_at_mut(n);
+        let (dh, dc, cp, cc) = (&mut s.dh[..n], &mut s.dc[..n], &s.c_prev[..n], &s.c[..n]);
+        let go = &go[..n];
+        for j in 0..n {
+            let tc = tanh(cc[j]);
+            let (i, f, gv, o) = (gi[j], gf[j], gg[j], go[j]);
+            let dcj = dc[j] + dh[j] * o * (1.0 - tc * tc);
+            d_o[j] = dh[j] * tc * o * (1.0 - o);
+            di[j] = dcj * gv * i * (1.0 - i);
+            df[j] = dcj * cp[j] * f * (1.0 - f);
+            dg[j] = dcj * i * (1.0 - gv * gv);
+            dc[j] = dcj * f;
+            dh[j] = 0.0;
+        }
+    }
+    for (b, row) in s.dxg[..nb * g4].chunks_exact_mut(g4).enumerate() {
+        if s.active[b] {
+            for k in 0..4 {
+                row[k * hsz..(k + 1) * hsz]
+                    .copy_from_slice(&d[k * n + b * hsz..k * n + (b + 1) * hsz]);
+            }
+        } else {
+            row.fill(0.0);
+            let r = b * hsz..(b + 1) * hsz;
+            s.dh[r.clone()].copy_from_slice(&kept[r.clone()]);
+            s.dc[r.clone()].copy_from_slice(&kept[n + r.start..n + r.end]);
+        }
+    }
+}
+
 crate::multiversion!(
     /// Backward of one timestep (see [`StepBwd`]).
     pub fn step_backward(kind: CellKind, hsz: usize, s: StepBwd) => step_backward_body
@@ -223,6 +281,9 @@ crate::multiversion!(
 
 #[inline(always)]
 fn step_backward_body(kind: CellKind, hsz: usize, s: StepBwd) {
+    if kind == CellKind::Lstm && hsz < 64 {
+        return lstm_backward_gathered(hsz, s);
+    }
     let g = kind.gates() * hsz;
     for (b, &act) in s.active.iter().enumerate() {
         let dxg = &mut s.dxg[b * g..(b + 1) * g];
