@@ -253,6 +253,39 @@ pub struct StepBwd<'a> {
     pub active: &'a [bool],
 }
 
+/// The LSTM backward arithmetic over equal-length slices of units, shared by the row loop
+/// and the gathered passes: gates `[i, f, g, o]`, c_{t−1}, dL/dh (zeroed) and dL/dc (made
+/// dL/dc_{t−1}) in; `d = [di, df, dg, do]` out, with `do` holding tanh(c_t) on entry.
+#[inline(always)]
+fn lstm_backward_units(
+    [gi, gf, gg, go]: [&[f32]; 4],
+    cp: &[f32],
+    dh: &mut [f32],
+    dc: &mut [f32],
+    [di, df, dg, d_o]: [&mut [f32]; 4],
+) {
+    let n = dh.len();
+    let (gi, gf, gg, go, cp, dc) = (
+        &gi[..n],
+        &gf[..n],
+        &gg[..n],
+        &go[..n],
+        &cp[..n],
+        &mut dc[..n],
+    );
+    let (di, df, dg, d_o) = (&mut di[..n], &mut df[..n], &mut dg[..n], &mut d_o[..n]);
+    for j in 0..n {
+        let (i, f, gv, o, tc) = (gi[j], gf[j], gg[j], go[j], d_o[j]);
+        let dcj = dc[j] + dh[j] * o * (1.0 - tc * tc);
+        d_o[j] = dh[j] * tc * o * (1.0 - o);
+        di[j] = dcj * gv * i * (1.0 - i);
+        df[j] = dcj * cp[j] * f * (1.0 - f);
+        dg[j] = dcj * i * (1.0 - gv * gv);
+        dc[j] = dcj * f;
+        dh[j] = 0.0;
+    }
+}
+
 /// The LSTM's backward step for a small H, the same arithmetic as the row loop of
 /// [`step_backward_body`] in flat passes: a row of 25 units is one 16-wide vector and nine
 /// scalar iterations, and the scalar remainders were most of the tagger's character LSTM
@@ -282,19 +315,11 @@ fn lstm_backward_gathered(hsz: usize, s: StepBwd) {
         let (di, rest) = d.split_at_mut(n);
         let (df, rest) = rest.split_at_mut(n);
         let (dg, d_o) = rest.split_at_mut(n);
-        let (dh, dc, cp, cc) = (&mut s.dh[..n], &mut s.dc[..n], &s.c_prev[..n], &s.c[..n]);
-        let go = &go[..n];
-        for j in 0..n {
-            let tc = tanh(cc[j]);
-            let (i, f, gv, o) = (gi[j], gf[j], gg[j], go[j]);
-            let dcj = dc[j] + dh[j] * o * (1.0 - tc * tc);
-            d_o[j] = dh[j] * tc * o * (1.0 - o);
-            di[j] = dcj * gv * i * (1.0 - i);
-            df[j] = dcj * cp[j] * f * (1.0 - f);
-            dg[j] = dcj * i * (1.0 - gv * gv);
-            dc[j] = dcj * f;
-            dh[j] = 0.0;
+        for (t, &c) in d_o.iter_mut().zip(&s.c[..n]) {
+            *t = tanh(c);
         }
+        let (dh, dc, cp) = (&mut s.dh[..n], &mut s.dc[..n], &s.c_prev[..n]);
+        lstm_backward_units([gi, gf, gg, go], cp, dh, dc, [di, df, dg, d_o]);
     }
     for (b, row) in s.dxg[..nb * g4].chunks_exact_mut(g4).enumerate() {
         if s.active[b] {
@@ -359,26 +384,7 @@ fn step_backward_body(kind: CellKind, hsz: usize, s: StepBwd) {
                 for (t, &c) in d_o.iter_mut().zip(cc) {
                     *t = tanh(c);
                 }
-                let n = hsz;
-                let (dh, dc, cp, di, df, dg, d_o) = (
-                    &mut dh[..n],
-                    &mut dc[..n],
-                    &cp[..n],
-                    &mut di[..n],
-                    &mut df[..n],
-                    &mut dg[..n],
-                    &mut d_o[..n],
-                );
-                for j in 0..n {
-                    let (i, f, gv, o, tc) = (gi[j], gf[j], gg[j], go[j], d_o[j]);
-                    let dcj = dc[j] + dh[j] * o * (1.0 - tc * tc);
-                    d_o[j] = dh[j] * tc * o * (1.0 - o);
-                    di[j] = dcj * gv * i * (1.0 - i);
-                    df[j] = dcj * cp[j] * f * (1.0 - f);
-                    dg[j] = dcj * i * (1.0 - gv * gv);
-                    dc[j] = dcj * f;
-                    dh[j] = 0.0;
-                }
+                lstm_backward_units([gi, gf, gg, go], cp, dh, dc, [di, df, dg, d_o]);
             }
             CellKind::Gru => {
                 let dhg = &mut s.dhg[b * g..(b + 1) * g];
