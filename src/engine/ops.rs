@@ -115,6 +115,11 @@ pub fn has_avx2() -> bool {
     }
 }
 
+/// Whether a product is worth the thread pool: waking it costs more than a tiny product.
+fn is_big(m: usize, n: usize, k: usize) -> bool {
+    m * n * k >= 48 * 48 * 48
+}
+
 /// `c[m,n] = (accumulate ? c : 0) + op(a)[m,k] · op(b)[k,n]`.
 ///
 /// `a` is stored `[m,k]` (or `[k,m]` when `ta`), `b` is stored `[k,n]` (or `[n,k]` when `tb`).
@@ -148,7 +153,7 @@ pub fn matmul(
     let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
     let t = threads();
-    let big = (m * n * k) >= 48 * 48 * 48;
+    let big = is_big(m, n, k);
     let path = bf16::active_path();
     if path != bf16::Path::F32 {
         let st = |rs: isize, cs: isize| (rs as usize, cs as usize);
@@ -439,11 +444,7 @@ impl<'a> Prepacked<'a> {
             Prepacked::Bf16(path, pb) => {
                 let (k, n) = (pb.k(), pb.n());
                 assert!(c.len() >= m * n && a.len() >= m * k, "matmul shapes");
-                let t = if m * n * k >= 48 * 48 * 48 {
-                    threads()
-                } else {
-                    1
-                };
+                let t = if is_big(m, n, k) { threads() } else { 1 };
                 bf16::matmul_packed(*path, t, m, c, a, (k, 1), pb, accumulate);
             }
         }
