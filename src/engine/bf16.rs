@@ -219,6 +219,11 @@ impl Buf {
     /// Makes it `len` zeros (`len` a multiple of 32), keeping the allocation.
     fn reset(&mut self, len: usize) {
         self.0.clear();
+        self.resize(len);
+    }
+
+    /// Makes it `len` values (a multiple of 32): what it held stays, new values are zeros.
+    fn resize(&mut self, len: usize) {
         self.0.resize(len / 32, Line([0; 32]));
     }
 }
@@ -347,7 +352,23 @@ fn pack_a(
     cs: usize,
     out: &mut Buf,
 ) {
-    out.reset(round_up(m) * kp);
+    #[cfg(target_arch = "x86_64")]
+    let simd = has_avx512bf16() && (cs == 1 || rs == 1);
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    if simd {
+        // The vector packers write every element of rows below m, k's padding included;
+        // only the padding rows are cleared (zeroing megabytes first cost as much as
+        // packing them).
+        out.resize(round_up(m) * kp);
+        for i in m..round_up(m) {
+            for p0 in (0..kp).step_by(32) {
+                out[a_idx(i, p0, kp)..][..32].fill(0);
+            }
+        }
+    } else {
+        out.reset(round_up(m) * kp);
+    }
     let strips = m.div_ceil(16);
     let per = strips.div_ceil(threads.max(1)).max(1);
     let pack = |(c, dst): (usize, &mut [u16])| {
@@ -436,18 +457,23 @@ mod vec512 {
         dst: &mut [u16],
     ) {
         let bp = b.as_ptr();
-        for jb in (0..n).step_by(16) {
-            let m = mask(n - jb);
-            for q in 0..(kw / 2).min((k - k0).div_ceil(2)) {
-                let p = k0 + 2 * q;
-                let lo = _mm512_maskz_loadu_ps(m, bp.add(p * rs + jb));
-                let hi = if p + 1 < k {
-                    _mm512_maskz_loadu_ps(m, bp.add((p + 1) * rs + jb))
-                } else {
-                    _mm512_setzero_ps()
-                };
-                let d = dst.as_mut_ptr().add(((jb / 16) * (kw / 2) + q) * 32);
-                _mm512_storeu_si512(d as *mut _, zip(cvt(lo, hi)));
+        let pairs = (kw / 2).min((k - k0).div_ceil(2));
+        // 32 rows at a time, each read along its length: a column-first walk would touch
+        // a new page with every load once rows are a few KB long.
+        for q0 in (0..pairs).step_by(16) {
+            for jb in (0..n).step_by(16) {
+                let m = mask(n - jb);
+                for q in q0..(q0 + 16).min(pairs) {
+                    let p = k0 + 2 * q;
+                    let lo = _mm512_maskz_loadu_ps(m, bp.add(p * rs + jb));
+                    let hi = if p + 1 < k {
+                        _mm512_maskz_loadu_ps(m, bp.add((p + 1) * rs + jb))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    let d = dst.as_mut_ptr().add(((jb / 16) * (kw / 2) + q) * 32);
+                    _mm512_storeu_si512(d as *mut _, zip(cvt(lo, hi)));
+                }
             }
         }
     }
@@ -541,9 +567,10 @@ mod vec512 {
         cs: usize,
         out: &mut [u16],
     ) {
-        for i0 in (0..m).step_by(16) {
-            let mk = mask(m - i0);
-            for p0 in (0..k).step_by(32) {
+        // 32 rows of `a` at a time, each read along its length (as in `pack_b_rows`).
+        for p0 in (0..k).step_by(32) {
+            for i0 in (0..m).step_by(16) {
+                let mk = mask(m - i0);
                 let mut r = [_mm512_setzero_si512(); 16];
                 for (q, r) in r.iter_mut().enumerate().take((k - p0).div_ceil(2)) {
                     let p = p0 + 2 * q;
@@ -785,38 +812,57 @@ unsafe fn run(
                     cbuf.resize(need, CBlock([0.0; TILE * TILE]));
                 }
                 let cbuf = &mut cbuf[..need];
+                // A block inside m × n starts from c (when accumulating) and ends in c;
+                // only its partial sums between passes, and the clipped edge blocks,
+                // go through the buffer (a copy cost as much as a pass of the kernel).
+                let whole = |i0: usize, j0: usize| i0 + TILE <= m && j0 + TILE <= n;
                 for k0 in (0..kp).step_by(KC) {
-                    let job = |blk: usize| Job {
-                        i0: at(blk).0,
-                        j0: at(blk).1,
-                        k0,
-                        k1: (k0 + KC).min(kp),
-                        first: k0 == 0,
+                    let k1 = (k0 + KC).min(kp);
+                    let job = |q: usize, cb: &mut CBlock| {
+                        let (i0, j0) = at(q);
+                        let at_c = (c.add(i0 * c_rs + j0), c_rs);
+                        let buf = (cb.0.as_mut_ptr(), TILE);
+                        let src = match (k0 == 0, accumulate && whole(i0, j0)) {
+                            (true, true) => Some((at_c.0 as *const f32, c_rs)),
+                            (true, false) => None,
+                            (false, _) => Some((buf.0 as *const f32, TILE)),
+                        };
+                        let dst = if k1 == kp && whole(i0, j0) { at_c } else { buf };
+                        Job {
+                            i0,
+                            j0,
+                            k0,
+                            k1,
+                            src,
+                            dst,
+                        }
                     };
                     match path {
                         #[cfg(target_arch = "x86_64")]
                         Path::Amx => {
                             amx::configure();
                             for (q, cb) in cbuf.iter_mut().enumerate() {
-                                amx::block(a, b, cb, job(q));
+                                amx::block(a, b, job(q, cb));
                             }
                         }
                         #[cfg(target_arch = "x86_64")]
                         Path::Avx512Bf16 => {
                             for (q, cb) in cbuf.iter_mut().enumerate() {
-                                avx512::block(a, b, cb, job(q));
+                                avx512::block(a, b, job(q, cb));
                             }
                         }
                         _ => {
                             for (q, cb) in cbuf.iter_mut().enumerate() {
-                                reference_block(a, b, cb, job(q));
+                                reference_block(a, b, job(q, cb));
                             }
                         }
                     }
                 }
                 for (q, cb) in cbuf.iter().enumerate() {
                     let (i0, j0) = at(q);
-                    store_block(cb, i0, j0, m, n, c, c_rs, accumulate);
+                    if !whole(i0, j0) {
+                        store_block(cb, i0, j0, m, n, c, c_rs, accumulate);
+                    }
                 }
             }
         }
@@ -833,15 +879,17 @@ thread_local! {
     static C_BUF: RefCell<Vec<CBlock>> = const { RefCell::new(Vec::new()) };
 }
 
-/// One 32×32 block of c at (i0, j0) and the part `k0..k1` of its sum: the first part
-/// overwrites the block's buffer, later ones add to it.
+/// One 32×32 block of c at (i0, j0) and the part `k0..k1` of its sum: `src + a·b` goes to
+/// `dst`, both 32×32 fp32 blocks given as (first element, row stride).
 #[derive(Clone, Copy)]
 struct Job {
     i0: usize,
     j0: usize,
     k0: usize,
     k1: usize,
-    first: bool,
+    /// Where the sum so far is (`None`: zero).
+    src: Option<(*const f32, usize)>,
+    dst: (*mut f32, usize),
 }
 
 /// Depth of one pass over k: a 32-row strip of the left operand is 32 KB.
@@ -880,16 +928,19 @@ unsafe fn store_block(
 
 /// The packed product in plain Rust (fp32 arithmetic on the bf16 values): what the tests
 /// compare the kernels with, and what runs if a path is asked for off x86-64.
-fn reference_block(a: &[u16], b: &PackedB, cb: &mut CBlock, j: Job) {
+///
+/// # Safety
+/// The job's `src` and `dst` are valid 32×32 blocks.
+unsafe fn reference_block(a: &[u16], b: &PackedB, j: Job) {
     let kp = b.kp;
     for r in 0..TILE {
         for q in 0..TILE {
             let col = j.j0 + q;
-            let mut s = if j.first { 0.0 } else { cb.0[r * TILE + q] };
+            let mut s = j.src.map_or(0.0, |(p, rs)| *p.add(r * rs + q));
             for p in j.k0..j.k1 {
                 s += from_bf16(a[a_idx(j.i0 + r, p, kp)]) * from_bf16(b.data[b.idx(p, col)]);
             }
-            cb.0[r * TILE + q] = s;
+            *j.dst.0.add(r * j.dst.1 + q) = s;
         }
     }
 }
@@ -929,7 +980,7 @@ pub fn matvec(out: &mut [f32], w: &[u16], x: &[f32], t: usize) {
 
 #[cfg(target_arch = "x86_64")]
 mod amx {
-    use super::{CBlock, Job, PackedB, TILE, TILES_READY};
+    use super::{Job, PackedB, TILE, TILES_READY};
     use std::arch::asm;
 
     /// The tile configuration (palette 1): tmm0–tmm7 all 16 rows of 64 bytes — 16×16 fp32
@@ -968,28 +1019,27 @@ mod amx {
     /// tmm4–5, the right operand's two 16-column tiles in tmm6–7, 32 of k per step.
     ///
     /// # Safety
-    /// [`configure`] ran on this thread; the job lies inside the packed operands.
-    pub(super) unsafe fn block(a: &[u16], b: &PackedB, cb: &mut CBlock, j: Job) {
+    /// [`configure`] ran on this thread; the job lies inside the packed operands, and its
+    /// `src` and `dst` are valid 32×32 blocks.
+    pub(super) unsafe fn block(a: &[u16], b: &PackedB, j: Job) {
         let kp = b.kp;
-        let cp = cb.0.as_mut_ptr();
-        let (c1, c2, c3) = (cp.add(16), cp.add(16 * TILE), cp.add(16 * TILE + 16));
-        let sc = TILE * 4;
-        if j.first {
+        if let Some((cp, rs)) = j.src {
+            asm!(
+                "tileloadd tmm0, [{c0} + {sc}*1]",
+                "tileloadd tmm1, [{c1} + {sc}*1]",
+                "tileloadd tmm2, [{c2} + {sc}*1]",
+                "tileloadd tmm3, [{c3} + {sc}*1]",
+                c0 = in(reg) cp, c1 = in(reg) cp.add(16), c2 = in(reg) cp.add(16 * rs),
+                c3 = in(reg) cp.add(16 * rs + 16), sc = in(reg) rs * 4,
+                options(nostack, readonly)
+            );
+        } else {
             asm!(
                 "tilezero tmm0",
                 "tilezero tmm1",
                 "tilezero tmm2",
                 "tilezero tmm3",
                 options(nostack, nomem)
-            );
-        } else {
-            asm!(
-                "tileloadd tmm0, [{c0} + {sc}*1]",
-                "tileloadd tmm1, [{c1} + {sc}*1]",
-                "tileloadd tmm2, [{c2} + {sc}*1]",
-                "tileloadd tmm3, [{c3} + {sc}*1]",
-                c0 = in(reg) cp, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3, sc = in(reg) sc,
-                options(nostack, readonly)
             );
         }
         let (off, kw) = b.block(j.j0, j.k0);
@@ -1016,12 +1066,14 @@ mod amx {
                 options(nostack, readonly)
             );
         }
+        let (cp, rs) = j.dst;
         asm!(
             "tilestored [{c0} + {sc}*1], tmm0",
             "tilestored [{c1} + {sc}*1], tmm1",
             "tilestored [{c2} + {sc}*1], tmm2",
             "tilestored [{c3} + {sc}*1], tmm3",
-            c0 = in(reg) cp, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3, sc = in(reg) sc,
+            c0 = in(reg) cp, c1 = in(reg) cp.add(16), c2 = in(reg) cp.add(16 * rs),
+            c3 = in(reg) cp.add(16 * rs + 16), sc = in(reg) rs * 4,
             options(nostack)
         );
     }
@@ -1029,7 +1081,7 @@ mod amx {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{CBlock, Job, PackedB, TILE};
+    use super::{Job, PackedB, TILE};
     use std::arch::x86_64::*;
 
     /// `out[r] = w[r, :k] · x` for bf16 rows: 32 products per instruction, four rows at a
@@ -1066,18 +1118,19 @@ mod avx512 {
     /// k-pairs from the right operand, and one broadcast k-pair per left row, per pair of k.
     ///
     /// # Safety
-    /// The CPU has AVX512-BF16; the job lies inside the packed operands.
+    /// The CPU has AVX512-BF16; the job lies inside the packed operands, and its `src` and
+    /// `dst` are valid 32×32 blocks.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(super) unsafe fn block(a: &[u16], b: &PackedB, cb: &mut CBlock, j: Job) {
+    pub(super) unsafe fn block(a: &[u16], b: &PackedB, j: Job) {
         let kp = b.kp;
         let (off, kw) = b.block(j.j0, j.k0);
         let b0 = b.data.as_ptr().add(off);
         let b1 = b0.add((kw / 2) * 32);
         for r0 in (0..TILE).step_by(8) {
             let mut acc = [[_mm512_setzero_ps(); 2]; 8];
-            if !j.first {
+            if let Some((src, rs)) = j.src {
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let p = cb.0.as_ptr().add((r0 + r) * TILE);
+                    let p = src.add((r0 + r) * rs);
                     *acc = [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))];
                 }
             }
@@ -1096,7 +1149,7 @@ mod avx512 {
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                let p = cb.0.as_mut_ptr().add((r0 + r) * TILE);
+                let p = j.dst.0.add((r0 + r) * j.dst.1);
                 _mm512_storeu_ps(p, acc[0]);
                 _mm512_storeu_ps(p.add(16), acc[1]);
             }
@@ -1146,13 +1199,16 @@ mod tests {
                 continue;
             }
             eprintln!("bf16 path {}: tested", path.name());
-            // The last two are packed on two threads (over passes of k, over row strips).
+            // The last three are packed on two threads (over passes of k, over row strips);
+            // the last has whole 32×32 blocks over three passes of k, which start from and
+            // end in c itself.
             for (m, n, k) in [
                 (5, 7, 3),
                 (37, 50, 45),
                 (70, 33, 100),
                 (20, 2600, 650),
                 (301, 40, 250),
+                (70, 100, 1100),
             ] {
                 let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
                 let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();

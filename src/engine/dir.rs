@@ -208,14 +208,16 @@ impl RnnDir {
         let order = |s: usize| if self.reverse { t - 1 - s } else { s };
         let split = Split::new(loop_threads(b, hs, gates), hs, gates);
         // The input projections of all timesteps in one GEMM, in the split's column order:
-        // the recurrence cannot be batched over time, this part can.
-        let mut xg = vec![0.0; t * b * g];
-        let w_ih = split.permute_rows(&self.w_ih.w, i);
-        matmul(t * b, g, i, &mut xg, x, false, &w_ih, true, false);
-        add_bias_rows(&mut xg, &split.permute_rows(&self.b_ih.w, 1));
+        // the recurrence cannot be batched over time, this part can. The product adds to
+        // rows that start as the biases: one pass over `[T·B, G·H]` instead of three.
+        let mut bias = split.permute_rows(&self.b_ih.w, 1).into_owned();
         if self.kind.folds_hidden_bias() {
-            add_bias_rows(&mut xg, &split.permute_rows(&self.b_hh.w, 1));
+            let b_hh = split.permute_rows(&self.b_hh.w, 1);
+            bias.iter_mut().zip(b_hh.iter()).for_each(|(a, v)| *a += v);
         }
+        let mut xg = bias.repeat(t * b);
+        let w_ih = split.permute_rows(&self.w_ih.w, i);
+        matmul(t * b, g, i, &mut xg, x, false, &w_ih, true, true);
         let slots = if keep { t + 1 } else { 2 };
         let mut cache = DirCache {
             t,
@@ -528,8 +530,19 @@ impl RnnDir {
                 true,
             )
         });
-        split.accumulate_rows(&mut self.b_ih.g, 1, |gb| sum_rows_into(gb, &dxg));
-        split.accumulate_rows(&mut self.b_hh.g, 1, |gb| sum_rows_into(gb, dgh_all));
+        if gru {
+            split.accumulate_rows(&mut self.b_ih.g, 1, |gb| sum_rows_into(gb, &dxg));
+            split.accumulate_rows(&mut self.b_hh.g, 1, |gb| sum_rows_into(gb, dgh_all));
+        } else {
+            // Both biases add to the same gate sums: one pass over `[T·B, G·H]` serves both.
+            let mut db = vec![0.0; g];
+            sum_rows_into(&mut db, &dxg);
+            for grad in [&mut self.b_ih.g, &mut self.b_hh.g] {
+                split.accumulate_rows(grad, 1, |gb| {
+                    gb.iter_mut().zip(&db).for_each(|(a, v)| *a += v)
+                });
+            }
+        }
         let w_ih = split.permute_rows(&self.w_ih.w, i);
         if self.reverse {
             let mut tmp = vec![0.0; t * b * i];
