@@ -8,7 +8,7 @@
 //!
 //! Gate layout follows PyTorch: LSTM `i, f, g, o`; GRU `r, z, n`.
 
-use super::ops::{sigmoid, tanh};
+use super::ops::{map_in_place, sigmoid, tanh};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +107,7 @@ fn lstm_step(hsz: usize, s: StepFwd) {
         }
         gt[2 * hsz..3 * hsz].iter_mut().for_each(|v| *v *= 2.0);
     }
-    gates.iter_mut().for_each(|v| *v = sigmoid(*v));
+    map_in_place(gates, sigmoid);
     let c = &mut s.c[..nb * hsz];
     for ((gt, c), &act) in gates
         .chunks_exact_mut(g4)
@@ -126,7 +126,8 @@ fn lstm_step(hsz: usize, s: StepFwd) {
         }
     }
     let h = &mut s.h[..nb * hsz];
-    h.iter_mut().zip(&*c).for_each(|(h, &c)| *h = tanh(c));
+    h.copy_from_slice(c);
+    map_in_place(h, tanh);
     for (((h, hp), gt), &act) in h
         .chunks_exact_mut(hsz)
         .zip(s.h_prev.chunks_exact(hsz))
@@ -198,20 +199,15 @@ fn step_forward_body(kind: CellKind, hsz: usize, s: StepFwd) {
                 // its body would be compiled without this function's AVX2 (a tenth of
                 // a tagger's time went there).
                 for gate in [&mut *gi, &mut *gf, &mut *go] {
-                    gate.iter_mut().for_each(|v| *v = sigmoid(*v));
+                    map_in_place(gate, sigmoid);
                 }
-                gg.iter_mut().for_each(|v| *v = tanh(*v));
-                for ((((cj, hj), &i), &f), (&g, &o)) in c
-                    .iter_mut()
-                    .zip(h.iter_mut())
-                    .zip(gi.iter())
-                    .zip(gf.iter())
-                    .zip(gg.iter().zip(go.iter()))
-                {
-                    let cn = f * *cj + i * g;
-                    *cj = cn;
-                    *hj = o * tanh(cn);
+                map_in_place(gg, tanh);
+                for (((cj, &i), &f), &g) in c.iter_mut().zip(&*gi).zip(&*gf).zip(&*gg) {
+                    *cj = f * *cj + i * g;
                 }
+                h.copy_from_slice(c);
+                map_in_place(h, tanh);
+                h.iter_mut().zip(&*go).for_each(|(hj, &o)| *hj *= o);
             }
             CellKind::Gru => {
                 let hn = &mut s.hn[b * hsz..(b + 1) * hsz];
