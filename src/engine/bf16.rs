@@ -602,6 +602,27 @@ thread_local! {
     static TILES_READY: Cell<bool> = const { Cell::new(false) };
 }
 
+/// What a product's result starts from.
+#[derive(Clone, Copy)]
+pub enum Start<'a> {
+    Zero,
+    /// c's own values (accumulate).
+    C,
+    /// The same `[n]` vector on every row (a layer's bias): the kernels load it into their
+    /// tiles as the sum's start, which saves a pass over c to fill or add it.
+    Rows(&'a [f32]),
+}
+
+impl Start<'_> {
+    pub fn accumulating(accumulate: bool) -> Start<'static> {
+        if accumulate {
+            Start::C
+        } else {
+            Start::Zero
+        }
+    }
+}
+
 /// `c[m, n]` (row stride `c_rs`) (+)= a · b, with a's element (i, p) at `a[i·a_rs + p·a_cs]`
 /// and `b` packed, on one thread, through `path` (which must be available).
 #[allow(clippy::too_many_arguments)]
@@ -643,13 +664,13 @@ pub fn left_mul_packed(
                 c.as_mut_ptr(),
                 c_rs,
                 n,
-                accumulate,
+                Start::accumulating(accumulate),
             )
         }
     });
 }
 
-/// `c[m, n]` (+)= op(a) · op(b) in bf16 on `threads` threads, with the strides of
+/// `c[m, n]` = start + op(a) · op(b) in bf16 on `threads` threads, with the strides of
 /// `ops::matmul`. Both operands are packed once, then the product runs as
 /// [`matmul_packed`].
 #[allow(clippy::too_many_arguments)]
@@ -664,16 +685,31 @@ pub fn matmul(
     a_st: (usize, usize),
     b: &[f32],
     (b_rs, b_cs): (usize, usize),
-    accumulate: bool,
+    start: Start,
 ) {
     if m == 0 || n == 0 {
         return;
     }
+    // The kernels read a row start 32 columns at a time.
+    let padded: Vec<f32>;
+    let start = match start {
+        Start::Rows(r) => {
+            assert_eq!(r.len(), n, "bf16 start row");
+            padded = r
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0.0))
+                .take(round_up(n))
+                .collect();
+            Start::Rows(&padded)
+        }
+        s => s,
+    };
     // The packed operands' storage is the thread's, reused from call to call: fresh
     // megabytes would cost a page fault every 4 KB.
     let (pa, pb_buf) = PACKED.with_borrow_mut(std::mem::take);
     let pb = PackedB::new_on(threads, k, n, b, b_rs, b_cs, pb_buf);
-    let pa = matmul_packed_with(path, threads, m, c, a, a_st, &pb, accumulate, pa);
+    let pa = matmul_packed_with(path, threads, m, c, a, a_st, &pb, start, pa);
     PACKED.set((pa, pb.data));
 }
 
@@ -691,7 +727,17 @@ pub fn matmul_packed(
     accumulate: bool,
 ) {
     let pa = PACKED.with_borrow_mut(|(pa, _)| std::mem::take(pa));
-    let pa = matmul_packed_with(path, threads, m, c, a, a_st, b, accumulate, pa);
+    let pa = matmul_packed_with(
+        path,
+        threads,
+        m,
+        c,
+        a,
+        a_st,
+        b,
+        Start::accumulating(accumulate),
+        pa,
+    );
     PACKED.with_borrow_mut(|(slot, _)| *slot = pa);
 }
 
@@ -706,7 +752,7 @@ fn matmul_packed_with(
     a: &[f32],
     (a_rs, a_cs): (usize, usize),
     pb: &PackedB,
-    accumulate: bool,
+    start: Start,
     mut pa: Buf,
 ) -> Buf {
     let (n, k) = (pb.n, pb.k);
@@ -742,20 +788,7 @@ fn matmul_packed_with(
         };
         // SAFETY: part p writes only its own rows (or columns) of c, inside m × n, which
         // the assert above bounds.
-        unsafe {
-            run(
-                path,
-                m,
-                rows,
-                cols,
-                pa_ref,
-                pb,
-                cp as *mut f32,
-                n,
-                n,
-                accumulate,
-            )
-        }
+        unsafe { run(path, m, rows, cols, pa_ref, pb, cp as *mut f32, n, n, start) }
     };
     if t == 1 {
         part(0);
@@ -789,7 +822,7 @@ unsafe fn run(
     c: *mut f32,
     c_rs: usize,
     n: usize,
-    accumulate: bool,
+    start: Start,
 ) {
     let kp = b.kp;
     // Strips and column blocks as start + index·32: `run` is called at every step of a
@@ -822,10 +855,14 @@ unsafe fn run(
                         let (i0, j0) = at(q);
                         let at_c = (c.add(i0 * c_rs + j0), c_rs);
                         let buf = (cb.0.as_mut_ptr(), TILE);
-                        let src = match (k0 == 0, accumulate && whole(i0, j0)) {
-                            (true, true) => Some((at_c.0 as *const f32, c_rs)),
-                            (true, false) => None,
+                        let src = match (k0 == 0, start) {
                             (false, _) => Some((buf.0 as *const f32, TILE)),
+                            (true, Start::Zero) => None,
+                            (true, Start::C) if whole(i0, j0) => Some((at_c.0 as *const f32, c_rs)),
+                            // An edge block is added to c at the end.
+                            (true, Start::C) => None,
+                            // Stride 0: the row start, repeated down the block.
+                            (true, Start::Rows(r)) => Some((r[j0..].as_ptr(), 0)),
                         };
                         let dst = if k1 == kp && whole(i0, j0) { at_c } else { buf };
                         Job {
@@ -861,7 +898,7 @@ unsafe fn run(
                 for (q, cb) in cbuf.iter().enumerate() {
                     let (i0, j0) = at(q);
                     if !whole(i0, j0) {
-                        store_block(cb, i0, j0, m, n, c, c_rs, accumulate);
+                        store_block(cb, i0, j0, m, n, c, c_rs, matches!(start, Start::C));
                     }
                 }
             }
@@ -1221,11 +1258,15 @@ mod tests {
                 for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                     let (aa, a_st) = if ta { (&at, (1, m)) } else { (&a, (k, 1)) };
                     let (bb, b_st) = if tb { (&bt, (1, k)) } else { (&b, (n, 1)) };
-                    for (threads, acc) in [(1, false), (2, true)] {
+                    // Starting from zero, from c (all ones) and from a row (a bias) whose
+                    // column j holds j.
+                    let row: Vec<f32> = (0..n).map(|j| j as f32).collect();
+                    for (threads, start) in [(1, 0), (2, 1), (2, 2), (1, 2)] {
                         let mut c = vec![1.0; m * n];
-                        matmul(path, threads, m, n, k, &mut c, aa, a_st, bb, b_st, acc);
-                        let base = if acc { 1.0 } else { 0.0 };
-                        for ((x, y), z) in c.iter().zip(&want).zip(&want_rounded) {
+                        let st = [Start::Zero, Start::C, Start::Rows(&row)][start];
+                        matmul(path, threads, m, n, k, &mut c, aa, a_st, bb, b_st, st);
+                        for (q, ((x, y), z)) in c.iter().zip(&want).zip(&want_rounded).enumerate() {
+                            let base = [0.0, 1.0, (q % n) as f32][start];
                             let scale: f32 = 1.0 + y.abs() + (k as f32).sqrt();
                             assert!(
                                 (x - base - y).abs() < 1e-2 * scale,
@@ -1323,7 +1364,7 @@ mod tests {
                 c.as_mut_ptr(),
                 n,
                 n,
-                false,
+                Start::Zero,
             )
         };
         assert_eq!(c, naive(m, n, k, &a, &b));

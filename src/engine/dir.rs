@@ -15,7 +15,7 @@
 use super::cell::{step_backward, step_forward, CellKind, StepBwd, StepFwd};
 use super::init::{self, Init};
 use super::lnlstm::{self, CellNorm, LnCache};
-use super::ops::{add_bias_rows, matmul, sum_rows_into, Panels};
+use super::ops::{add_bias_rows, matmul, matmul_onto_rows, sum_rows_into, Panels};
 use super::par::{loop_threads, run_parts, Shared, SpinBarrier, Split};
 use super::param::{Module, Param};
 use rand::RngCore;
@@ -215,16 +215,16 @@ impl RnnDir {
         let order = |s: usize| if self.reverse { t - 1 - s } else { s };
         let split = Split::new(loop_threads(b, hs, gates), hs, gates);
         // The input projections of all timesteps in one GEMM, in the split's column order:
-        // the recurrence cannot be batched over time, this part can. The product adds to
-        // rows that start as the biases: one pass over `[T·B, G·H]` instead of three.
+        // the recurrence cannot be batched over time, this part can. The product starts
+        // from the biases: one pass over `[T·B, G·H]` instead of three.
         let mut bias = split.permute_rows(&self.b_ih.w, 1).into_owned();
         if self.kind.folds_hidden_bias() {
             let b_hh = split.permute_rows(&self.b_hh.w, 1);
             bias.iter_mut().zip(b_hh.iter()).for_each(|(a, v)| *a += v);
         }
-        let mut xg = bias.repeat(t * b);
+        let mut xg = vec![0.0; t * b * g];
         let w_ih = split.permute_rows(&self.w_ih.w, i);
-        matmul(t * b, g, i, &mut xg, x, false, &w_ih, true, true);
+        matmul_onto_rows(t * b, g, i, &mut xg, x, false, &w_ih, true, &bias);
         let slots = if keep { t + 1 } else { 2 };
         let mut cache = DirCache {
             t,

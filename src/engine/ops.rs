@@ -137,6 +137,41 @@ pub fn matmul(
     tb: bool,
     accumulate: bool,
 ) {
+    let start = bf16::Start::accumulating(accumulate);
+    matmul_from(m, n, k, c, a, ta, b, tb, start);
+}
+
+/// `c[m,n] = rows[n] (on every row) + op(a) · op(b)`, as [`matmul`]: a layer's bias and its
+/// product in one pass over c. The bf16 kernels start their sums from the bias; in fp32,
+/// c is filled with it and the product accumulates.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_onto_rows(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    rows: &[f32],
+) {
+    assert_eq!(rows.len(), n, "matmul_onto_rows shapes");
+    matmul_from(m, n, k, c, a, ta, b, tb, bf16::Start::Rows(rows));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_from(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    start: bf16::Start,
+) {
     assert!(
         c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
         "matmul shapes"
@@ -144,6 +179,18 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return;
     }
+    let path = bf16::active_path();
+    let accumulate = match start {
+        bf16::Start::Rows(rows) if k == 0 || path == bf16::Path::F32 => {
+            c[..m * n]
+                .chunks_exact_mut(n)
+                .for_each(|row| row.copy_from_slice(rows));
+            true
+        }
+        bf16::Start::Rows(_) => false,
+        bf16::Start::C => true,
+        bf16::Start::Zero => false,
+    };
     if k == 0 {
         if !accumulate {
             c[..m * n].fill(0.0);
@@ -154,7 +201,6 @@ pub fn matmul(
     let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
     let t = threads();
     let big = is_big(m, n, k);
-    let path = bf16::active_path();
     if path != bf16::Path::F32 {
         let st = |rs: isize, cs: isize| (rs as usize, cs as usize);
         let t = if big { t } else { 1 };
@@ -169,7 +215,7 @@ pub fn matmul(
             st(a_rs, a_cs),
             b,
             st(b_rs, b_cs),
-            accumulate,
+            start,
         );
     }
     if t > 1 && big && m.max(n) >= 32 * t {
@@ -603,6 +649,21 @@ pub fn sum_rows_into(acc: &mut [f32], x: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matmul_onto_rows_adds_the_row_to_the_product() {
+        let (m, n, k) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| 1.0 - i as f32 * 0.25).collect();
+        let row: Vec<f32> = (0..n).map(|j| j as f32 * 10.0).collect();
+        let mut want = vec![0.0; m * n];
+        matmul(m, n, k, &mut want, &a, false, &b, false, false);
+        let mut c = vec![f32::NAN; m * n];
+        matmul_onto_rows(m, n, k, &mut c, &a, false, &b, false, &row);
+        for (q, (x, y)) in c.iter().zip(&want).enumerate() {
+            assert_eq!(*x, y + row[q % n]);
+        }
+    }
 
     #[test]
     fn map_in_place_equals_the_scalar_map() {
