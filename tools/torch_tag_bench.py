@@ -15,11 +15,14 @@ Needs torch and pytorch-crf. Usage:
   python3 tools/torch_tag_bench.py --task classify --threads 2 --json
   python3 tools/torch_tag_bench.py --task tag --threads 2 --file conll2003/test.txt --json
 
+--bf16 runs the forward passes under torch.autocast("cpu", dtype=torch.bfloat16) (the
+losses and the CRF in fp32), as `rnnkit bench ... --precision bf16` does.
+
 --file also times tagging a real CoNLL file, as `rnnkit bench tag --file` does: a model of
 the same sizes over the file's own vocabularies, batches of 64 sentences sorted by length,
 characters and sentences packed (nn.utils.rnn.pack_padded_sequence), CRF decoding masked.
 """
-import argparse, json, resource, time
+import argparse, contextlib, json, resource, time
 
 import torch
 import torch.nn as nn
@@ -32,6 +35,7 @@ p.add_argument("--length", type=int)
 p.add_argument("--steps", type=int, default=40)
 p.add_argument("--file", help="tagger only: also time tagging this CoNLL file, as `rnnkit bench tag --file`")
 p.add_argument("--json", action="store_true")
+p.add_argument("--bf16", action="store_true", help="forward passes under bf16 autocast")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -94,12 +98,21 @@ words, chars, casing, tags = batch(B)
 labels = torch.arange(B) % 2
 
 
+def fwd():
+    """The context of the forward passes: bf16 autocast with --bf16."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if a.bf16 else contextlib.nullcontext()
+
+
 def train_step():
     opt.zero_grad()
     if a.task == "tag":
-        loss = -model.crf(model.emissions(words, chars, casing), tags, reduction="mean")
+        with fwd():
+            em = model.emissions(words, chars, casing)
+        loss = -model.crf(em.float(), tags, reduction="mean")
     else:
-        loss = nn.functional.cross_entropy(model(words), labels)
+        with fwd():
+            logits = model(words)
+        loss = nn.functional.cross_entropy(logits.float(), labels)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), 5.0)
     opt.step()
@@ -113,10 +126,12 @@ test = [batch(64) for _ in range(max(1, B * a.steps // 64))]
 def infer():
     with torch.no_grad():
         for w, c, k, _ in test:
+            with fwd():
+                out = model.emissions(w, c, k) if a.task == "tag" else model(w)
             if a.task == "tag":
-                model.crf.decode(model.emissions(w, c, k))
+                model.crf.decode(out.float())
             else:
-                model(w).softmax(-1)
+                out.float().softmax(-1)
 
 
 model.eval()
@@ -162,13 +177,15 @@ def tag_file(batches):
         for words, chars, case, mask, lengths in batches:
             clen = torch.tensor([len(c) for c in chars])
             padded = pad_sequence([torch.tensor(c) for c in chars])
-            _, (h, _) = model.char_rnn(pack_padded_sequence(model.char(padded), clen, enforce_sorted=False))
-            feat = torch.zeros(words.shape[0], words.shape[1], 50)
-            feat[mask] = torch.cat([h[0], h[1]], dim=-1)
-            x = torch.cat([model.word(words), feat, model.casing(case)], dim=-1)
-            y, _ = model.rnn(pack_padded_sequence(x, lengths, enforce_sorted=False))
-            y, _ = pad_packed_sequence(y)
-            model.crf.decode(model.out(y), mask=mask)
+            with fwd():
+                _, (h, _) = model.char_rnn(pack_padded_sequence(model.char(padded), clen, enforce_sorted=False))
+                feat = torch.zeros(words.shape[0], words.shape[1], 50, dtype=h.dtype)
+                feat[mask] = torch.cat([h[0], h[1]], dim=-1)
+                x = torch.cat([model.word(words), feat, model.casing(case).to(h.dtype)], dim=-1)
+                y, _ = model.rnn(pack_padded_sequence(x, lengths, enforce_sorted=False))
+                y, _ = pad_packed_sequence(y)
+                em = model.out(y)
+            model.crf.decode(em.float(), mask=mask)
 
 
 file_rate = None
