@@ -246,7 +246,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
     let words = 20_000u32;
     let n_train = b * a.steps;
     let mut opt = Optimizer::new(OptimKind::named("adam", 0.0, None)?, 1e-3);
-    let (train_rate, infer_rate, name, params);
+    let (train_rate, infer, name, params);
     let mut file_rate: Option<(f64, usize)> = None;
     if tag {
         let mut cfg = tagger::run::TagRun::recipe(None).model;
@@ -276,10 +276,9 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
                 ..sent(&mut rng)
             })
             .collect();
-        infer_rate = (n_train * INFER_PASSES) as f64
-            / time_steps(INFER_PASSES, || {
-                tagger::tag_all(&mut m, &test, 64);
-            });
+        infer = infer_rate(n_train, || {
+            tagger::tag_all(&mut m, &test, 64);
+        });
         (name, params) = ("tagger-bilstm-crf", m.num_params());
         if let Some(path) = &a.file {
             let sents = rnnkit::text::conll::read(path, Default::default())?;
@@ -294,10 +293,9 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
                 .map(|s| vocabs.encode(&s.tokens, &[]))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let rate = (enc.len() * INFER_PASSES) as f64
-                / time_steps(INFER_PASSES, || {
-                    tagger::tag_all(&mut m, &enc, 64);
-                });
+            let rate = infer_rate(enc.len(), || {
+                tagger::tag_all(&mut m, &enc, 64);
+            });
             file_rate = Some((rate, enc.len()));
         }
     } else {
@@ -317,10 +315,9 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
                 opt.step(&mut m, 5.0);
             });
         let test: Vec<Vec<u32>> = (0..n_train).map(|_| sent(&mut rng)).collect();
-        infer_rate = (n_train * INFER_PASSES) as f64
-            / time_steps(INFER_PASSES, || {
-                classify::classify_all(&mut m, &test, 64);
-            });
+        infer = infer_rate(n_train, || {
+            classify::classify_all(&mut m, &test, 64);
+        });
         (name, params) = ("classifier-bilstm-max", m.num_params());
     }
     let rss = peak_rss_mib();
@@ -328,7 +325,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
     if a.json {
         super::print_json(
             &serde_json::json!({"name": name, "train_sentences_per_s": train_rate,
-            "infer_sentences_per_s": infer_rate, "peak_rss_mib": rss, "threads": threads,
+            "infer_sentences_per_s": infer, "peak_rss_mib": rss, "threads": threads,
             "kernel": rnnkit::engine::bf16::active_path().name(),
             "params": params, "batch": b, "length": t,
             "file_infer_sentences_per_s": file_rate.map(|f| f.0),
@@ -336,7 +333,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "{name:24} train {train_rate:8.0} sentences/s   infer {infer_rate:8.0} sentences/s   (peak RSS {rss:.0} MiB, {threads} threads, {} products)",
+            "{name:24} train {train_rate:8.0} sentences/s   infer {infer:8.0} sentences/s   (peak RSS {rss:.0} MiB, {threads} threads, {} products)",
             rnnkit::engine::bf16::active_path().name()
         );
         if let Some((r, n)) = file_rate {
@@ -443,12 +440,18 @@ fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seconds for `n` calls of `step` after 3 untimed warm-up calls (as torch_lm_bench.py).
 /// Timed passes over the inference set of `bench tag` and `bench classify` (after the three
 /// warm-up passes): one pass is a fraction of a second, which this kind of shared machine
 /// moves by ±40%. tools/torch_tag_bench.py times the same number.
 const INFER_PASSES: usize = 5;
 
+/// Sentences per second of `pass`, one pass over `sentences` sentences, timed as
+/// [`INFER_PASSES`] passes after the warm-up.
+fn infer_rate(sentences: usize, pass: impl FnMut()) -> f64 {
+    (sentences * INFER_PASSES) as f64 / time_steps(INFER_PASSES, pass)
+}
+
+/// Seconds for `n` calls of `step` after 3 untimed warm-up calls (as torch_lm_bench.py).
 fn time_steps(n: usize, mut step: impl FnMut()) -> f64 {
     for _ in 0..3 {
         step();
