@@ -12,10 +12,11 @@
 //! state is not touched and its output is zero, so the final state is the state after the
 //! last real token; a reverse direction starts each sequence at its own last token.
 
+use super::bf16::Start;
 use super::cell::{step_backward, step_forward, CellKind, StepBwd, StepFwd};
 use super::init::{self, Init};
 use super::lnlstm::{self, CellNorm, LnCache};
-use super::ops::{add_bias_rows, matmul, matmul_onto_rows, sum_rows_into, Panels};
+use super::ops::{add_bias_rows, matmul, matmul_from, sum_rows_into, Panels};
 use super::par::{loop_threads, run_parts, Shared, SpinBarrier, Split};
 use super::param::{Module, Param};
 use rand::RngCore;
@@ -224,7 +225,17 @@ impl RnnDir {
         }
         let mut xg = vec![0.0; t * b * g];
         let w_ih = split.permute_rows(&self.w_ih.w, i);
-        matmul_onto_rows(t * b, g, i, &mut xg, x, false, &w_ih, true, &bias);
+        matmul_from(
+            t * b,
+            g,
+            i,
+            &mut xg,
+            x,
+            false,
+            &w_ih,
+            true,
+            Start::Rows(&bias),
+        );
         let slots = if keep { t + 1 } else { 2 };
         let mut cache = DirCache {
             t,

@@ -141,27 +141,12 @@ pub fn matmul(
     matmul_from(m, n, k, c, a, ta, b, tb, start);
 }
 
-/// `c[m,n] = rows[n] (on every row) + op(a) · op(b)`, as [`matmul`]: a layer's bias and its
-/// product in one pass over c. The bf16 kernels start their sums from the bias; in fp32,
-/// c is filled with it and the product accumulates.
+/// [`matmul`] with the result's start spelled out: zero, c itself, or `Start::Rows(r)`, the
+/// `[n]` vector `r` on every row — a layer's bias and its product in one pass over c. The
+/// bf16 kernels start their sums from the bias; in fp32, c is filled with it and the product
+/// accumulates.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_onto_rows(
-    m: usize,
-    n: usize,
-    k: usize,
-    c: &mut [f32],
-    a: &[f32],
-    ta: bool,
-    b: &[f32],
-    tb: bool,
-    rows: &[f32],
-) {
-    assert_eq!(rows.len(), n, "matmul_onto_rows shapes");
-    matmul_from(m, n, k, c, a, ta, b, tb, bf16::Start::Rows(rows));
-}
-
-#[allow(clippy::too_many_arguments)]
-fn matmul_from(
+pub fn matmul_from(
     m: usize,
     n: usize,
     k: usize,
@@ -178,6 +163,9 @@ fn matmul_from(
     );
     if m == 0 || n == 0 {
         return;
+    }
+    if let bf16::Start::Rows(rows) = start {
+        assert_eq!(rows.len(), n, "matmul start row");
     }
     let path = bf16::active_path();
     let accumulate = match start {
@@ -651,7 +639,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matmul_onto_rows_adds_the_row_to_the_product() {
+    fn matmul_from_a_row_adds_the_row_to_the_product() {
         let (m, n, k) = (5, 7, 3);
         let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5).collect();
         let b: Vec<f32> = (0..k * n).map(|i| 1.0 - i as f32 * 0.25).collect();
@@ -659,7 +647,17 @@ mod tests {
         let mut want = vec![0.0; m * n];
         matmul(m, n, k, &mut want, &a, false, &b, false, false);
         let mut c = vec![f32::NAN; m * n];
-        matmul_onto_rows(m, n, k, &mut c, &a, false, &b, false, &row);
+        matmul_from(
+            m,
+            n,
+            k,
+            &mut c,
+            &a,
+            false,
+            &b,
+            false,
+            bf16::Start::Rows(&row),
+        );
         for (q, (x, y)) in c.iter().zip(&want).enumerate() {
             assert_eq!(*x, y + row[q % n]);
         }
