@@ -36,13 +36,13 @@ impl Shared {
 /// spins first. If its partner is late (descheduled: another process wants the core), the
 /// waiter sleeps on a condition variable instead of yielding in a loop — a yield hands the
 /// core to the other process for a whole time slice, and 2-thread runs beside two niced
-/// fuzzers ran 3× slower than on one thread that way. The releaser wakes sleepers only when
-/// there are some, so the fast path makes no system call.
+/// fuzzers ran 3× slower than on one thread that way. The releaser locks and wakes only when
+/// someone sleeps, so the fast path is as before: atomics, no lock, no system call.
 pub(crate) struct SpinBarrier {
     n: usize,
     count: AtomicUsize,
     gen: AtomicUsize,
-    /// Waiters asleep on `wake`; read and written under `lock`.
+    /// Waiters asleep (or about to sleep) on `wake`.
     sleepers: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
@@ -66,10 +66,12 @@ impl SpinBarrier {
         let g = self.gen.load(Ordering::Acquire);
         if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
             self.count.store(0, Ordering::Relaxed);
-            // Under the lock, so a waiter between its check and its sleep cannot miss it.
-            let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.gen.fetch_add(1, Ordering::Release);
-            if self.sleepers.load(Ordering::Relaxed) > 0 {
+            // SeqCst here and in the waiter's count-then-check: either the waiter sees the
+            // new generation and does not sleep, or this sees the sleeper and takes the lock,
+            // which the waiter holds until it sleeps. The fast path takes no lock.
+            self.gen.fetch_add(1, Ordering::SeqCst);
+            if self.sleepers.load(Ordering::SeqCst) > 0 {
+                let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
                 self.wake.notify_all();
             }
         } else {
@@ -80,11 +82,11 @@ impl SpinBarrier {
                 std::hint::spin_loop();
             }
             let mut held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.sleepers.fetch_add(1, Ordering::Relaxed);
-            while self.gen.load(Ordering::Acquire) == g {
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            while self.gen.load(Ordering::SeqCst) == g {
                 held = self.wake.wait(held).unwrap_or_else(|e| e.into_inner());
             }
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
