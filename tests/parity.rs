@@ -68,7 +68,9 @@ fn close(what: &str, got: &[f32], want: &[f32]) {
 
 #[test]
 fn recurrent_layers_match_pytorch() {
-    // Two threads, so the wide cases run the time loop split over hidden units.
+    // Two threads: bidirectional layers run their directions at once, one thread each.
+    // The time loop split over hidden units (directions in turn, or one direction on two
+    // threads) is checked against this schedule in `engine::rnn`'s tests.
     rnnkit::engine::ops::set_threads(2);
     let mut n = 0;
     let mut names = Vec::new();

@@ -30,7 +30,8 @@ def save(name, tensors, meta):
 
 CASES = [(cell, layers, bidir, var, (T, B, I, H), "")
          for cell in CELLS for layers in (1, 2) for bidir in (False, True) for var in (False, True)]
-# Wide enough (B·H·G >= 8192, H >= 32) that the time loop splits hidden units over two threads.
+# Wide enough (B·H·G >= 8192, H >= 32) that a time loop on two threads splits hidden units
+# (rnnkit runs the two directions at once instead; engine::rnn tests that the schedules agree).
 CASES += [(cell, 1, True, True, (2, 64, 8, 32), "_wide") for cell in ("lstm", "gru")]
 for cell, layers, bidir, var, (T, B, I, H), suffix in CASES:
                 ctor = CELLS[cell]

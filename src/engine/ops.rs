@@ -42,12 +42,34 @@ pub fn flush_denormals() {
     }
 }
 
-/// Threads in use: the value from [`set_threads`], else the machine's core count.
+thread_local! {
+    /// This thread's cap on [`threads`], set by [`with_threads`].
+    static CAP: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Threads in use: the value from [`set_threads`], else the machine's core count, capped
+/// on this thread by [`with_threads`].
 pub fn threads() -> usize {
-    match THREADS.load(Ordering::Relaxed) {
+    let n = match THREADS.load(Ordering::Relaxed) {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
+    };
+    n.min(CAP.with(|c| c.get()))
+}
+
+/// Runs `f` with [`threads`] capped at `n` on this thread: two jobs that run side by side
+/// (the two directions of a layer) each keep their products and loops on their own thread.
+pub fn with_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    let old = CAP.with(|c| c.replace(n.max(1)));
+    // Restored even if `f` unwinds, so a caught panic cannot leave the thread capped.
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CAP.with(|c| c.set(self.0));
+        }
     }
+    let _restore = Restore(old);
+    f()
 }
 
 /// Defines `pub fn $name` that runs `$body_fn` compiled for AVX-512F or AVX2+FMA when the

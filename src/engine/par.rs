@@ -2,7 +2,7 @@
 //! decoder that runs the loop once per token pays no thread spawn), a barrier that spins
 //! (then sleeps) for the once-per-step meeting, and the split of hidden units among threads.
 
-use super::ops::threads;
+use super::ops::{threads, with_threads};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
@@ -105,6 +105,41 @@ pub(crate) fn run_parts(parts: usize, f: impl Fn(usize) + Sync) {
             f(ctx.index());
         }
     });
+}
+
+thread_local! {
+    /// Set by [`in_turn`]: bidirectional layers run their directions one after the other.
+    static IN_TURN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the two directions of a bidirectional layer run at once, one thread each,
+/// instead of in turn with each direction's hidden units split over the threads. They are
+/// independent, so with two threads (or three) at once wins: no barrier at every step, and
+/// each per-step `[B, H]·[H, G·H]` product runs whole on one core instead of as two
+/// slivers. With more threads each direction would want several, and two time loops
+/// broadcasting on one pool at once could each wait for threads the other holds.
+pub(crate) fn directions_at_once() -> bool {
+    let t = threads().min(rayon::current_num_threads());
+    (2..4).contains(&t) && !IN_TURN.with(|c| c.get())
+}
+
+/// Runs `a` and `b` at once on two threads of the pool, each capped at one thread
+/// ([`super::ops::with_threads`]), and returns both results.
+pub(crate) fn join_single<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    rayon::join(|| with_threads(1, a), || with_threads(1, b))
+}
+
+/// Runs `f` with bidirectional layers taking their directions in turn (tests compare the
+/// two schedules).
+#[cfg(test)]
+pub(crate) fn in_turn<R>(f: impl FnOnce() -> R) -> R {
+    let old = IN_TURN.with(|c| c.replace(true));
+    let r = f();
+    IN_TURN.with(|c| c.set(old));
+    r
 }
 
 /// Threads for the time loop of a layer with `b` rows and `h` units: each thread owns a
