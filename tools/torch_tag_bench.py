@@ -14,6 +14,7 @@ Needs torch and pytorch-crf. Usage:
   python3 tools/torch_tag_bench.py --task tag --threads 2 --json
   python3 tools/torch_tag_bench.py --task classify --threads 2 --json
   python3 tools/torch_tag_bench.py --task tag --threads 2 --file conll2003/test.txt --json
+  python3 tools/torch_tag_bench.py --task classify --threads 2 --file sst2/test.tsv --json
 
 --bf16 runs the forward passes under torch.autocast("cpu", dtype=torch.bfloat16) (the
 losses and the CRF in fp32), as `rnnkit bench ... --precision bf16` does.
@@ -21,6 +22,8 @@ losses and the CRF in fp32), as `rnnkit bench ... --precision bf16` does.
 --file also times tagging a real CoNLL file, as `rnnkit bench tag --file` does: a model of
 the same sizes over the file's own vocabularies, batches of 64 sentences sorted by length,
 characters and sentences packed (nn.utils.rnn.pack_padded_sequence), CRF decoding masked.
+For classify, the file is a TSV with a `sentence` column (SST-2's layout), lowercased and
+split at whitespace, sentences packed, max pooling over each sentence's own steps.
 """
 import argparse, contextlib, json, resource, time
 
@@ -33,7 +36,7 @@ p.add_argument("--threads", type=int, default=2)
 p.add_argument("--batch-size", type=int, default=32)
 p.add_argument("--length", type=int)
 p.add_argument("--steps", type=int, default=40)
-p.add_argument("--file", help="tagger only: also time tagging this CoNLL file, as `rnnkit bench tag --file`")
+p.add_argument("--file", help="also time a real file, as `rnnkit bench tag|classify --file`: CoNLL (tag) or TSV (classify)")
 p.add_argument("--json", action="store_true")
 p.add_argument("--bf16", action="store_true", help="forward passes under bf16 autocast")
 a = p.parse_args()
@@ -193,10 +196,40 @@ def tag_file(batches):
             model.crf.decode(em.float(), mask=mask)
 
 
+def tsv_batches(path):
+    """The `sentence` column's sentences as word ids (the file's own vocabulary), sorted by
+    length, in batches of 64: ids [T, B] and the lengths."""
+    from torch.nn.utils.rnn import pad_sequence
+    rows = [line.rstrip("\n").split("\t") for line in open(path, encoding="utf-8")]
+    col = rows[0].index("sentence")
+    sents = [r[col].lower().split() or ["<unk>"] for r in rows[1:] if len(r) > col]
+    widx = {}
+    wid = lambda w: widx.setdefault(w, 2 + len(widx)) % WORDS
+    order = sorted(range(len(sents)), key=lambda i: len(sents[i]))
+    out = []
+    for k in range(0, len(order), 64):
+        group = [sents[i] for i in order[k:k + 64]]
+        lengths = torch.tensor([len(s) for s in group])
+        out.append((pad_sequence([torch.tensor([wid(w) for w in s]) for s in group]), lengths))
+    return out
+
+
+def classify_file(batches):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    with torch.no_grad():
+        for words, lengths in batches:
+            with fwd():
+                y, _ = model.rnn(pack_padded_sequence(model.emb(words), lengths, enforce_sorted=False))
+                y, _ = pad_packed_sequence(y, padding_value=float("-inf"))
+                out = model.out(y.max(dim=0).values)
+            out.float().softmax(-1)
+
+
 file_rate = None
-if a.file and a.task == "tag":
-    fb = file_batches(a.file)
-    file_rate = sum(int(b[4].shape[0]) for b in fb) * INFER_PASSES / timed(INFER_PASSES, lambda: tag_file(fb))
+if a.file:
+    fb = file_batches(a.file) if a.task == "tag" else tsv_batches(a.file)
+    run = (lambda: tag_file(fb)) if a.task == "tag" else (lambda: classify_file(fb))
+    file_rate = sum(int(b[-1].shape[0]) for b in fb) * INFER_PASSES / timed(INFER_PASSES, run)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 res = {"name": f"torch-{a.task}", "train_sentences_per_s": train_rate, "infer_sentences_per_s": infer_rate,
        "file_infer_sentences_per_s": file_rate,

@@ -76,9 +76,10 @@ pub struct TaskBenchArgs {
     pub steps: usize,
     #[command(flatten)]
     pub compute: ComputeArgs,
-    /// Tagger only: also time tagging this CoNLL file (tags ignored) with a model of the
-    /// recipe's sizes and the file's own vocabularies, in batches of 64 sorted by length,
-    /// as `tag predict` tags a file. Real text repeats its words; random sentences do not.
+    /// Also time a real file with a model of the recipe's sizes and the file's own
+    /// vocabularies, in batches of 64 sorted by length, as `predict` does: for `tag` a
+    /// CoNLL file (tags ignored), for `classify` a TSV with a `sentence` column (SST-2's
+    /// layout; lowercased words). Real text repeats its words; random sentences do not.
     #[arg(long)]
     pub file: Option<std::path::PathBuf>,
     /// Print the results as one JSON object, the last line of the output.
@@ -319,6 +320,30 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
             classify::classify_all(&mut m, &test, 64);
         });
         (name, params) = ("classifier-bilstm-max", m.num_params());
+        if let Some(path) = &a.file {
+            use rnnkit::text::corpus::{read_tsv, Column};
+            use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
+            let rows = read_tsv(path, &Column::Name("sentence".into()), None, None)?;
+            let lower: Vec<String> = rows.iter().map(|r| r.0.to_lowercase()).collect();
+            let refs: Vec<&str> = lower.iter().map(|s| &s[..]).collect();
+            let opt = TrainOptions {
+                kind: Kind::Word,
+                min_freq: 1,
+                max_size: None,
+            };
+            let tok = Tokenizer::train(&refs, &opt)?;
+            let enc: Vec<Vec<u32>> = lower
+                .iter()
+                .map(|s| classify::encode(&tok, false, s))
+                .collect();
+            let mut cfg = classify::run::ClsRun::recipe().model;
+            (cfg.vocab, cfg.classes) = (tok.vocab.len(), 2);
+            let mut m = classify::Classifier::new(cfg, &mut rng);
+            let rate = infer_rate(enc.len(), || {
+                classify::classify_all(&mut m, &enc, 64);
+            });
+            file_rate = Some((rate, enc.len()));
+        }
     }
     let rss = peak_rss_mib();
     let threads = rnnkit::engine::ops::threads();

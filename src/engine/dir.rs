@@ -42,6 +42,17 @@ pub struct State {
     pub c: Vec<f32>,
 }
 
+/// What a direction's time loop reads: the input sequence, projected by W_ih in one
+/// product, or input projections made beforehand ([`super::rnn::TokenProjections`]).
+#[derive(Clone, Copy)]
+pub enum DirInput<'a> {
+    /// x `[T, B, I]`.
+    Seq(&'a [f32]),
+    /// Rows `[n, G·H]` of W_ih·x + biases in gate-major order, and the row of each step and
+    /// sequence `[T·B]`. Inference only (nothing is kept for backward).
+    Rows { table: &'a [f32], rows: &'a [u32] },
+}
+
 /// `[T, B]` activity mask from per-sequence lengths (`None`: all T steps are real).
 pub fn active_mask(t: usize, b: usize, lengths: Option<&[usize]>) -> Vec<bool> {
     let mut m = vec![true; t * b];
@@ -188,6 +199,23 @@ impl RnnDir {
         Panels::new(&cols, split.gates * h, u)
     }
 
+    /// The input projections W_ih·x + b_ih (+ b_hh where the cell folds it in) of `n` rows
+    /// x `[n, I]` → `[n, G·H]`, columns in `split`'s order. One GEMM for every timestep:
+    /// the recurrence cannot be batched over time, this part can. The product starts from
+    /// the biases: one pass over the output instead of three.
+    pub(crate) fn project(&self, x: &[f32], n: usize, split: &Split) -> Vec<f32> {
+        let (g, i) = (self.kind.gates() * self.hidden, self.input());
+        let mut bias = split.permute_rows(&self.b_ih.w, 1).into_owned();
+        if self.kind.folds_hidden_bias() {
+            let b_hh = split.permute_rows(&self.b_hh.w, 1);
+            bias.iter_mut().zip(b_hh.iter()).for_each(|(a, v)| *a += v);
+        }
+        let mut xg = vec![0.0; n * g];
+        let w_ih = split.permute_rows(&self.w_ih.w, i);
+        matmul_from(n, g, i, &mut xg, x, false, &w_ih, true, Start::Rows(&bias));
+        xg
+    }
+
     /// x `[T, B, I]` → y `[T, B, H]` written with row stride `y_stride` at column
     /// `y_off` (so two directions can fill one concatenated output). `h`, `c` `[B, H]`
     /// (c empty unless LSTM) hold the initial state and receive the final one.
@@ -205,6 +233,35 @@ impl RnnDir {
         y_off: usize,
         keep: bool,
     ) -> DirCache {
+        let input = DirInput::Seq(x);
+        self.forward_from(input, t, b, active, h, c, y, y_stride, y_off, keep)
+    }
+
+    /// [`Self::forward`] from either input kind ([`DirInput`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_from(
+        &self,
+        input: DirInput,
+        t: usize,
+        b: usize,
+        active: &[bool],
+        h: &mut [f32],
+        c: &mut [f32],
+        y: &mut [f32],
+        y_stride: usize,
+        y_off: usize,
+        keep: bool,
+    ) -> DirCache {
+        let x = match input {
+            DirInput::Seq(x) => x,
+            DirInput::Rows { .. } => {
+                assert!(
+                    !keep && self.ln.is_none(),
+                    "projected rows: inference, no cell norm"
+                );
+                &[]
+            }
+        };
         if self.ln.is_some() {
             return self.forward_ln(x, t, b, active, h, c, y, y_stride, y_off);
         }
@@ -215,27 +272,24 @@ impl RnnDir {
         let bh = b * hs;
         let order = |s: usize| if self.reverse { t - 1 - s } else { s };
         let split = Split::new(loop_threads(b, hs, gates), hs, gates);
-        // The input projections of all timesteps in one GEMM, in the split's column order:
-        // the recurrence cannot be batched over time, this part can. The product starts
-        // from the biases: one pass over `[T·B, G·H]` instead of three.
-        let mut bias = split.permute_rows(&self.b_ih.w, 1).into_owned();
-        if self.kind.folds_hidden_bias() {
-            let b_hh = split.permute_rows(&self.b_hh.w, 1);
-            bias.iter_mut().zip(b_hh.iter()).for_each(|(a, v)| *a += v);
-        }
-        let mut xg = vec![0.0; t * b * g];
-        let w_ih = split.permute_rows(&self.w_ih.w, i);
-        matmul_from(
-            t * b,
-            g,
-            i,
-            &mut xg,
-            x,
-            false,
-            &w_ih,
-            true,
-            Start::Rows(&bias),
-        );
+        // The input projections of all timesteps `[T·B, G·H]`, in the split's column order.
+        let xg = match input {
+            DirInput::Seq(x) => self.project(x, t * b, &split),
+            DirInput::Rows { table, rows } => {
+                let mut xg = vec![0.0; t * b * g];
+                for (dst, &r) in xg.chunks_exact_mut(g).zip(rows) {
+                    let src = &table[r as usize * g..(r as usize + 1) * g];
+                    if split.is_identity() {
+                        dst.copy_from_slice(src);
+                    } else {
+                        dst.iter_mut()
+                            .zip(&split.order)
+                            .for_each(|(d, &o)| *d = src[o]);
+                    }
+                }
+                xg
+            }
+        };
         let slots = if keep { t + 1 } else { 2 };
         let mut cache = DirCache {
             t,

@@ -5,12 +5,12 @@
 //! states `[L·D, B, H]`.
 
 use super::cell::CellKind;
-pub use super::dir::{active_mask, DirCache, RnnDir, State};
+pub use super::dir::{active_mask, DirCache, DirInput, RnnDir, State};
 use super::dropout::{self, DropoutKind, Mask};
 use super::init::Init;
 use super::lnlstm::CellNorm;
 use super::norm::{BatchNorm, LayerNorm, NormCache, NormKind};
-use super::par::{directions_at_once, join_single};
+use super::par::{directions_at_once, join_single, Split};
 use super::param::{Module, Param};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -126,6 +126,88 @@ struct LayerCache {
     residual: bool,
 }
 
+/// Layer 0's input, as given to [`Rnn::forward`] or [`Rnn::forward_tokens`].
+#[derive(Clone, Copy)]
+enum First<'a> {
+    Seq(&'a [f32]),
+    Tokens(&'a TokenProjections, &'a [u32]),
+}
+
+/// Layer 0's input projections W_ih·e + biases of token embeddings e, one gate-major row
+/// `[G·H]` a token and direction. At inference a token's embedding never changes, so its
+/// projection depends on the token alone: a file's repeated words are projected once
+/// instead of at every occurrence (the input projection is about half of a BiLSTM
+/// classifier's inference). Valid while the weights stay as they are: build one per pass
+/// over a file. It holds at most [`TokenProjections::MAX_BYTES`] of rows and starts over
+/// past that.
+#[derive(Debug)]
+pub struct TokenProjections {
+    index: std::collections::HashMap<u32, u32>,
+    /// One table a direction of layer 0, `[n, G·H]`.
+    tables: Vec<Vec<f32>>,
+    max_bytes: usize,
+}
+
+impl Default for TokenProjections {
+    fn default() -> TokenProjections {
+        TokenProjections {
+            index: Default::default(),
+            tables: Vec::new(),
+            max_bytes: Self::MAX_BYTES,
+        }
+    }
+}
+
+impl TokenProjections {
+    pub const MAX_BYTES: usize = 256 << 20;
+
+    /// Whether `rnn` can take its input this way: a layer-normalised cell normalises
+    /// W_ih·x by itself, before the bias, so its projection is not one row to look up.
+    pub fn applies(rnn: &Rnn) -> bool {
+        !rnn.cfg.cell_norm && rnn.cfg.layers > 0
+    }
+
+    /// The table row of each of `ids`, projecting the ids not seen before in one product
+    /// a direction. `emb` is the embedding table `[V, I]` the ids index.
+    pub fn rows(&mut self, rnn: &Rnn, emb: &[f32], ids: &[u32]) -> Vec<u32> {
+        assert!(Self::applies(rnn), "token projections need a plain cell");
+        let (i, nd, h) = (rnn.cfg.input, rnn.cfg.dirs(), rnn.cfg.hidden);
+        let g = rnn.cfg.cell.gates() * h;
+        let unseen = |index: &std::collections::HashMap<u32, u32>| {
+            let mut new: Vec<u32> = ids
+                .iter()
+                .copied()
+                .filter(|v| !index.contains_key(v))
+                .collect();
+            new.sort_unstable();
+            new.dedup();
+            new
+        };
+        let mut new = unseen(&self.index);
+        if (self.index.len() + new.len()) * nd * g * 4 > self.max_bytes {
+            self.index.clear();
+            self.tables.iter_mut().for_each(Vec::clear);
+            new = unseen(&self.index);
+        }
+        if !new.is_empty() {
+            let x: Vec<f32> = new
+                .iter()
+                .flat_map(|&v| emb[v as usize * i..(v as usize + 1) * i].iter().copied())
+                .collect();
+            self.tables.resize(nd, Vec::new());
+            let gate_major = Split::new(1, h, rnn.cfg.cell.gates());
+            for (d, table) in self.tables.iter_mut().enumerate() {
+                table.extend(rnn.dirs[d].project(&x, new.len(), &gate_major));
+            }
+            for v in new {
+                let row = self.index.len() as u32;
+                self.index.insert(v, row);
+            }
+        }
+        ids.iter().map(|v| self.index[v]).collect()
+    }
+}
+
 /// Everything [`Rnn::backward`] needs from one [`Rnn::forward`] call.
 pub struct RnnCache {
     t: usize,
@@ -203,12 +285,48 @@ impl Rnn {
         keep: bool,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, State, RnnCache) {
+        self.forward_from(First::Seq(x), t, b, lengths, state, train, keep, rng)
+    }
+
+    /// [`Self::forward`] at inference with layer 0's input projections taken from `proj`:
+    /// `rows [T·B]` are the rows [`TokenProjections::rows`] gave for the batch's token ids.
+    /// Returns (y `[T, B, D·H]`, final state).
+    pub fn forward_tokens(
+        &mut self,
+        proj: &TokenProjections,
+        rows: &[u32],
+        t: usize,
+        b: usize,
+        lengths: Option<&[usize]>,
+    ) -> (Vec<f32>, State) {
+        // Unused: no dropout at inference.
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+        let first = First::Tokens(proj, rows);
+        let (y, st, _) = self.forward_from(first, t, b, lengths, None, false, false, &mut rng);
+        (y, st)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_from(
+        &mut self,
+        first: First,
+        t: usize,
+        b: usize,
+        lengths: Option<&[usize]>,
+        state: Option<&State>,
+        train: bool,
+        keep: bool,
+        rng: &mut dyn RngCore,
+    ) -> (Vec<f32>, State, RnnCache) {
         let cfg = self.cfg.clone();
         let (hs, nd, out) = (cfg.hidden, cfg.dirs(), cfg.output());
         let active = active_mask(t, b, lengths);
         let mut st = state.cloned().unwrap_or_else(|| self.zero_state(b));
         let lstm = cfg.cell.has_cell_state();
-        let mut cur = x.to_vec();
+        let mut cur = match first {
+            First::Seq(x) => x.to_vec(),
+            First::Tokens(..) => Vec::new(),
+        };
         let mut caches = Vec::new();
         for l in 0..cfg.layers {
             let residual = self.residual_at(l);
@@ -224,6 +342,13 @@ impl Rnn {
             let mut y = vec![0.0; t * b * out];
             let mut dcs = Vec::new();
             let bh = b * hs;
+            let dir_input = |d: usize| match first {
+                First::Tokens(p, rows) if l == 0 => DirInput::Rows {
+                    table: &p.tables[d],
+                    rows,
+                },
+                _ => DirInput::Seq(&xin),
+            };
             if nd == 2 && directions_at_once() {
                 // The reverse direction writes its own `[T, B, H]`, copied into y's right half.
                 let k = 2 * l;
@@ -234,10 +359,11 @@ impl Rnn {
                     (&mut [][..], &mut [][..])
                 };
                 let mut y1 = vec![0.0; t * b * hs];
-                let (dirs, x, act, y0) = (&self.dirs, &xin, &active, &mut y);
+                let (dirs, act, y0) = (&self.dirs, &active, &mut y);
+                let (x0, x1) = (dir_input(0), dir_input(1));
                 let (dc0, dc1) = join_single(
-                    || dirs[k].forward(x, t, b, act, h0, c0, y0, out, 0, keep),
-                    || dirs[k + 1].forward(x, t, b, act, h1, c1, &mut y1, hs, 0, keep),
+                    || dirs[k].forward_from(x0, t, b, act, h0, c0, y0, out, 0, keep),
+                    || dirs[k + 1].forward_from(x1, t, b, act, h1, c1, &mut y1, hs, 0, keep),
                 );
                 for (row, r1) in y.chunks_exact_mut(out).zip(y1.chunks_exact(hs)) {
                     row[hs..].copy_from_slice(r1);
@@ -252,8 +378,8 @@ impl Rnn {
                     } else {
                         &mut [][..]
                     };
-                    let dc = self.dirs[k].forward(
-                        &xin,
+                    let dc = self.dirs[k].forward_from(
+                        dir_input(d),
                         t,
                         b,
                         &active,
@@ -417,6 +543,50 @@ mod tests {
     use crate::engine::ops::with_threads;
     use crate::engine::par::in_turn;
     use rand::{Rng, SeedableRng};
+
+    /// Layer 0's input projections looked up by token give the outputs that projecting
+    /// the embedded tokens gives, across batches that share and batches that overflow
+    /// the table (which then starts over), for every cell kind, one direction or two.
+    #[test]
+    fn token_projections_match_projecting_embeddings() {
+        for cell in [CellKind::Lstm, CellKind::Gru, CellKind::Rnn] {
+            for bidirectional in [false, true] {
+                let (t, b, i, h, v) = (4, 3, 5, 6, 11);
+                let mut cfg = RnnConfig::new(cell, i, h, 2);
+                cfg.bidirectional = bidirectional;
+                let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+                let mut rnn = Rnn::new("rnn", cfg.clone(), Init::Pytorch, 1.0, &mut rng);
+                let emb: Vec<f32> = (0..v * i).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let row_bytes = cfg.dirs() * cell.gates() * h * 4;
+                for max_rows in [v, 7] {
+                    let mut proj = TokenProjections {
+                        max_bytes: max_rows * row_bytes,
+                        ..Default::default()
+                    };
+                    for _ in 0..4 {
+                        let ids: Vec<u32> =
+                            (0..t * b).map(|_| rng.random_range(0..v as u32)).collect();
+                        let x: Vec<f32> = ids
+                            .iter()
+                            .flat_map(|&w| emb[w as usize * i..][..i].iter().copied())
+                            .collect();
+                        let lengths = [4, 2, 3];
+                        let (want, st, _) =
+                            rnn.forward(&x, t, b, Some(&lengths), None, false, false, &mut rng);
+                        let rows = proj.rows(&rnn, &emb, &ids);
+                        // Past the cap it holds this batch's tokens only.
+                        let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len();
+                        assert!(proj.index.len() <= max_rows.max(distinct));
+                        let (got, st2) = rnn.forward_tokens(&proj, &rows, t, b, Some(&lengths));
+                        let close = |p: &[f32], q: &[f32]| {
+                            p.iter().zip(q).all(|(a, b)| (a - b).abs() < 1e-6)
+                        };
+                        assert!(close(&got, &want) && close(&st2.h, &st.h), "{cell:?}");
+                    }
+                }
+            }
+        }
+    }
 
     /// A bidirectional stack gives the same outputs, states and gradients whether its
     /// directions run at once (one thread each) or in turn (each split over two threads:

@@ -19,7 +19,7 @@ use crate::engine::init::Init;
 use crate::engine::linear::Linear;
 use crate::engine::loss::softmax_in_place;
 use crate::engine::param::{Module, Param};
-use crate::engine::rnn::{Rnn, RnnCache, RnnConfig, State};
+use crate::engine::rnn::{Rnn, RnnCache, RnnConfig, State, TokenProjections};
 use crate::error::{Error, Result};
 use crate::text::tokenizer::Tokenizer;
 use crate::text::vocab::Vocab;
@@ -106,7 +106,8 @@ struct ClsCache {
     b: usize,
     lengths: Vec<usize>,
     emb_mask: Option<Mask>,
-    rnn: RnnCache,
+    /// `None` when the input projections came from [`TokenProjections`] (inference).
+    rnn: Option<RnnCache>,
     /// The stack's output `[T·B, D]` (max, mean, attention).
     y: Vec<f32>,
     /// Max pooling: the time step each feature came from `[B, D]`.
@@ -139,22 +140,35 @@ impl Classifier {
     }
 
     /// Logits `[B, C]` of a batch of token-id sentences (each at least one token).
+    /// At inference (`!train`), `proj` (if given) supplies the input projections of
+    /// tokens seen before in the same pass, and learns the new ones.
     fn forward(
         &mut self,
         batch: &[&[u32]],
         train: bool,
+        proj: Option<&mut TokenProjections>,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, ClsCache) {
         let p = crate::text::batch::pad(batch, 0);
         let (t, b) = (p.t, p.b);
         let (e, d) = (self.cfg.embed, self.cfg.rnn.output());
-        let mut x = vec![0.0; t * b * e];
-        self.emb.forward(&p.ids, &mut x);
         let pd = self.cfg.dropout;
-        let emb_mask = dropout::forward(&mut x, b * e, pd, DropoutKind::Standard, train, rng);
-        let (y, st, rnn) = self
-            .rnn
-            .forward(&x, t, b, Some(&p.lengths), None, train, train, rng);
+        let (y, st, rnn, emb_mask) = match proj {
+            Some(proj) if !train && TokenProjections::applies(&self.rnn) => {
+                let rows = proj.rows(&self.rnn, &self.emb.weight.w, &p.ids);
+                let (y, st) = self.rnn.forward_tokens(proj, &rows, t, b, Some(&p.lengths));
+                (y, st, None, None)
+            }
+            _ => {
+                let mut x = vec![0.0; t * b * e];
+                self.emb.forward(&p.ids, &mut x);
+                let mask = dropout::forward(&mut x, b * e, pd, DropoutKind::Standard, train, rng);
+                let (y, st, rnn) =
+                    self.rnn
+                        .forward(&x, t, b, Some(&p.lengths), None, train, train, rng);
+                (y, st, Some(rnn), mask)
+            }
+        };
         let mut pooled = vec![0.0; b * d];
         let mut argmax = Vec::new();
         let mut alpha = Vec::new();
@@ -327,7 +341,8 @@ impl Classifier {
                 }
             }
         }
-        let (mut dx, _) = self.rnn.backward(c.rnn, &dy, dstate.as_ref());
+        let rnn = c.rnn.expect("a training forward keeps its cache");
+        let (mut dx, _) = self.rnn.backward(rnn, &dy, dstate.as_ref());
         dropout::backward(&mut dx, c.emb_mask.as_ref());
         self.emb.backward(&c.ids, &dx);
     }
@@ -343,16 +358,17 @@ impl Classifier {
         scale: f32,
         rng: &mut dyn RngCore,
     ) -> (f64, f64) {
-        let (mut logits, cache) = self.forward(batch, true, rng);
+        let (mut logits, cache) = self.forward(batch, true, None, rng);
         let (loss, total) = weighted_ce(&mut logits, labels, self.cfg.classes, weights, scale);
         self.backward(cache, &logits);
         (loss, total)
     }
 
-    /// Class probabilities `[B, C]` of a batch.
-    pub fn probs(&mut self, batch: &[&[u32]]) -> Vec<f32> {
+    /// Class probabilities `[B, C]` of a batch. Batches of one pass over a file share
+    /// `proj` (see [`TokenProjections`]); `None` projects every token.
+    pub fn probs(&mut self, batch: &[&[u32]], proj: Option<&mut TokenProjections>) -> Vec<f32> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let (mut logits, _) = self.forward(batch, false, &mut rng);
+        let (mut logits, _) = self.forward(batch, false, proj, &mut rng);
         for row in logits.chunks_exact_mut(self.cfg.classes) {
             softmax_in_place(row);
         }
@@ -482,9 +498,10 @@ pub fn classify_all(model: &mut Classifier, sents: &[Vec<u32>], batch: usize) ->
     order.sort_by_key(|&i| sents[i].len());
     let c = model.cfg.classes;
     let mut out = vec![Vec::new(); sents.len()];
+    let mut proj = TokenProjections::default();
     for chunk in order.chunks(batch.max(1)) {
         let b: Vec<&[u32]> = chunk.iter().map(|&i| &sents[i][..]).collect();
-        let p = model.probs(&b);
+        let p = model.probs(&b, Some(&mut proj));
         for (k, &i) in chunk.iter().enumerate() {
             out[i] = p[k * c..(k + 1) * c].to_vec();
         }
@@ -675,7 +692,7 @@ mod tests {
                     let (l, t) = h.0.train_batch(&refs, &h.2, Some(&h.3), 1.0, &mut rng);
                     l / t
                 } else {
-                    let p = h.0.probs(&refs);
+                    let p = h.0.probs(&refs, None);
                     let (mut l, mut t) = (0.0, 0.0);
                     for (k, &y) in h.2.iter().enumerate() {
                         let w = h.3[y as usize] as f64;
@@ -688,24 +705,34 @@ mod tests {
         }
     }
 
-    /// A sentence gets the same probabilities alone and in a padded batch.
+    /// A sentence gets the same probabilities alone and in a padded batch, and with its
+    /// input projections looked up from earlier batches' ([`TokenProjections`]) or made
+    /// afresh.
     #[test]
-    fn padding_never_changes_a_result() {
-        for pooling in [
-            Pooling::Last,
-            Pooling::Max,
-            Pooling::Mean,
-            Pooling::Attention,
+    fn padding_and_projection_reuse_never_change_a_result() {
+        for (pooling, cell) in [
+            (Pooling::Last, CellKind::Lstm),
+            (Pooling::Max, CellKind::Gru),
+            (Pooling::Mean, CellKind::Lstm),
+            (Pooling::Attention, CellKind::Rnn),
         ] {
-            let mut h = tiny(pooling, CellKind::Lstm, 2);
+            let mut h = tiny(pooling, cell, 2);
             let refs: Vec<&[u32]> = h.1.iter().map(|s| &s[..]).collect();
-            let together = h.0.probs(&refs);
+            let together = h.0.probs(&refs, None);
+            let mut proj = TokenProjections::default();
             for (k, s) in h.1.clone().iter().enumerate() {
-                let alone = h.0.probs(&[&s[..]]);
-                for (a, b) in alone.iter().zip(&together[k * 3..(k + 1) * 3]) {
+                let alone = h.0.probs(&[&s[..]], None);
+                let looked_up = h.0.probs(&[&s[..]], Some(&mut proj));
+                for ((a, l), b) in alone.iter().zip(&looked_up).zip(&together[k * 3..]) {
                     assert!((a - b).abs() < 1e-6, "{pooling:?}");
+                    assert!((l - b).abs() < 1e-6, "{pooling:?} with projections");
                 }
             }
+            let again = h.0.probs(&refs, Some(&mut proj));
+            assert!(together
+                .iter()
+                .zip(&again)
+                .all(|(a, b)| (a - b).abs() < 1e-6));
         }
     }
 
