@@ -272,22 +272,22 @@ impl RnnDir {
         let bh = b * hs;
         let order = |s: usize| if self.reverse { t - 1 - s } else { s };
         let split = Split::new(loop_threads(b, hs, gates), hs, gates);
-        // The input projections of all timesteps `[T·B, G·H]`, in the split's column order.
-        let xg = match input {
-            DirInput::Seq(x) => self.project(x, t * b, &split),
+        // The input projections of all timesteps `[T·B, G·H]`, in the split's column order;
+        // with one thread, rows looked up in place (`lookup`: the table and each step's row).
+        let (xg, lookup) = match input {
+            DirInput::Seq(x) => (self.project(x, t * b, &split), None),
+            DirInput::Rows { table, rows } if split.is_identity() => {
+                (Vec::new(), Some((table, rows)))
+            }
             DirInput::Rows { table, rows } => {
                 let mut xg = vec![0.0; t * b * g];
                 for (dst, &r) in xg.chunks_exact_mut(g).zip(rows) {
                     let src = &table[r as usize * g..(r as usize + 1) * g];
-                    if split.is_identity() {
-                        dst.copy_from_slice(src);
-                    } else {
-                        dst.iter_mut()
-                            .zip(&split.order)
-                            .for_each(|(d, &o)| *d = src[o]);
-                    }
+                    dst.iter_mut()
+                        .zip(&split.order)
+                        .for_each(|(d, &o)| *d = src[o]);
                 }
-                xg
+                (xg, None)
             }
         };
         let slots = if keep { t + 1 } else { 2 };
@@ -337,7 +337,8 @@ impl RnnDir {
             Shared::new(&mut cache.hn),
         );
         let (sh_y, sh_h, sh_c) = (Shared::new(y), Shared::new(h), Shared::new(c));
-        let xg = &xg;
+        let xg = lookup.map_or(&xg[..], |l| l.0);
+        let xg_row = |i: usize| lookup.map_or(i, |l| l.1[i] as usize);
         run_parts(split.parts, |p| {
             let (j0, u) = split.range(p);
             if u == 0 {
@@ -392,7 +393,7 @@ impl RnnDir {
                         } else {
                             &mut [][..]
                         };
-                        let xr = (tau * b + bi) * g + c0;
+                        let xr = xg_row(tau * b + bi) * g + c0;
                         step_forward(
                             self.kind,
                             u,
