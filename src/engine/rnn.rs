@@ -159,7 +159,7 @@ impl Default for TokenProjections {
 }
 
 impl TokenProjections {
-    pub const MAX_BYTES: usize = 256 << 20;
+    pub const MAX_BYTES: usize = 128 << 20;
 
     /// Whether `rnn` can take its input this way: a layer-normalised cell normalises
     /// W_ih·x by itself, before the bias, so its projection is not one row to look up.
@@ -194,7 +194,14 @@ impl TokenProjections {
                 .iter()
                 .flat_map(|&v| emb[v as usize * i..(v as usize + 1) * i].iter().copied())
                 .collect();
-            self.tables.resize(nd, Vec::new());
+            if self.tables.is_empty() {
+                // Room for every row it may hold, reserved once: no copies as it grows, and
+                // pages never written cost no memory.
+                let cap = (emb.len() / i.max(1))
+                    .min(self.max_bytes / (nd * g * 4))
+                    .max(new.len());
+                self.tables = (0..nd).map(|_| Vec::with_capacity(cap * g)).collect();
+            }
             let gate_major = Split::new(1, h, rnn.cfg.cell.gates());
             for (d, table) in self.tables.iter_mut().enumerate() {
                 table.extend(rnn.dirs[d].project(&x, new.len(), &gate_major));
