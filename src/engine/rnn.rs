@@ -130,30 +130,32 @@ struct LayerCache {
 #[derive(Clone, Copy)]
 enum First<'a> {
     Seq(&'a [f32]),
-    Tokens(&'a TokenProjections, &'a [u32]),
+    /// A [`TokenProjections`]' tables (one a direction) and the row of each step.
+    Tokens(&'a [Vec<f32>], &'a [u32]),
 }
 
-/// Layer 0's input projections W_ih·e + biases of token embeddings e, one gate-major row
-/// `[G·H]` a token and direction. At inference a token's embedding never changes, so its
-/// projection depends on the token alone: a file's repeated words are projected once
-/// instead of at every occurrence (the input projection is about half of a BiLSTM
-/// classifier's inference). Valid while the weights stay as they are: build one per pass
-/// over a file. It holds at most [`TokenProjections::MAX_BYTES`] of rows and starts over
-/// past that.
+/// Layer 0's input projections W_ih·x + biases of tokens, one gate-major row `[G·H]` a
+/// token and direction. At inference a token's input x never changes (its embedding, and
+/// for the tagger its spelling's character features and casing), so its projection
+/// depends on the token alone: a file's repeated words are projected once instead of at
+/// every occurrence (the input projection is about half of a BiLSTM classifier's
+/// inference). `K` identifies a token (the classifier: its id; the tagger: word, casing
+/// and spelling). Valid while the weights stay as they are: build one per pass over a
+/// file. It holds at most [`TokenProjections::MAX_BYTES`] of rows and starts over past that.
 #[derive(Debug)]
-pub struct TokenProjections {
-    index: std::collections::HashMap<u32, u32>,
+pub struct TokenProjections<K = u32> {
+    index: std::collections::HashMap<K, u32>,
     /// One table a direction of layer 0, `[n, G·H]`.
     tables: Vec<Vec<f32>>,
     max_bytes: usize,
 }
 
-impl Default for TokenProjections {
-    fn default() -> TokenProjections {
+impl<K> Default for TokenProjections<K> {
+    fn default() -> TokenProjections<K> {
         TokenProjections {
             index: Default::default(),
             tables: Vec::new(),
-            max_bytes: Self::MAX_BYTES,
+            max_bytes: TokenProjections::<u32>::MAX_BYTES,
         }
     }
 }
@@ -166,15 +168,32 @@ impl TokenProjections {
     pub fn applies(rnn: &Rnn) -> bool {
         !rnn.cfg.cell_norm && rnn.cfg.layers > 0
     }
+}
 
-    /// The table row of each of `ids`, projecting the ids not seen before in one product
-    /// a direction. `emb` is the embedding table `[V, I]` the ids index.
-    pub fn rows(&mut self, rnn: &Rnn, emb: &[f32], ids: &[u32]) -> Vec<u32> {
-        assert!(Self::applies(rnn), "token projections need a plain cell");
+impl<K> TokenProjections<K> {
+    /// Tokens whose projections it holds.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash + Ord> TokenProjections<K> {
+    /// The table row of each of `keys`, projecting the keys not seen before in one product
+    /// a direction; `input(key, row)` writes a key's input `[I]` into `row`.
+    pub fn rows(&mut self, rnn: &Rnn, keys: &[K], input: impl Fn(K, &mut [f32])) -> Vec<u32> {
+        assert!(
+            TokenProjections::applies(rnn),
+            "token projections need a plain cell"
+        );
         let (i, nd, h) = (rnn.cfg.input, rnn.cfg.dirs(), rnn.cfg.hidden);
         let g = rnn.cfg.cell.gates() * h;
-        let unseen = |index: &std::collections::HashMap<u32, u32>| {
-            let mut new: Vec<u32> = ids
+        let row_bytes = nd * g * 4;
+        let unseen = |index: &std::collections::HashMap<K, u32>| {
+            let mut new: Vec<K> = keys
                 .iter()
                 .copied()
                 .filter(|v| !index.contains_key(v))
@@ -184,22 +203,20 @@ impl TokenProjections {
             new
         };
         let mut new = unseen(&self.index);
-        if (self.index.len() + new.len()) * nd * g * 4 > self.max_bytes {
+        if (self.index.len() + new.len()) * row_bytes > self.max_bytes {
             self.index.clear();
             self.tables.iter_mut().for_each(Vec::clear);
             new = unseen(&self.index);
         }
         if !new.is_empty() {
-            let x: Vec<f32> = new
-                .iter()
-                .flat_map(|&v| emb[v as usize * i..(v as usize + 1) * i].iter().copied())
-                .collect();
+            let mut x = vec![0.0; new.len() * i];
+            for (&k, row) in new.iter().zip(x.chunks_exact_mut(i.max(1))) {
+                input(k, row);
+            }
             if self.tables.is_empty() {
                 // Room for every row it may hold, reserved once: no copies as it grows, and
                 // pages never written cost no memory.
-                let cap = (emb.len() / i.max(1))
-                    .min(self.max_bytes / (nd * g * 4))
-                    .max(new.len());
+                let cap = (self.max_bytes / row_bytes).max(new.len());
                 self.tables = (0..nd).map(|_| Vec::with_capacity(cap * g)).collect();
             }
             let gate_major = Split::new(1, h, rnn.cfg.cell.gates());
@@ -211,7 +228,7 @@ impl TokenProjections {
                 self.index.insert(v, row);
             }
         }
-        ids.iter().map(|v| self.index[v]).collect()
+        keys.iter().map(|v| self.index[v]).collect()
     }
 }
 
@@ -298,9 +315,9 @@ impl Rnn {
     /// [`Self::forward`] at inference with layer 0's input projections taken from `proj`:
     /// `rows [T·B]` are the rows [`TokenProjections::rows`] gave for the batch's token ids.
     /// Returns (y `[T, B, D·H]`, final state).
-    pub fn forward_tokens(
+    pub fn forward_tokens<K>(
         &mut self,
-        proj: &TokenProjections,
+        proj: &TokenProjections<K>,
         rows: &[u32],
         t: usize,
         b: usize,
@@ -308,7 +325,7 @@ impl Rnn {
     ) -> (Vec<f32>, State) {
         // Unused: no dropout at inference.
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-        let first = First::Tokens(proj, rows);
+        let first = First::Tokens(&proj.tables, rows);
         let (y, st, _) = self.forward_from(first, t, b, lengths, None, false, false, &mut rng);
         (y, st)
     }
@@ -350,8 +367,8 @@ impl Rnn {
             let mut dcs = Vec::new();
             let bh = b * hs;
             let dir_input = |d: usize| match first {
-                First::Tokens(p, rows) if l == 0 => DirInput::Rows {
-                    table: &p.tables[d],
+                First::Tokens(tables, rows) if l == 0 => DirInput::Rows {
+                    table: &tables[d],
                     rows,
                 },
                 _ => DirInput::Seq(&xin),
@@ -580,7 +597,9 @@ mod tests {
                         let lengths = [4, 2, 3];
                         let (want, st, _) =
                             rnn.forward(&x, t, b, Some(&lengths), None, false, false, &mut rng);
-                        let rows = proj.rows(&rnn, &emb, &ids);
+                        let rows = proj.rows(&rnn, &ids, |w, row| {
+                            row.copy_from_slice(&emb[w as usize * i..][..i])
+                        });
                         // Past the cap it holds this batch's tokens only.
                         let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len();
                         assert!(proj.index.len() <= max_rows.max(distinct));

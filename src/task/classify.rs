@@ -155,7 +155,10 @@ impl Classifier {
         let pd = self.cfg.dropout;
         let (y, st, rnn, emb_mask) = match proj {
             Some(proj) if !train && TokenProjections::applies(&self.rnn) => {
-                let rows = proj.rows(&self.rnn, &self.emb.weight.w, &p.ids);
+                let emb = &self.emb.weight.w;
+                let rows = proj.rows(&self.rnn, &p.ids, |w, row| {
+                    row.copy_from_slice(&emb[w as usize * e..][..e])
+                });
                 let (y, st) = self.rnn.forward_tokens(proj, &rows, t, b, Some(&p.lengths));
                 (y, st, None, None)
             }

@@ -25,7 +25,7 @@ use crate::engine::init::Init;
 use crate::engine::linear::Linear;
 use crate::engine::loss::{cross_entropy_backward, Reduction, IGNORE};
 use crate::engine::param::{Module, Param};
-use crate::engine::rnn::{Rnn, RnnCache, RnnConfig};
+use crate::engine::rnn::{Rnn, RnnCache, RnnConfig, TokenProjections};
 use crate::error::{Error, Result};
 use crate::metrics::{NerCounter, NerScores};
 use crate::text::conll::{self, Scheme};
@@ -235,6 +235,15 @@ pub struct CharTable {
     width: usize,
 }
 
+/// What one pass over a file computes once and then looks up: every spelling's character
+/// features, and layer 0's input projection of every distinct token, keyed by its word,
+/// casing and spelling ([`TokenProjections`]).
+#[derive(Default)]
+pub struct FileTables {
+    pub chars: Option<CharTable>,
+    proj: TokenProjections<(u32, u32, u32)>,
+}
+
 impl CharTable {
     /// The rows of `words` `[n, 2·Hc]`, or None if one is not in the table.
     fn rows(&self, words: &[&[u32]]) -> Option<Vec<f32>> {
@@ -278,7 +287,8 @@ struct TagCache {
     char_slot: Vec<usize>,
     chars: Option<CharCache>,
     in_mask: Option<Mask>,
-    rnn: RnnCache,
+    /// `None` when layer 0's input projections were looked up (inference).
+    rnn: Option<RnnCache>,
     out_mask: Option<Mask>,
     /// The encoder's output after dropout `[T·B, 2H]` (the output layer's input).
     out: Vec<f32>,
@@ -342,12 +352,13 @@ impl Tagger {
     }
 
     /// Tag scores `[T·B, K]` of a batch, and what backward needs.
-    /// With `table` (inference only), character features come from it.
+    /// With `tables` (inference only), character features and layer 0's input projections
+    /// come from them where they have them.
     fn forward(
         &mut self,
         batch: &[&Encoded],
         train: bool,
-        table: Option<&CharTable>,
+        mut tables: Option<&mut FileTables>,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, TagCache) {
         let b = batch.len();
@@ -374,9 +385,31 @@ impl Tagger {
                 }
             }
         }
+        if let Some(ft) = tables.as_deref_mut().filter(|_| !train) {
+            let ids = (&word_ids[..], &casing_ids[..], &char_slot[..]);
+            if let Some(out) = self.encode_looked_up(ft, ids, &distinct, t, b, &lengths) {
+                let mut em = vec![0.0; t * b * self.cfg.labels];
+                self.output.forward(&out, &mut em);
+                let cache = TagCache {
+                    t,
+                    b,
+                    lengths,
+                    word_ids,
+                    casing_ids,
+                    char_slot,
+                    chars: None,
+                    in_mask: None,
+                    rnn: None,
+                    out_mask: None,
+                    out,
+                };
+                return (em, cache);
+            }
+        }
         let mut x = vec![0.0; t * b * dim];
         let mut we = vec![0.0; t * b * dw];
         self.words.forward(&word_ids, &mut we);
+        let table = tables.and_then(|t| t.chars.as_ref());
         let looked_up = table.filter(|_| !train).and_then(|t| t.rows(&distinct));
         let (cfeat, chars) = match (&mut self.chars, looked_up) {
             (Some(_), Some(f)) => (f, None),
@@ -422,6 +455,7 @@ impl Tagger {
         let (mut out, _, rnn) = self
             .rnn
             .forward(&x, t, b, Some(&lengths), None, train, train, rng);
+        let rnn = Some(rnn);
         let h = self.cfg.rnn.output();
         let out_mask = dropout::forward(&mut out, b * h, p, DropoutKind::Standard, train, rng);
         let mut em = vec![0.0; t * b * self.cfg.labels];
@@ -442,6 +476,59 @@ impl Tagger {
         (em, cache)
     }
 
+    /// The encoder's output `[T·B, 2H]` at inference with layer 0's input projections
+    /// looked up in `ft` (made for the tokens it has not seen), keyed by (word, casing,
+    /// spelling). None when that does not apply: a spelling missing from the character
+    /// table, or a layer-normalised cell. `ids`: word, casing ids and batch-local
+    /// character slots `[T·B]`, as [`Self::forward`] builds them.
+    fn encode_looked_up(
+        &mut self,
+        ft: &mut FileTables,
+        ids: (&[u32], &[u32], &[usize]),
+        distinct: &[&[u32]],
+        t: usize,
+        b: usize,
+        lengths: &[usize],
+    ) -> Option<Vec<f32>> {
+        let (word_ids, casing_ids, char_slot) = ids;
+        if !TokenProjections::applies(&self.rnn) {
+            return None;
+        }
+        // Each batch-local spelling's row in the file's character table.
+        let global: Vec<u32> = match (&self.chars, &ft.chars) {
+            (Some(_), Some(ct)) => distinct
+                .iter()
+                .map(|w| ct.slot.get(*w).map(|&s| s as u32))
+                .collect::<Option<_>>()?,
+            (Some(_), None) => return None,
+            (None, _) => Vec::new(),
+        };
+        let keys: Vec<(u32, u32, u32)> = (0..t * b)
+            .map(|p| {
+                let s = global.get(char_slot[p]).copied().unwrap_or(u32::MAX);
+                (word_ids[p], casing_ids[p], s)
+            })
+            .collect();
+        let (dw, dc) = (self.cfg.word_dim, self.cfg.casing_dim);
+        let (words, casing, ct) = (&self.words.weight.w, &self.casing, &ft.chars);
+        let input = |(w, c, s): (u32, u32, u32), row: &mut [f32]| {
+            row[..dw].copy_from_slice(&words[w as usize * dw..][..dw]);
+            if let (Some(ct), true) = (ct, s != u32::MAX) {
+                let ch = ct.width;
+                row[dw..dw + ch].copy_from_slice(&ct.feat[s as usize * ch..][..ch]);
+            }
+            if let Some(e) = casing {
+                let tail = row.len() - dc;
+                row[tail..].copy_from_slice(&e.weight.w[c as usize * dc..][..dc]);
+            }
+        };
+        let rows = ft.proj.rows(&self.rnn, &keys, input);
+        let (out, _) = self
+            .rnn
+            .forward_tokens(&ft.proj, &rows, t, b, Some(lengths));
+        Some(out)
+    }
+
     /// Gradients of everything from dL/d(scores) `[T·B, K]`.
     fn backward(&mut self, c: TagCache, dem: &[f32]) {
         let (t, b) = (c.t, c.b);
@@ -453,7 +540,8 @@ impl Tagger {
         let mut dout = vec![0.0; t * b * h];
         self.output.backward(&c.out, dem, Some(&mut dout));
         dropout::backward(&mut dout, c.out_mask.as_ref());
-        let (mut dx, _) = self.rnn.backward(c.rnn, &dout, None);
+        let rnn = c.rnn.expect("a training forward keeps its cache");
+        let (mut dx, _) = self.rnn.backward(rnn, &dout, None);
         dropout::backward(&mut dx, c.in_mask.as_ref());
         let ch = if self.chars.is_some() {
             2 * self.cfg.char_hidden
@@ -518,14 +606,14 @@ impl Tagger {
         self.predict_with(batch, None)
     }
 
-    /// [`Tagger::predict`] with character features from `table` where it has them.
+    /// [`Tagger::predict`] with what `tables` has computed before (see [`FileTables`]).
     pub fn predict_with(
         &mut self,
         batch: &[&Encoded],
-        table: Option<&CharTable>,
+        tables: Option<&mut FileTables>,
     ) -> (Vec<Vec<u32>>, Option<f64>) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let (mut em, cache) = self.forward(batch, false, table, &mut rng);
+        let (mut em, cache) = self.forward(batch, false, tables, &mut rng);
         let (t, k) = (cache.t, self.cfg.labels);
         let labelled = batch.iter().all(|s| s.labels.len() == s.words.len());
         let tags = gold_ids(batch, t);
@@ -843,10 +931,13 @@ pub fn tag_all(
     order.sort_by_key(|&i| sents[i].words.len());
     let mut out = vec![Vec::new(); sents.len()];
     let mut loss = Some(0.0);
-    let table = model.char_table(sents);
+    let mut tables = FileTables {
+        chars: model.char_table(sents),
+        ..Default::default()
+    };
     for chunk in order.chunks(batch.max(1)) {
         let b: Vec<&Encoded> = chunk.iter().map(|&i| &sents[i]).collect();
-        let (paths, l) = model.predict_with(&b, table.as_ref());
+        let (paths, l) = model.predict_with(&b, Some(&mut tables));
         loss = loss.zip(l).map(|(a, b)| a + b);
         for (&i, p) in chunk.iter().zip(paths) {
             out[i] = p;
@@ -1064,7 +1155,7 @@ mod tests {
     }
 
     /// A sentence gets the same tags and loss alone as in a padded batch, and as with the
-    /// file's character table.
+    /// file's character table and input projections.
     #[test]
     fn padding_never_changes_a_result() {
         for output in [Output::Crf, Output::Softmax] {
@@ -1084,6 +1175,15 @@ mod tests {
             assert_eq!(cached, together);
             assert!((cached_loss.unwrap() - loss.unwrap()).abs() < 1e-4);
             assert!(m.char_table(&sents).is_some());
+            // So do layer 0's input projections looked up by token, batch after batch.
+            let mut tables = FileTables {
+                chars: m.char_table(&sents),
+                ..Default::default()
+            };
+            for (s, want) in sents.iter().zip(&together) {
+                assert_eq!(&m.predict_with(&[s], Some(&mut tables)).0[0], want);
+            }
+            assert!(!tables.proj.is_empty(), "projections were looked up");
         }
     }
 
