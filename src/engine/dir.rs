@@ -216,30 +216,12 @@ impl RnnDir {
         xg
     }
 
-    /// x `[T, B, I]` → y `[T, B, H]` written with row stride `y_stride` at column
-    /// `y_off` (so two directions can fill one concatenated output). `h`, `c` `[B, H]`
-    /// (c empty unless LSTM) hold the initial state and receive the final one.
+    /// Input (x `[T, B, I]` or looked-up rows, see [`DirInput`]) → y `[T, B, H]` written
+    /// with row stride `y_stride` at column `y_off` (so two directions can fill one
+    /// concatenated output). `h`, `c` `[B, H]` (c empty unless LSTM) hold the initial state
+    /// and receive the final one.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
-        &self,
-        x: &[f32],
-        t: usize,
-        b: usize,
-        active: &[bool],
-        h: &mut [f32],
-        c: &mut [f32],
-        y: &mut [f32],
-        y_stride: usize,
-        y_off: usize,
-        keep: bool,
-    ) -> DirCache {
-        let input = DirInput::Seq(x);
-        self.forward_from(input, t, b, active, h, c, y, y_stride, y_off, keep)
-    }
-
-    /// [`Self::forward`] from either input kind ([`DirInput`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward_from(
         &self,
         input: DirInput,
         t: usize,

@@ -386,8 +386,8 @@ impl Rnn {
                 let (dirs, act, y0) = (&self.dirs, &active, &mut y);
                 let (x0, x1) = (dir_input(0), dir_input(1));
                 let (dc0, dc1) = join_single(
-                    || dirs[k].forward_from(x0, t, b, act, h0, c0, y0, out, 0, keep),
-                    || dirs[k + 1].forward_from(x1, t, b, act, h1, c1, &mut y1, hs, 0, keep),
+                    || dirs[k].forward(x0, t, b, act, h0, c0, y0, out, 0, keep),
+                    || dirs[k + 1].forward(x1, t, b, act, h1, c1, &mut y1, hs, 0, keep),
                 );
                 for (row, r1) in y.chunks_exact_mut(out).zip(y1.chunks_exact(hs)) {
                     row[hs..].copy_from_slice(r1);
@@ -402,7 +402,7 @@ impl Rnn {
                     } else {
                         &mut [][..]
                     };
-                    let dc = self.dirs[k].forward_from(
+                    let dc = self.dirs[k].forward(
                         dir_input(d),
                         t,
                         b,
