@@ -24,6 +24,16 @@ fn main() {
     let shapes: &[(&str, usize, usize, usize, bool, bool)] = &[
         ("step h·Whh (B20,H650,1 thr)", 20, 1300, 650, false, false),
         ("step h·Whh (B64,H512,1 thr)", 64, 1024, 512, false, false),
+        ("step h·Whh (B64,H150,1 thr)", 64, 600, 150, false, false),
+        ("step dG·Whh (B64,H150,1 thr)", 64, 150, 600, false, false),
+        (
+            "step dG·Whh (B20,H650/2,1 thr)",
+            20,
+            325,
+            2600,
+            false,
+            false,
+        ),
         (
             "input proj x·Wihᵀ (700x2600x650)",
             700,
@@ -89,6 +99,63 @@ fn main() {
         let (f, h) = (rate(Precision::F32), rate(Precision::Bf16));
         println!("{name:38} {f:10.1} {h:10.1}");
     }
+    for (m, h) in [(64, 150), (20, 650), (64, 512)] {
+        let name = format!("step fused LSTM (B{m},H{h},1 thr)");
+        if let (true, Some(f)) = (name.contains(&only), fused_lstm(m, h)) {
+            println!("{name:38} {f:10.1} {:>10}", "-");
+        }
+    }
+}
+
+/// The fused LSTM step (product, gates and cell in one pass) on `m` rows of `h` units, one
+/// thread, as GFLOP/s of its product: what the time loop of an fp32 LSTM runs per step.
+fn fused_lstm(m: usize, h: usize) -> Option<f64> {
+    use rnnkit::engine::panel32::{available, lstm_step, LstmPanels, LstmStep};
+    if !available() {
+        return None;
+    }
+    let w: Vec<f32> = (0..h * 4 * h)
+        .map(|i| ((i % 89) as f32 - 44.0) / 890.0)
+        .collect();
+    let xg: Vec<f32> = (0..m * 4 * h)
+        .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
+        .collect();
+    let h_prev: Vec<f32> = (0..m * h)
+        .map(|i| ((i % 83) as f32 - 41.0) / 83.0)
+        .collect();
+    let x_off: Vec<usize> = (0..m).map(|r| r * 4 * h).collect();
+    let (mut c, mut hl, active) = (vec![0.0; m * h], vec![0.0; m * h], vec![true; m]);
+    let panels = LstmPanels::new(&w, h, h);
+    let flops = 2.0 * (m * 4 * h * h) as f64;
+    let reps = ((2e10 / flops) as usize).clamp(3, 20000);
+    let mut once = || {
+        let step = LstmStep {
+            h_prev: &h_prev,
+            h_rs: h,
+            xg: &xg,
+            x_off: &x_off,
+            c: &mut c,
+            h: &mut hl,
+            gates: std::ptr::null_mut(),
+            g_rs: 0,
+            active: &active,
+            j0: 0,
+        };
+        // SAFETY: no gates are written.
+        unsafe { lstm_step(&panels, m, step) };
+    };
+    once();
+    Some(
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..reps {
+                    once();
+                }
+                flops * reps as f64 / t.elapsed().as_secs_f64() / 1e9
+            })
+            .fold(0.0, f64::max),
+    )
 }
 
 fn cpu() -> String {

@@ -14,6 +14,9 @@ import torch
 SHAPES = [  # name, m, n, k, a transposed, b transposed (as in gemm_probe.rs)
     ("step h·Whh (B20,H650,1 thr)", 20, 1300, 650, False, False),
     ("step h·Whh (B64,H512,1 thr)", 64, 1024, 512, False, False),
+    ("step h·Whh (B64,H150,1 thr)", 64, 600, 150, False, False),
+    ("step dG·Whh (B64,H150,1 thr)", 64, 150, 600, False, False),
+    ("step dG·Whh (B20,H650/2,1 thr)", 20, 325, 2600, False, False),
     ("input proj x·Wihᵀ (700x2600x650)", 700, 2600, 650, False, True),
     ("decoder y·Wᵀ (700x10000x650)", 700, 10000, 650, False, True),
     ("decoder dX = dY·W (700x650x10000)", 700, 650, 10000, False, False),

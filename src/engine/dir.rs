@@ -12,14 +12,22 @@
 //! state is not touched and its output is zero, so the final state is the state after the
 //! last real token; a reverse direction starts each sequence at its own last token.
 
-use super::bf16::Start;
+use super::bf16::{self, Start};
 use super::cell::{step_backward, step_forward, CellKind, StepBwd, StepFwd};
 use super::init::{self, Init};
 use super::lnlstm::{self, CellNorm, LnCache};
 use super::ops::{add_bias_rows, matmul, matmul_from, sum_rows_into, Panels};
+use super::panel32::{self, lstm_step, LstmPanels, LstmStep};
 use super::par::{loop_threads, run_parts, Shared, SpinBarrier, Split};
 use super::param::{Module, Param};
 use rand::RngCore;
+
+/// One thread's recurrent weights for the time loop: an LSTM's packed for the fused step
+/// (fp32 on AVX-512), anything else for the product followed by the cell's step.
+enum StepWeights {
+    Lstm(LstmPanels),
+    Product(Panels),
+}
 
 /// One direction of one layer. Weights `[G·H, I]`, `[G·H, H]`, biases `[G·H]`.
 #[derive(Clone, Debug)]
@@ -162,7 +170,7 @@ impl RnnDir {
     /// (and b_hh to `[G·u]`), so one thread's recurrent product has a row-major right
     /// operand: for the skinny [B, H] left operand this layout runs about three times
     /// faster in `gemm` than the transposed view of W_hh.
-    fn pack_units(&self, j0: usize, u: usize) -> (Panels, Vec<f32>) {
+    fn pack_units(&self, j0: usize, u: usize) -> (StepWeights, Vec<f32>) {
         let (h, gates) = (self.hidden, self.kind.gates());
         let gu = gates * u;
         let mut w = vec![0.0; h * gu];
@@ -183,7 +191,15 @@ impl RnnDir {
             }
             b.extend_from_slice(&self.b_hh.w[k * h + j0..k * h + j0 + u]);
         }
-        (Panels::new(&w, h, gu), b)
+        let weights = if self.kind == CellKind::Lstm
+            && panel32::available()
+            && bf16::active_path() == bf16::Path::F32
+        {
+            StepWeights::Lstm(LstmPanels::new(&w, h, u))
+        } else {
+            StepWeights::Product(Panels::new(&w, h, gu))
+        };
+        (weights, b)
     }
 
     /// Columns `j0..j0+u` of W_hh as a contiguous `[G·H, u]` block, rows in the split's
@@ -344,16 +360,66 @@ impl RnnDir {
             // Scratch rows for what is not kept (inference).
             let mut g_row = vec![0.0; if keep { 0 } else { gu }];
             let mut hn_row = vec![0.0; if gru && !keep { u } else { 0 }];
+            let (mut x_off, mut hl) = (vec![0; b], vec![0.0; b * u]);
             for s in 0..t {
                 let tau = order(s);
                 // SAFETY: slot(s) was completed by all threads before the last barrier and
                 // nobody writes it during this step.
                 let h_prev = unsafe { sh_hs.read(slot(s) * bh, bh) };
+                let act = &active[tau * b..(tau + 1) * b];
+                let w = match &w {
+                    StepWeights::Product(w) => w,
+                    StepWeights::Lstm(w) => {
+                        for (bi, o) in x_off.iter_mut().enumerate() {
+                            *o = xg_row(tau * b + bi) * g + c0;
+                        }
+                        // SAFETY: this thread's gate columns c0..c0+gu of the step's b rows
+                        // (stride g), which no other thread touches.
+                        let gates = if keep {
+                            unsafe { sh_g.ptr(s * b * g + c0, b.saturating_sub(1) * g + gu) }
+                        } else {
+                            std::ptr::null_mut()
+                        };
+                        let step = LstmStep {
+                            h_prev,
+                            h_rs: hs,
+                            xg,
+                            x_off: &x_off,
+                            c: &mut cl,
+                            h: &mut hl,
+                            gates,
+                            g_rs: g,
+                            active: act,
+                            j0,
+                        };
+                        // SAFETY: `gates` as above.
+                        unsafe { lstm_step(w, b, step) };
+                        for (bi, &a) in act.iter().enumerate() {
+                            let (hr, h_row) = (bi * hs + j0, &hl[bi * u..(bi + 1) * u]);
+                            // SAFETY: units j0..j0+u of row bi in each buffer: this thread's.
+                            unsafe {
+                                sh_hs.seg(slot(s + 1) * bh + hr, u).copy_from_slice(h_row);
+                                if keep {
+                                    sh_cs
+                                        .seg((s + 1) * bh + hr, u)
+                                        .copy_from_slice(&cl[bi * u..(bi + 1) * u]);
+                                }
+                                let y_row = sh_y.seg((tau * b + bi) * y_stride + y_off + j0, u);
+                                if a {
+                                    y_row.copy_from_slice(h_row);
+                                } else {
+                                    y_row.fill(0.0);
+                                }
+                            }
+                        }
+                        barrier.wait();
+                        continue;
+                    }
+                };
                 w.left_mul(b, &mut hg, gu, h_prev, hs, false);
                 if gru {
                     add_bias_rows(&mut hg, &bias);
                 }
-                let act = &active[tau * b..(tau + 1) * b];
                 for bi in 0..b {
                     let (hr, gr) = (bi * hs + j0, (s * b + bi) * g + c0);
                     // SAFETY: every segment below holds units j0..j0+u (or their gate

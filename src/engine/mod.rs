@@ -19,6 +19,7 @@ pub mod loss;
 pub mod norm;
 pub mod ops;
 pub mod optim;
+pub mod panel32;
 pub(crate) mod par;
 pub mod param;
 pub mod rnn;

@@ -3,7 +3,7 @@
 //!
 //! All matrices are row-major `&[f32]` slices; shapes are given in each doc comment.
 
-use super::bf16;
+use super::{bf16, panel32};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -384,16 +384,18 @@ pub fn matmul_strided(
     }
 }
 
-/// A right operand `[k, n]` stored as `⌈n/64⌉` contiguous `[k, 64]` column panels (the last
-/// one narrower), for the small products a time loop repeats at every step with the same
-/// weights. `gemm` copies (packs) its operands on every call; a contiguous 64-wide panel
-/// is cheaper to pack and to stream than a 64-column window of a wide row-major matrix,
-/// and the per-step products of the 2×512 and 2×650 LMs run 6–40% faster this way (batch
-/// 20–64, k 512–2600, one thread). Below 2^18 elements one call per step costs less
-/// than the per-call overhead of several, and the matrix stays one panel.
+/// A right operand `[k, n]` packed once for the small products a time loop repeats at every
+/// step with the same weights. With AVX-512F it is stored as 32-column panels for
+/// [`panel32`]'s kernel, which reads the left operand in place. Otherwise as `⌈n/64⌉`
+/// contiguous `[k, 64]` column panels for `gemm` (which copies its operands on every call; a
+/// contiguous 64-wide panel is cheaper to pack and to stream than a 64-column window of a wide
+/// row-major matrix, 6–40% faster on the 2×512 and 2×650 LMs' steps); below 2^18 elements
+/// one call per step costs less than the per-call overhead of several, and the matrix stays
+/// one panel.
 pub struct Panels {
     k: usize,
     n: usize,
+    /// `gemm` panels' width; 0 for [`panel32`]'s layout.
     width: usize,
     data: Vec<f32>,
     /// Under `--precision bf16`, the matrix packed for the bf16 kernels instead.
@@ -413,6 +415,15 @@ impl Panels {
                 width: n,
                 data: Vec::new(),
                 bf16: Some((path, packed)),
+            };
+        }
+        if panel32::available() {
+            return Panels {
+                k,
+                n,
+                width: 0,
+                data: panel32::pack(b, n, k, n),
+                bf16: None,
             };
         }
         let width = if k * n >= 1 << 18 { 64 } else { n.max(1) };
@@ -446,6 +457,9 @@ impl Panels {
             return bf16::left_mul_packed(*path, m, a, a_rs, 1, b, c, c_rs, accumulate);
         }
         let k = self.k;
+        if self.width == 0 {
+            return panel32::left_mul(m, self.n, k, c, c_rs, a, a_rs, &self.data, accumulate);
+        }
         for j0 in (0..self.n).step_by(self.width) {
             let w = self.width.min(self.n - j0);
             matmul_strided(

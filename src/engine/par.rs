@@ -24,6 +24,12 @@ impl Shared {
         assert!(off + len <= self.1);
         std::slice::from_raw_parts_mut(self.0.add(off), len)
     }
+    /// A raw pointer to `[off, off+len)`, for a kernel that writes strided rows within it.
+    /// SAFETY: callers guarantee the values written through it are no other thread's.
+    pub(crate) unsafe fn ptr(&self, off: usize, len: usize) -> *mut f32 {
+        assert!(off + len <= self.1);
+        self.0.add(off)
+    }
     /// SAFETY: no thread writes `[off, off+len)` while the slice lives.
     pub(crate) unsafe fn read(&self, off: usize, len: usize) -> &[f32] {
         assert!(off + len <= self.1);
