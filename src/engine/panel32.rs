@@ -37,8 +37,21 @@ pub fn available() -> bool {
     use std::sync::OnceLock;
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
-        super::ops::has_avx512() && std::env::var("RNNKIT_PANEL32").map_or(true, |v| v != "0")
+        cpu_has_avx512f() && std::env::var("RNNKIT_PANEL32").map_or(true, |v| v != "0")
     })
+}
+
+/// Its own feature test rather than `ops::has_avx512`: `ops` calls this module, and the
+/// kernels here need AVX-512F only.
+fn cpu_has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// `c[m, n] (+)= a[m, k] · b`, with `b` from [`pack`] and row strides `c_rs`, `a_rs`.
