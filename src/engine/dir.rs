@@ -347,7 +347,9 @@ impl RnnDir {
             }
             let (w, bias) = self.pack_units(j0, u);
             let (gu, c0) = (gates * u, gates * j0);
-            let mut hg = vec![0.0; b * gu];
+            // The product's output and the gate pass's scratch: the fused step needs neither.
+            let unfused = matches!(w, StepWeights::Product(_));
+            let mut hg = vec![0.0; if unfused { b * gu } else { 0 }];
             // This thread's units of c, carried through the loop `[B, u]`.
             let mut cl = Vec::new();
             if lstm {
@@ -358,9 +360,9 @@ impl RnnDir {
                 }
             }
             // Scratch rows for what is not kept (inference).
-            let mut g_row = vec![0.0; if keep { 0 } else { gu }];
+            let mut g_row = vec![0.0; if keep || !unfused { 0 } else { gu }];
             let mut hn_row = vec![0.0; if gru && !keep { u } else { 0 }];
-            let (mut x_off, mut hl) = (vec![0; b], vec![0.0; b * u]);
+            let mut x_off = vec![0; b];
             for s in 0..t {
                 let tau = order(s);
                 // SAFETY: slot(s) was completed by all threads before the last barrier and
@@ -380,25 +382,31 @@ impl RnnDir {
                         } else {
                             std::ptr::null_mut()
                         };
+                        // SAFETY: units j0..j0+u of the step's b rows of the next state slot
+                        // (stride hs): this thread's, and read by others only after the barrier.
+                        let h_out = unsafe {
+                            sh_hs.ptr(slot(s + 1) * bh + j0, b.saturating_sub(1) * hs + u)
+                        };
                         let step = LstmStep {
                             h_prev,
                             h_rs: hs,
                             xg,
                             x_off: &x_off,
                             c: &mut cl,
-                            h: &mut hl,
+                            h: h_out,
+                            h_out_rs: hs,
                             gates,
                             g_rs: g,
                             active: act,
                             j0,
                         };
-                        // SAFETY: `gates` as above.
+                        // SAFETY: `gates` and `h_out` as above.
                         unsafe { lstm_step(w, b, step) };
                         for (bi, &a) in act.iter().enumerate() {
-                            let (hr, h_row) = (bi * hs + j0, &hl[bi * u..(bi + 1) * u]);
+                            let hr = bi * hs + j0;
                             // SAFETY: units j0..j0+u of row bi in each buffer: this thread's.
                             unsafe {
-                                sh_hs.seg(slot(s + 1) * bh + hr, u).copy_from_slice(h_row);
+                                let h_row = sh_hs.read(slot(s + 1) * bh + hr, u);
                                 if keep {
                                     sh_cs
                                         .seg((s + 1) * bh + hr, u)

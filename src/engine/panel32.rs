@@ -283,7 +283,7 @@ mod avx512 {
         let mask = ((1u32 << (u - u0).min(16)) - 1) as __mmask16;
         for (i, row) in acc.iter().enumerate() {
             let r = i0 + i;
-            let hr = s.h.as_mut_ptr().add(r * u + u0);
+            let hr = s.h.add(r * s.h_out_rs + u0);
             if !s.active[r] {
                 let hp = s.h_prev.as_ptr().add(r * s.h_rs + s.j0 + u0);
                 _mm512_mask_storeu_ps(hr, mask, _mm512_maskz_loadu_ps(mask, hp));
@@ -362,8 +362,10 @@ pub struct LstmStep<'a> {
     pub x_off: &'a [usize],
     /// In c_{t−1}, out c_t, `[m, u]` contiguous.
     pub c: &'a mut [f32],
-    /// Out h_t `[m, u]` contiguous (h_{t−1}'s units for inactive rows).
-    pub h: &'a mut [f32],
+    /// Out: h_t (h_{t−1}'s units for inactive rows), row r's `u` values at `h + r·h_out_rs`:
+    /// straight into the loop's state slot, which other threads' units interleave.
+    pub h: *mut f32,
+    pub h_out_rs: usize,
     /// Out, unless null: the activated gates, row r's `4·u` gate-major values at
     /// `gates + r·g_rs`.
     pub gates: *mut f32,
@@ -379,6 +381,7 @@ pub struct LstmStep<'a> {
 /// product and step). Panics unless [`available`] and the buffers hold what `s` says.
 ///
 /// # Safety
+/// `s.h` must be valid for writes of `u` values at `r·h_out_rs` for every row r < m, and
 /// `s.gates`, unless null, must be valid for writes of `4·u` values at `r·g_rs` for every
 /// row r < m that is active, and no other thread may access those values meanwhile.
 pub unsafe fn lstm_step(w: &LstmPanels, m: usize, mut s: LstmStep) {
@@ -391,7 +394,6 @@ pub unsafe fn lstm_step(w: &LstmPanels, m: usize, mut s: LstmStep) {
         s.x_off.len() >= m
             && s.active.len() >= m
             && s.c.len() >= m * u
-            && s.h.len() >= m * u
             && s.h_prev.len() > (m - 1) * s.h_rs + (k.max(s.j0 + u)) - 1
             && s.x_off[..m].iter().all(|&o| o + 4 * u <= s.xg.len()),
         "lstm_step shapes"
@@ -500,7 +502,8 @@ mod tests {
                 xg: &xg,
                 x_off: &x_off,
                 c: &mut c,
-                h: &mut h,
+                h: h.as_mut_ptr(),
+                h_out_rs: u,
                 gates: gates.as_mut_ptr(),
                 g_rs,
                 active: &active,
