@@ -868,6 +868,7 @@ unsafe fn run(
                         Job {
                             i0,
                             j0,
+                            rows: (m - i0).min(TILE),
                             k0,
                             k1,
                             src,
@@ -922,6 +923,10 @@ thread_local! {
 struct Job {
     i0: usize,
     j0: usize,
+    /// The block's rows inside m (1..=32): a kernel may skip the rows past them, which are
+    /// padding (a batch of 20 fills 20 of 32 rows, so the per-step products of a
+    /// zaremba-medium step would spend 37% of their work on zeros).
+    rows: usize,
     k0: usize,
     k1: usize,
     /// Where the sum so far is (`None`: zero).
@@ -1163,7 +1168,7 @@ mod avx512 {
         let (off, kw) = b.block(j.j0, j.k0);
         let b0 = b.data.as_ptr().add(off);
         let b1 = b0.add((kw / 2) * 32);
-        for r0 in (0..TILE).step_by(8) {
+        for r0 in (0..j.rows).step_by(8) {
             let mut acc = [[_mm512_setzero_ps(); 2]; 8];
             if let Some((src, rs)) = j.src {
                 for (r, acc) in acc.iter_mut().enumerate() {
