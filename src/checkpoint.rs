@@ -9,9 +9,14 @@
 //! panic. safetensors validates the header against the file size before anything is
 //! allocated from it.
 //!
+//! Tensors are F32 as training writes them, or BF16 in a file made smaller on request
+//! ([`convert`], `rnnkit convert --dtype bf16`); loading widens BF16 to f32 exactly. The
+//! training state is always F32, so that a resumed run continues bit for bit.
+//!
 //! Version 1 (before named vocabularies) stored one `tokenizer`; it is read as version 2
 //! with that tokenizer as the vocabulary `tokens`.
 
+use crate::engine::bf16::{from_bf16, to_bf16, Precision};
 use crate::engine::param::Module;
 use crate::error::{write_atomic, Error, Result};
 use crate::text::vocab::Vocab;
@@ -55,6 +60,89 @@ pub fn save(
 
 fn bytes(w: &[f32]) -> Vec<u8> {
     w.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// A model tensor's values as f32 into `out` (its length is the tensor's, checked through
+/// the shape before): F32 as stored, BF16 widened (exact).
+fn widen_into(name: &str, t: &TensorView, out: &mut [f32]) -> std::result::Result<(), String> {
+    match t.dtype() {
+        Dtype::F32 => {
+            for (w, c) in out.iter_mut().zip(t.data().chunks_exact(4)) {
+                *w = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        Dtype::BF16 => {
+            for (w, c) in out.iter_mut().zip(t.data().chunks_exact(2)) {
+                *w = from_bf16(u16::from_le_bytes([c[0], c[1]]));
+            }
+        }
+        d => return Err(format!("tensor {name} is {d:?}; expected F32 or BF16")),
+    }
+    Ok(())
+}
+
+/// What [`convert`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Converted {
+    pub tensors: usize,
+    pub params: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub dtype: Precision,
+}
+
+/// Writes `input`'s model checkpoint to `output` with every tensor in `dtype` (bf16:
+/// rounded to nearest, ties to even — what `tensor.to(torch.bfloat16)` does — for a file
+/// half the size; f32: widened back, exactly), names, shapes and metadata unchanged.
+/// A training state is refused: resuming needs its fp32 values.
+pub fn convert(input: &Path, output: &Path, dtype: Precision) -> Result<Converted> {
+    let ck = open(input)?;
+    if ck.meta.get("progress").is_some() {
+        return Err(Error::format(
+            input,
+            "a training state, not a model checkpoint; convert the run's model.safetensors \
+             (the state stays f32 so that --resume continues bit for bit)",
+        ));
+    }
+    let st = safetensors::SafeTensors::deserialize(&ck.buf)
+        .map_err(|e| Error::format(input, e.to_string()))?;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut params = 0u64;
+    for (name, t) in st.tensors() {
+        let mut w = vec![0.0f32; t.shape().iter().product()];
+        widen_into(&name, &t, &mut w).map_err(|e| Error::format(input, e))?;
+        params += w.len() as u64;
+        let data = match dtype {
+            Precision::F32 => bytes(&w),
+            Precision::Bf16 => w.iter().flat_map(|&v| to_bf16(v).to_le_bytes()).collect(),
+        };
+        tensors.push((name, t.shape().to_vec(), data));
+    }
+    let st_dtype = match dtype {
+        Precision::F32 => Dtype::F32,
+        Precision::Bf16 => Dtype::BF16,
+    };
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(st_dtype, s.clone(), b).expect("shape matches data"),
+            )
+        })
+        .collect();
+    let mut info = HashMap::new();
+    info.insert(META_KEY.to_string(), ck.meta.to_string());
+    let buf = safetensors::serialize(views, &Some(info))
+        .map_err(|e| Error::format(output, e.to_string()))?;
+    write_atomic(output, &buf)?;
+    Ok(Converted {
+        tensors: tensors.len(),
+        params,
+        bytes_in: ck.buf.len() as u64,
+        bytes_out: buf.len() as u64,
+        dtype,
+    })
 }
 
 /// A checkpoint read into memory, with its metadata parsed.
@@ -119,13 +207,6 @@ impl Loaded {
                 let t = st
                     .tensor(&p.name)
                     .map_err(|_| format!("missing tensor {}", p.name))?;
-                if t.dtype() != Dtype::F32 {
-                    return Err(format!(
-                        "tensor {} is {:?}; expected F32",
-                        p.name,
-                        t.dtype()
-                    ));
-                }
                 if t.shape() != p.shape.as_slice() {
                     return Err(format!(
                         "tensor {} has shape {:?}; expected {:?}",
@@ -134,10 +215,7 @@ impl Loaded {
                         p.shape
                     ));
                 }
-                for (w, c) in p.w.iter_mut().zip(t.data().chunks_exact(4)) {
-                    *w = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                }
-                Ok(())
+                widen_into(&p.name, &t, &mut p.w)
             })()
             .err();
         });
@@ -283,12 +361,13 @@ pub fn load<M: Checkpointed>(path: &Path) -> Result<(M, Meta<M::Config>)> {
     // the file holds is refused before the model is allocated.
     let params = <M as Checkpointed>::num_params(&meta.model)
         .ok_or_else(|| Error::format(path, "model sizes overflow"))?;
-    if params.saturating_mul(4) > ck.buf.len() as u64 {
+    // Two bytes a parameter at the least (bf16).
+    if params.saturating_mul(2) > ck.buf.len() as u64 {
         return Err(Error::format(
             path,
             format!(
-                "the config implies {params} parameters ({} bytes), more than the file's {} bytes",
-                params.saturating_mul(4),
+                "the config implies {params} parameters (at least {} bytes), more than the file's {} bytes",
+                params.saturating_mul(2),
                 ck.buf.len()
             ),
         ));

@@ -78,6 +78,17 @@ fn tensors(file: &Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
+/// A safetensors file's metadata map.
+#[derive(Debug, PartialEq)]
+struct SafeMeta(Option<std::collections::HashMap<String, String>>);
+
+impl SafeMeta {
+    fn of(buf: &[u8]) -> SafeMeta {
+        let (_, m) = safetensors::SafeTensors::read_metadata(buf).unwrap();
+        SafeMeta(m.metadata().clone())
+    }
+}
+
 fn train_args<'a>(t: &'a str, v: &'a str, out: &'a str) -> Vec<&'a str> {
     vec![
         "lm",
@@ -144,6 +155,7 @@ fn help_on_every_command() {
         vec!["bench", "tag", "--help"],
         vec!["bench", "classify", "--help"],
         vec!["plot", "--help"],
+        vec!["convert", "--help"],
     ] {
         let o = run(&args);
         assert!(o.status.success(), "{args:?}");
@@ -1396,6 +1408,92 @@ fn bf16_is_kept_on_resume_and_close_to_fp32() {
         (eb / ef - 1.0).abs() < 0.01,
         "eval ppl bf16 {eb} vs fp32 {ef}"
     );
+
+    // A bf16 checkpoint on request: every tensor BF16 (the f32 values rounded to nearest
+    // even), names and metadata kept, loaded by every command as f32; back to f32 exactly.
+    let (small, back) = (d.join("small.safetensors"), d.join("back.safetensors"));
+    let convert = |from: &Path, to: &Path, dtype: &str| {
+        let o = run(&[
+            "convert",
+            "--model",
+            from.to_str().unwrap(),
+            "--out",
+            to.to_str().unwrap(),
+            "--dtype",
+            dtype,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        last_json(&o)
+    };
+    let c = convert(&model, &small, "bf16");
+    assert_eq!(c["dtype"], "bf16");
+    let read = |f: &Path| std::fs::read(f).unwrap();
+    let (fb, sb) = (read(&model), read(&small));
+    let (ft, st) = (
+        safetensors::SafeTensors::deserialize(&fb).unwrap(),
+        safetensors::SafeTensors::deserialize(&sb).unwrap(),
+    );
+    let mut params = 0;
+    for (name, t) in ft.tensors() {
+        let h = st.tensor(&name).unwrap();
+        assert_eq!(h.dtype(), safetensors::Dtype::BF16, "{name}");
+        assert_eq!(h.shape(), t.shape(), "{name}");
+        for (x, y) in t.data().chunks_exact(4).zip(h.data().chunks_exact(2)) {
+            let v = f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+            let r = f32::from_bits(u32::from(u16::from_le_bytes([y[0], y[1]])) << 16);
+            assert!((r - v).abs() <= v.abs() / 256.0, "{name}: {v} -> {r}");
+            params += 1;
+        }
+    }
+    assert_eq!(c["params"], params);
+    assert_eq!(SafeMeta::of(&fb), SafeMeta::of(&sb), "metadata kept");
+    let m = small.to_str().unwrap();
+    let o = run(&["lm", "eval", "--model", m, "--data", vs, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let es = last_json(&o)["ppl"].as_f64().unwrap();
+    assert!((es / ef - 1.0).abs() < 0.01, "bf16 file ppl {es} vs {ef}");
+    let o = run(&[
+        "lm",
+        "generate",
+        "--model",
+        m,
+        "--max-tokens",
+        "5",
+        "--seed",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    convert(&small, &back, "f32");
+    let bb = read(&back);
+    let bt = safetensors::SafeTensors::deserialize(&bb).unwrap();
+    for (name, h) in st.tensors() {
+        let w = bt.tensor(&name).unwrap();
+        assert_eq!(w.dtype(), safetensors::Dtype::F32);
+        let widened: Vec<u8> = h
+            .data()
+            .chunks_exact(2)
+            .flat_map(|y| (u32::from(u16::from_le_bytes([y[0], y[1]])) << 16).to_le_bytes())
+            .collect();
+        assert_eq!(w.data(), &widened[..], "{name}");
+    }
+    // The training state stays f32 (resuming needs it): refused in one line, exit 2.
+    let o = run(&[
+        "convert",
+        "--model",
+        f.join("train_state.safetensors").to_str().unwrap(),
+        "--out",
+        d.join("x.safetensors").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("training state") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!d.join("x.safetensors").exists());
+    let o = run(&["convert", "--model", m, "--out", m, "--dtype", "fp8"]);
+    assert_eq!(o.status.code(), Some(2));
 
     let bench = |p: &str| {
         let o = run(&[

@@ -3,6 +3,7 @@
 mod bench;
 mod classify;
 mod common;
+mod convert;
 mod demo;
 mod lm;
 mod plot;
@@ -50,6 +51,8 @@ pub enum Command {
     /// Throughput benchmarks on synthetic data.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Rewrite a model checkpoint's tensors in bf16 (half the file) or f32.
+    Convert(convert::ConvertArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -63,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(c) => tokenizer::run_data(c),
         Command::Bench(c) => bench::run(c),
         Command::Plot(a) => plot::run(a),
+        Command::Convert(a) => convert::run(a),
     }
 }
 

@@ -35,6 +35,16 @@ pub enum Precision {
     Bf16,
 }
 
+impl Precision {
+    /// As written on the command line and in run configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 impl std::str::FromStr for Precision {
     type Err = crate::error::Error;
     fn from_str(s: &str) -> crate::error::Result<Precision> {
@@ -1123,7 +1133,7 @@ mod amx {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Job, PackedB, TILE};
+    use super::{Job, PackedB};
     use std::arch::x86_64::*;
 
     /// `out[r] = w[r, :k] · x` for bf16 rows: 32 products per instruction, four rows at a
