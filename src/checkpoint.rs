@@ -42,12 +42,23 @@ pub fn save(
     for (name, shape, data) in extra {
         tensors.push((name.clone(), shape.clone(), bytes(data)));
     }
+    write(path, &tensors, Dtype::F32, meta).map(|_| ())
+}
+
+/// Serialises `(name, shape, little-endian bytes)` tensors, all of `dtype`, with `meta` as
+/// the `rnnkit` metadata, atomically; returns the file's size.
+fn write(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    dtype: Dtype,
+    meta: &serde_json::Value,
+) -> Result<u64> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, s, b)| {
             (
                 n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).expect("shape matches data"),
+                TensorView::new(dtype, s.clone(), b).expect("shape matches data"),
             )
         })
         .collect();
@@ -55,7 +66,8 @@ pub fn save(
     info.insert(META_KEY.to_string(), meta.to_string());
     let buf = safetensors::serialize(views, &Some(info))
         .map_err(|e| Error::format(path, e.to_string()))?;
-    write_atomic(path, &buf)
+    write_atomic(path, &buf)?;
+    Ok(buf.len() as u64)
 }
 
 fn bytes(w: &[f32]) -> Vec<u8> {
@@ -122,25 +134,12 @@ pub fn convert(input: &Path, output: &Path, dtype: Precision) -> Result<Converte
         Precision::F32 => Dtype::F32,
         Precision::Bf16 => Dtype::BF16,
     };
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                TensorView::new(st_dtype, s.clone(), b).expect("shape matches data"),
-            )
-        })
-        .collect();
-    let mut info = HashMap::new();
-    info.insert(META_KEY.to_string(), ck.meta.to_string());
-    let buf = safetensors::serialize(views, &Some(info))
-        .map_err(|e| Error::format(output, e.to_string()))?;
-    write_atomic(output, &buf)?;
+    let bytes_out = write(output, &tensors, st_dtype, &ck.meta)?;
     Ok(Converted {
         tensors: tensors.len(),
         params,
         bytes_in: ck.buf.len() as u64,
-        bytes_out: buf.len() as u64,
+        bytes_out,
         dtype,
     })
 }
