@@ -122,6 +122,7 @@ def prepare(bin_, w, data):
         "tokenizer stats": ["tokenizer", "stats", "--kind", "word", "--eval", f("lm.valid"), f("lm.train"), "--json"],
         "tokenizer encode": ["tokenizer", "encode", "--tokenizer", f("tok.json"), f("lm.valid")],
         "plot": ["plot", "--out", "{out}/p.png", os.path.dirname(models["lm"])],
+        "convert": ["convert", "--model", models["tag"], "--out", "{out}/m.safetensors", "--json"],
         "bench lm": ["bench", "lm", "--embed", "8", "--hidden", "8", "--vocab", "50", "--batch-size", "2",
                      "--bptt", "4", "--steps", "2", "--json"] + one,
         "bench generate": ["bench", "generate", "--embed", "8", "--hidden", "8", "--vocab", "50", "--steps", "5", "--json"] + one,
