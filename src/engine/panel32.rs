@@ -107,13 +107,24 @@ pub fn left_mul(
     }
 }
 
+/// `f::<mr>(args)` for a run-time `mr` among the listed heights: each height is its own
+/// compiled kernel, so every accumulator stays in a register.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_height {
+    ($mr:expr, $f:ident $args:tt, $($n:literal)*) => {
+        match $mr {
+            $($n => $f::<$n> $args,)*
+            mr => unreachable!("row block of {mr}"),
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::NR;
     use std::arch::x86_64::*;
 
-    /// Dispatches a block of `mr ≤ 14` rows to the kernel compiled for that height, so
-    /// every accumulator stays in a register.
+    /// A block of `mr ≤ 14` rows, on the kernel compiled for that height.
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn block(
         mr: usize,
@@ -126,15 +137,7 @@ mod avx512 {
         w: usize,
         acc: bool,
     ) {
-        macro_rules! go {
-            ($($n:literal)*) => {
-                match mr {
-                    $($n => kernel::<$n>(k, a, a_rs, b, c, c_rs, w, acc),)*
-                    _ => unreachable!("row block of {mr}"),
-                }
-            };
-        }
-        go!(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+        by_height!(mr, kernel(k, a, a_rs, b, c, c_rs, w, acc), 1 2 3 4 5 6 7 8 9 10 11 12 13 14)
     }
 
     /// `c[MR, w] (+)= a[MR, k] · panel[k, 32]` (columns past `w` masked off).
@@ -187,15 +190,7 @@ mod avx512 {
         s: &mut super::LstmStep,
         i0: usize,
     ) {
-        macro_rules! go {
-            ($($n:literal)*) => {
-                match mr {
-                    $($n => lstm_kernel::<$n>(k, u, u0, panel, s, i0),)*
-                    _ => unreachable!("row block of {mr}"),
-                }
-            };
-        }
-        go!(1 2 3 4 5 6)
+        by_height!(mr, lstm_kernel(k, u, u0, panel, s, i0), 1 2 3 4 5 6)
     }
 
     /// [`ops::fast_exp`](crate::engine::ops::fast_exp), sixteen lanes, the same operations.
