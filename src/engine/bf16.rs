@@ -1246,7 +1246,11 @@ mod tests {
     #[test]
     fn every_available_path_matches_fp32() {
         for path in [Path::Amx, Path::Avx512Bf16, Path::F32] {
-            if !path.available() || path == Path::F32 {
+            if path == Path::F32 {
+                // Not a bf16 kernel: fp32 products are checked by the gradient and parity tests.
+                continue;
+            }
+            if !path.available() {
                 eprintln!("bf16 path {}: skipped, this CPU lacks it", path.name());
                 continue;
             }
