@@ -110,8 +110,8 @@ fn main() {
 /// The fused LSTM step (product, gates and cell in one pass) on `m` rows of `h` units, one
 /// thread, as GFLOP/s of its product: what the time loop of an fp32 LSTM runs per step.
 fn fused_lstm(m: usize, h: usize) -> Option<f64> {
-    use rnnkit::engine::panel32::{available, lstm_step, LstmPanels, LstmStep};
-    if !available() {
+    use rnnkit::engine::panel32::{lstm_step, supported, LstmPanels, LstmStep};
+    if !supported() {
         return None;
     }
     let w: Vec<f32> = (0..h * 4 * h)

@@ -31,14 +31,42 @@ pub fn pack(b: &[f32], rs: usize, k: usize, n: usize) -> Vec<f32> {
     out
 }
 
-/// Whether the kernel runs: the CPU has AVX-512F, and `RNNKIT_PANEL32=0` does not turn it
-/// off (for A/B runs against the `gemm` panels). Read once.
+/// Whether the time loops use these kernels: the CPU can run them ([`supported`]) and they
+/// were measured faster there. On Intel (Xeon with AMX) they ran the step products 1.3–1.7×
+/// `gemm` and lifted tagging and classification; on AMD Zen 4, whose 512-bit FMAs issue as two
+/// halves, training leaned 1–4% towards the `gemm` panels in four A/B sets (docs/results.md),
+/// so AMD keeps those. `RNNKIT_PANEL32=1` or `=0` overrides the choice (A/B runs). Read once.
 pub fn available() -> bool {
     use std::sync::OnceLock;
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
-        cpu_has_avx512f() && std::env::var("RNNKIT_PANEL32").map_or(true, |v| v != "0")
+        supported()
+            && match std::env::var("RNNKIT_PANEL32").as_deref() {
+                Ok("0") => false,
+                Ok("1") => true,
+                _ => !cpu_is_amd(),
+            }
     })
+}
+
+/// Whether the CPU can run the kernels (AVX-512F), chosen or not: what the tests and the
+/// probe check.
+pub fn supported() -> bool {
+    cpu_has_avx512f()
+}
+
+fn cpu_is_amd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // CPUID leaf 0: the vendor string in ebx, edx, ecx ("Auth" "enti" "cAMD").
+        #[allow(unused_unsafe)]
+        let r = unsafe { std::arch::x86_64::__cpuid(0) };
+        r.ebx == u32::from_le_bytes(*b"Auth")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Its own feature test rather than `ops::has_avx512`: `ops` calls this module, and the
@@ -55,7 +83,7 @@ fn cpu_has_avx512f() -> bool {
 }
 
 /// `c[m, n] (+)= a[m, k] · b`, with `b` from [`pack`] and row strides `c_rs`, `a_rs`.
-/// One thread. Panics unless [`available`].
+/// One thread. Panics unless [`supported`].
 #[allow(clippy::too_many_arguments)]
 pub fn left_mul(
     m: usize,
@@ -68,7 +96,7 @@ pub fn left_mul(
     b: &[f32],
     accumulate: bool,
 ) {
-    assert!(available(), "panel32 needs AVX-512F");
+    assert!(supported(), "panel32 needs AVX-512F");
     if m == 0 || n == 0 {
         return;
     }
@@ -373,14 +401,14 @@ pub struct LstmStep<'a> {
 /// One LSTM step of `m` rows: gates = xg + h_{t−1}·W_hh, then i, f, o = σ, g = tanh,
 /// c_t = f∘c_{t−1} + i∘g, h_t = o∘tanh(c_t), with the arithmetic of `cell::step_forward`
 /// (the same operations in the same order, so the results are identical to the unfused
-/// product and step). Panics unless [`available`] and the buffers hold what `s` says.
+/// product and step). Panics unless [`supported`] and the buffers hold what `s` says.
 ///
 /// # Safety
 /// `s.h` must be valid for writes of `u` values at `r·h_out_rs` for every row r < m, and
 /// `s.gates`, unless null, must be valid for writes of `4·u` values at `r·g_rs` for every
 /// row r < m that is active, and no other thread may access those values meanwhile.
 pub unsafe fn lstm_step(w: &LstmPanels, m: usize, mut s: LstmStep) {
-    assert!(available(), "panel32 needs AVX-512F");
+    assert!(supported(), "panel32 needs AVX-512F");
     let (k, u) = (w.k, w.u);
     if m == 0 || u == 0 {
         return;
@@ -412,7 +440,7 @@ mod tests {
 
     #[test]
     fn matches_the_naive_product_for_every_block_height_and_ragged_width() {
-        if !available() {
+        if !supported() {
             eprintln!("skipped: this CPU has no AVX-512F (panel32 is not used here)");
             return;
         }
@@ -465,7 +493,7 @@ mod tests {
     #[test]
     fn fused_lstm_step_equals_the_product_then_the_cell() {
         use crate::engine::cell::{step_forward, CellKind, StepFwd};
-        if !available() {
+        if !supported() {
             eprintln!("skipped: this CPU has no AVX-512F (the fused LSTM step is not used here)");
             return;
         }
