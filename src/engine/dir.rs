@@ -175,16 +175,26 @@ impl RnnDir {
         let gu = gates * u;
         let mut w = vec![0.0; h * gu];
         let mut b = Vec::with_capacity(gu);
-        // Transposed in 32×32 blocks: a whole row at a time would write H values 4·G·u
-        // bytes apart, a cache line each (4% of a char-model step went there).
+        // Transposed through a 32×32 tile: read 32 rows of W_hh a 32-value piece each, write
+        // 32 rows of w a 32-value piece each, so both sides run along memory and the
+        // transposition itself stays in L1. Writing each value straight to its place (one
+        // store per cache line 4·G·u bytes on) cost 1.3–4 ns a value, the tile 0.5–0.8
+        // (2×200 to 2×650 LSTMs); on one thread the 2×200 model spent 1.4% of a step here.
         const BLK: usize = 32;
+        let mut tile = [[0f32; BLK]; BLK];
         for k in 0..gates {
             for jb in (0..u).step_by(BLK) {
+                let nj = BLK.min(u - jb);
                 for kb in (0..h).step_by(BLK) {
-                    for jj in jb..(jb + BLK).min(u) {
-                        let row = &self.w_hh.w[(k * h + j0 + jj) * h..][..h];
-                        for (kin, &v) in row.iter().enumerate().take(h.min(kb + BLK)).skip(kb) {
-                            w[kin * gu + k * u + jj] = v;
+                    let nk = BLK.min(h - kb);
+                    for (jj, t) in tile.iter_mut().enumerate().take(nj) {
+                        let r = (k * h + j0 + jb + jj) * h + kb;
+                        t[..nk].copy_from_slice(&self.w_hh.w[r..r + nk]);
+                    }
+                    for kin in 0..nk {
+                        let out = &mut w[(kb + kin) * gu + k * u + jb..][..nj];
+                        for (jj, o) in out.iter_mut().enumerate() {
+                            *o = tile[jj][kin];
                         }
                     }
                 }
