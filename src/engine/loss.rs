@@ -293,10 +293,10 @@ mod tests {
     }
 
     /// log softmax equals the log of softmax, also for rows whose tail underflows in
-    /// softmax and for lengths that are not a multiple of the eight lanes.
+    /// softmax and for lengths that are not a multiple of the 16 lanes.
     #[test]
     fn log_softmax_is_the_log_of_softmax() {
-        for n in [1, 7, 8, 13, 5898] {
+        for n in [1, 7, 8, 13, 16, 17, 31, 5898] {
             let row: Vec<f32> = (0..n)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.7)
                 .collect();
