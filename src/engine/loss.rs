@@ -51,6 +51,14 @@ pub fn cross_entropy_backward(
         Some((b, db)) => (b, Some(db)),
         None => (&[][..], None),
     };
+    // A shorter bias would leave whole lanes out of the row's max (add_max), not just
+    // unbiased: exp could then overflow.
+    assert!(
+        db.as_ref().is_none_or(|d| b.len() == v && d.len() == v),
+        "cross_entropy_backward: bias of {} / {} for rows of {v}",
+        b.len(),
+        db.as_ref().map_or(0, |d| d.len())
+    );
     let rows = n.div_ceil(super::ops::threads().min(n));
     let parts: Vec<(f64, Vec<f32>)> = logits[..n * v]
         .par_chunks_mut(rows * v)
