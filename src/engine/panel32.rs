@@ -61,7 +61,8 @@ fn cpu_is_amd() -> bool {
         // CPUID leaf 0: the vendor string in ebx, edx, ecx ("Auth" "enti" "cAMD").
         #[allow(unused_unsafe)]
         let r = unsafe { std::arch::x86_64::__cpuid(0) };
-        r.ebx == u32::from_le_bytes(*b"Auth")
+        let word = |s: &[u8; 4]| u32::from_le_bytes(*s);
+        (r.ebx, r.edx, r.ecx) == (word(b"Auth"), word(b"enti"), word(b"cAMD"))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
