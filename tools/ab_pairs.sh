@@ -14,6 +14,9 @@
 PY=${PYTHON:-python3}
 rate() { grep -E '^\s*\{' | tail -n1 | "$PY" -c 'import json,sys; print(round(json.loads(sys.stdin.read())["tokens_per_s"]))'; }
 OLD=${OLD:?the previous binary}; NEW=${NEW:-target/release/rnnkit}; N=${N:-8}
+if [ -n "$CONCURRENT" ] && [[ " $EXTRA " == *" --threads"* ]]; then
+  echo "ab_pairs.sh: CONCURRENT=1 runs one thread each; drop --threads from EXTRA" >&2; exit 2
+fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for p in ${PRESETS:-zaremba-small zaremba-medium char}; do
   if [ $p = char ]; then a="--cell lstm --vocab 65 --embed 512 --hidden 512 --layers 2 --batch-size 64 --bptt 100"; else a="--preset $p"; fi
@@ -27,6 +30,9 @@ for p in ${PRESETS:-zaremba-small zaremba-medium char}; do
       o=$(rate <"$tmp/o"); n=$(rate <"$tmp/n")
     elif [ $((i%2)) = 1 ]; then o=$($OLD bench lm $a $EXTRA --json 2>/dev/null | rate); n=$($NEW bench lm $a $EXTRA --json 2>/dev/null | rate);
     else n=$($NEW bench lm $a $EXTRA --json 2>/dev/null | rate); o=$($OLD bench lm $a $EXTRA --json 2>/dev/null | rate); fi
+    if [ -z "$o" ] || [ -z "$n" ]; then
+      echo "ab_pairs.sh: $p pair $i: $OLD or $NEW printed no tokens_per_s for: bench lm $a $EXTRA" >&2; exit 2
+    fi
     rs="$rs $o:$n"
   done
   mode=${CONCURRENT:+concurrent, 1 thread each}
