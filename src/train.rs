@@ -71,8 +71,10 @@ pub trait Observer {
 }
 
 /// A terminal progress bar (indicatif).
+#[cfg(feature = "cli")]
 pub struct ProgressBar(indicatif::ProgressBar);
 
+#[cfg(feature = "cli")]
 impl Default for ProgressBar {
     fn default() -> Self {
         let bar = indicatif::ProgressBar::new(0);
@@ -87,6 +89,7 @@ impl Default for ProgressBar {
     }
 }
 
+#[cfg(feature = "cli")]
 impl Observer for ProgressBar {
     fn start(&mut self, total: u64, done: u64) {
         self.0.set_length(total);
@@ -110,6 +113,7 @@ pub struct Curves {
 }
 
 impl Observer for Curves {
+    #[cfg(feature = "plot")]
     fn epoch_end(&mut self, out: &Path) {
         let m = out.join("metrics.jsonl");
         let _ = crate::plot::loss_curves(&m, &out.join("loss.png"));

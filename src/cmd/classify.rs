@@ -4,11 +4,10 @@ use super::common::{self, ComputeArgs, EmbedArgs, OptimArgs, RunArgs, StackArgs,
 use clap::{Args, Subcommand};
 use rnnkit::error::Error;
 use rnnkit::task::classify::run::{ClsRun, Weights};
-use rnnkit::task::classify::{self, ClsScores, Pooling, TASK};
+use rnnkit::task::classify::{self, ClsScores, Pooling};
 use rnnkit::text::corpus::{read_tsv, Column};
-use rnnkit::train;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum ClsCmd {
@@ -172,51 +171,10 @@ fn scores_json(s: &ClsScores) -> serde_json::Value {
 }
 
 fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
-    let mut st = common::start(
-        TASK,
-        &a.run,
-        &a.optim,
-        ClsRun::recipe,
-        |r| a.apply(r),
-        |r| &mut r.train,
-    )?;
-    st.run.validate()?;
-    let run = &mut st.run;
-    let corpus = run.corpus()?;
-    let mut task = run.build(&corpus, &mut common::note(a.run.quiet))?;
-    let train_cfg = run.train.clone();
-    let metric = task.select.metric;
-    let s = common::fit(&mut task, TASK, &st, &train_cfg, &a.run, metric)?;
-    let out = &st.out;
-    let (best, ..) = classify::load(&out.join(train::MODEL_FILE))?;
-    task.model = best;
-    let mut res = serde_json::json!({
-        "epochs_done": if s.progress.step == 0 { s.progress.epoch - 1 } else { s.progress.epoch },
-        "sentences": s.progress.tokens, "wall_s": s.progress.wall_s, "stopped": s.progress.stopped,
-        "params": rnnkit::engine::param::Module::num_params(&task.model),
-    });
-    let sets = [("valid", &corpus.valid, 1usize), ("test", &corpus.test, 2)];
-    for (name, rows, which) in sets {
-        if rows.is_empty() {
-            continue;
-        }
-        let path = corpus.paths[which].clone().unwrap_or_default();
-        let enc = encode_rows(&task, rows, &path)?;
-        let (_, sc) = classify::evaluate(&mut task.model, &task.labels, &enc);
-        res[format!("{name}_accuracy")] = sc.accuracy.into();
-        res[format!("{name}_macro_f1")] = sc.macro_f1.into();
-        res[format!("{name}_per_class")] = serde_json::to_value(&sc.per_class)?;
-        res[format!("{name}_confusion")] = serde_json::to_value(&sc.confusion)?;
-        let _ = rnnkit::plot::heatmap(
-            &out.join(format!("confusion_{name}.png")),
-            &format!("{name}: accuracy {:.2}%", 100.0 * sc.accuracy),
-            &sc.labels,
-            &sc.confusion,
-        );
-    }
-    train::write_json(&out.join("summary.json"), &res)?;
+    let s = common::train(&a.run, &a.optim, ClsRun::recipe, |r| a.apply(r))?;
+    let res = &s.values;
     if a.run.json {
-        super::print_json(&res);
+        super::print_json(res);
     } else {
         let p = |k: &str| {
             res[k]
@@ -231,26 +189,6 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn encode_rows(
-    task: &classify::ClsTask,
-    rows: &[(String, String)],
-    path: &Path,
-) -> anyhow::Result<Vec<(Vec<u32>, u32)>> {
-    rows.iter()
-        .enumerate()
-        .map(|(i, (t, l))| {
-            let y = task.labels.id(l).ok_or_else(|| {
-                Error::input(
-                    path,
-                    i + 2,
-                    format!("label {l:?} never occurs in the training data"),
-                )
-            })?;
-            Ok((classify::encode(&task.tokenizer, task.lowercase, t), y))
-        })
-        .collect()
 }
 
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {

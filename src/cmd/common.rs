@@ -13,7 +13,7 @@ use rnnkit::engine::optim::{OptimKind, Schedule};
 use rnnkit::engine::rnn::RnnConfig;
 use rnnkit::text::tokenizer::Kind;
 use rnnkit::train::TrainConfig;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The recurrent stack.
 #[derive(Args, Clone, Debug, Default)]
@@ -185,7 +185,7 @@ impl OptimArgs {
         }
         set!(lr => lr, schedule => schedule, clip => clip, eval_every => eval_every,
             save_every => save_every, log_every => log_every, seed => seed);
-        self.apply_budgets(t);
+        self.budgets().apply(t);
         if self.patience.is_some() {
             t.patience = self.patience;
         }
@@ -200,12 +200,14 @@ impl OptimArgs {
 
     /// The options a resumed run takes from the new invocation: its budgets, how often it
     /// saves and what it does on NaN.
-    pub fn apply_budgets(&self, t: &mut TrainConfig) {
-        t.epochs = self.epochs.unwrap_or(t.epochs);
-        t.token_budget = self.max_tokens;
-        t.time_budget_min = self.minutes;
-        t.save_minutes = self.save_minutes.or(t.save_minutes);
-        t.on_nan = self.on_nan.unwrap_or(t.on_nan);
+    pub fn budgets(&self) -> rnnkit::run::Budgets {
+        rnnkit::run::Budgets {
+            epochs: self.epochs,
+            max_tokens: self.max_tokens,
+            minutes: self.minutes,
+            save_minutes: self.save_minutes,
+            on_nan: self.on_nan,
+        }
     }
 }
 
@@ -273,209 +275,46 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-/// The record every run folder gets as config.json: the task's typed run, and where and
-/// with what it ran.
-pub fn run_record(task: &str, run: &serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "task": task,
-        "rnnkit": env!("CARGO_PKG_VERSION"),
-        "git": option_env!("RNNKIT_GIT"),
-        "cpu": cpu_model(),
-        "threads": rnnkit::engine::ops::threads(),
-        "run": run,
-    })
-}
-
-/// The `run` of a config.json written by [`run_record`] for `task`.
-pub fn read_record(path: &std::path::Path, task: &str) -> anyhow::Result<serde_json::Value> {
-    let text = rnnkit::text::read::read_text(path)?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| rnnkit::error::Error::format(path, format!("not JSON: {e}")))?;
-    if v["task"] != task {
-        return Err(rnnkit::error::Error::format(
-            path,
-            format!(
-                "a config of task {}; this command needs \"{task}\"",
-                v["task"]
-            ),
-        )
-        .into());
-    }
-    Ok(v["run"].clone())
-}
-
-/// The CPU's model name (/proc/cpuinfo), for run records and benchmarks.
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
-/// The files a run writes into its folder.
-const RUN_FILES: [&str; 4] = [
-    rnnkit::train::STATE_FILE,
-    rnnkit::train::MODEL_FILE,
-    "metrics.jsonl",
-    "summary.json",
-];
-
-/// A run folder held by this process: `.rnnkit.lock` (with our pid) exists while it lives.
-pub struct OutLock(PathBuf);
-
-impl Drop for OutLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Takes the run folder `out` for this process: refuses a folder that holds a run unless it
-/// is resumed or `--overwrite` is given (which clears the old run's files), refuses one
-/// that another live rnnkit process is writing into, clears temporary files a killed run
-/// left, and arms Ctrl-C and SIGTERM to save the state and stop (a second Ctrl-C ends the
-/// process at once).
-pub fn claim_out(out: &Path, resume: bool, overwrite: bool) -> anyhow::Result<OutLock> {
-    use rnnkit::error::Error;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let lock = out.join(".rnnkit.lock");
-    let held = |pid: &str| {
-        pid.trim()
-            .parse::<u32>()
-            .is_ok_and(|p| p != std::process::id() && Path::new(&format!("/proc/{p}")).exists())
-    };
-    match std::fs::read_to_string(&lock) {
-        Ok(pid) if held(&pid) => anyhow::bail!(
-            "{}: another rnnkit (pid {}) is writing into this folder",
-            out.display(),
-            pid.trim()
-        ),
-        _ => {}
-    }
-    std::fs::write(&lock, std::process::id().to_string()).map_err(|e| Error::io(&lock, e))?;
-    let guard = OutLock(lock);
-    if !resume && out.join(rnnkit::train::STATE_FILE).exists() {
-        if !overwrite {
-            anyhow::bail!(
-                "{}: holds a run already; continue it with --resume {0}, start afresh with --overwrite, or choose another --out",
-                out.display()
-            );
-        }
-        for f in RUN_FILES {
-            let _ = std::fs::remove_file(out.join(f));
-        }
-    }
-    if let Ok(rd) = std::fs::read_dir(out) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with('.') && n.contains(".tmp") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    let flag = rnnkit::train::interrupt_flag();
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())?;
-        signal_hook::flag::register(sig, flag.clone())?;
-    }
-    Ok(guard)
-}
-
-/// A run about to train: its record (the task's typed run), the train state it resumes
-/// from, and its folder.
-pub struct Start<R> {
-    pub run: R,
-    pub resume: Option<rnnkit::checkpoint::Loaded>,
-    pub out: PathBuf,
-}
-
-/// The start every `train` command shares: the run from the train state (`--resume`,
-/// keeping every saved option but the budgets), from a config.json (`--config`), or from the
-/// recipe, with the options given applied; threads set; the folder named.
-pub fn start<R: serde::de::DeserializeOwned>(
-    task: &str,
-    run: &RunArgs,
+/// Trains with the library's run: resumes `--resume DIR` (keeping its options but the
+/// budgets), or starts the recipe (from `--config`, or `recipe()`) with the options given
+/// applied (`apply`) in `--out`. Shows a progress bar unless `--quiet`; Ctrl-C and SIGTERM
+/// save and stop.
+pub fn train<R: rnnkit::run::Recipe>(
+    args: &RunArgs,
     optim: &OptimArgs,
     recipe: impl FnOnce() -> R,
     apply: impl FnOnce(&mut R) -> anyhow::Result<()>,
-    train_of: impl FnOnce(&mut R) -> &mut TrainConfig,
-) -> anyhow::Result<Start<R>> {
-    use rnnkit::error::Error;
-    let bad = |p: &Path, e: serde_json::Error| Error::format(p, format!("bad run record: {e}"));
-    let (mut r, resume) = match &run.resume {
-        Some(dir) => {
-            let st = rnnkit::checkpoint::open(&rnnkit::train::state_path(dir))?;
-            let r: R =
-                serde_json::from_value(st.meta["run"].clone()).map_err(|e| bad(st.path(), e))?;
-            (r, Some(st))
-        }
-        None => {
-            let mut r = match &run.config {
-                Some(p) => serde_json::from_value(read_record(p, task)?).map_err(|e| bad(p, e))?,
-                None => recipe(),
-            };
-            apply(&mut r)?;
-            (r, None)
-        }
+) -> anyhow::Result<rnnkit::run::RunSummary> {
+    use rnnkit::run;
+    let mut bar = rnnkit::train::ProgressBar::default();
+    let mut note = note(args.quiet);
+    let opts = run::Options {
+        overwrite: args.overwrite,
+        signals: true,
+        curves: true,
+        compute: run::Compute {
+            threads: args.compute.threads,
+            precision: args.compute.precision,
+        },
+        observer: if args.quiet { None } else { Some(&mut bar) },
+        note: Some(&mut note),
     };
-    let train = train_of(&mut r);
-    if resume.is_some() {
-        optim.apply_budgets(train);
+    if let Some(dir) = &args.resume {
+        if args.out.as_ref().is_some_and(|o| o != dir) {
+            anyhow::bail!("--resume continues the run in its own folder; leave out --out or give the same folder");
+        }
+        return Ok(run::resume::<R>(dir, &optim.budgets(), opts)?);
     }
-    // Precision and threads are the run's: given, or kept from the run resumed or rerun.
-    if let Some(p) = run.compute.precision {
-        train.precision = p;
-    }
-    let threads = run.compute.threads.or(train.threads);
-    super::set_compute(&ComputeArgs {
-        precision: Some(train.precision),
-        threads,
-    });
-    train.threads = Some(rnnkit::engine::ops::threads());
-    let out = run
+    let out = args
         .out
         .clone()
-        .or_else(|| run.resume.clone())
         .ok_or_else(|| anyhow::anyhow!("--out DIR is required (or --resume DIR)"))?;
-    Ok(Start {
-        run: r,
-        resume,
-        out,
-    })
-}
-
-/// Trains `task` into the run's folder with the one trainer: claims the folder, writes
-/// config.json, shows a progress bar unless `--quiet`, draws the curves of `metric`.
-pub fn fit(
-    task: &mut dyn rnnkit::train::Task,
-    name: &str,
-    s: &Start<impl serde::Serialize>,
-    cfg: &TrainConfig,
-    args: &RunArgs,
-    metric: &'static str,
-) -> anyhow::Result<rnnkit::train::Summary> {
-    use rnnkit::train;
-    let record = serde_json::to_value(&s.run)?;
-    let _lock = claim_out(&s.out, args.resume.is_some(), args.overwrite)?;
-    train::write_json(&s.out.join(train::CONFIG_FILE), &run_record(name, &record))?;
-    let mut bar = train::ProgressBar::default();
-    let mut curves = train::Curves { metric };
-    let mut observers: Vec<&mut dyn train::Observer> = vec![&mut curves];
-    if !args.quiet {
-        observers.push(&mut bar);
-    }
-    Ok(train::train(
-        task,
-        cfg,
-        &s.out,
-        &record,
-        s.resume.as_ref(),
-        &mut observers,
-    )?)
+    let mut r = match &args.config {
+        Some(p) => run::read_config::<R>(p)?,
+        None => recipe(),
+    };
+    apply(&mut r)?;
+    Ok(run::start(r, &out, opts)?)
 }
 
 /// Prints a library remark (pretrained coverage, skipped pairs) unless `--quiet`.

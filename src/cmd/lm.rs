@@ -5,9 +5,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rnnkit::engine::init::Init;
 use rnnkit::task::lm::run::{LmRun, Preset};
-use rnnkit::task::lm::{EmbedInit, Sampling, TASK};
+use rnnkit::task::lm::{EmbedInit, Sampling};
 use rnnkit::text::tokenizer::Kind;
-use rnnkit::train;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -177,52 +176,16 @@ pub fn run(c: LmCmd) -> anyhow::Result<()> {
 }
 
 fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
-    let mut st = common::start(
-        TASK,
-        &a.run,
-        &a.optim,
-        || LmRun::recipe(a.preset),
-        |r| a.apply(r),
-        |r| &mut r.train,
-    )?;
-    st.run.validate()?;
-    let run = &mut st.run;
-    let corpus = run.corpus()?;
-    let mut task = run.build(&corpus, &mut common::note(a.run.quiet))?;
-    let train_cfg = run.train.clone();
-    let summary = common::fit(&mut task, TASK, &st, &train_cfg, &a.run, "loss")?;
-    let out = &st.out;
-    // Test loss of the best checkpoint.
-    let (mut best, _) = rnnkit::task::lm::load(&out.join(train::MODEL_FILE))?;
-    let test = match &corpus.test {
-        Some(t) => {
-            let ids = task.tokenizer.encode_lines(t.lines()?)?;
-            Some(
-                rnnkit::task::lm::evaluate(&mut best, &ids, task.eval_batch, task.eval_bptt).mean(),
-            )
-        }
-        None => None,
-    };
-    let valid = task
-        .valid
-        .as_ref()
-        .map(|v| rnnkit::task::lm::evaluate(&mut best, v, task.eval_batch, task.eval_bptt).mean());
-    let p = &summary.progress;
-    let res = serde_json::json!({
-        "valid_loss": valid, "valid_ppl": valid.map(f64::exp), "test_loss": test, "test_ppl": test.map(f64::exp),
-        "epochs_done": if p.step == 0 { p.epoch - 1 } else { p.epoch }, "tokens": p.tokens, "wall_s": p.wall_s,
-        "stopped": p.stopped,
-        "params": rnnkit::engine::param::Module::num_params(&best),
-    });
-    train::write_json(&out.join("summary.json"), &res)?;
+    let s = common::train(&a.run, &a.optim, || LmRun::recipe(a.preset), |r| a.apply(r))?;
+    let v = &s.values;
     if a.run.json {
-        super::print_json(&res);
+        super::print_json(v);
     } else {
         println!(
             "valid ppl {}  test ppl {}  ({:.0} s)",
-            fmt_opt(valid.map(f64::exp)),
-            fmt_opt(test.map(f64::exp)),
-            p.wall_s
+            fmt_opt(v["valid_ppl"].as_f64()),
+            fmt_opt(v["test_ppl"].as_f64()),
+            s.progress.wall_s
         );
     }
     Ok(())

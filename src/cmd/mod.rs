@@ -77,9 +77,9 @@ pub fn print_json(v: &serde_json::Value) {
 
 /// Sets the process's threads and product precision from the shared options.
 pub fn set_compute(c: &common::ComputeArgs) {
-    rnnkit::engine::ops::set_threads(
-        c.threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-    );
-    rnnkit::engine::bf16::set_precision(c.precision.unwrap_or_default());
+    rnnkit::run::Compute {
+        threads: c.threads,
+        precision: c.precision,
+    }
+    .apply();
 }

@@ -5,12 +5,11 @@ use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use rnnkit::error::Error;
 use rnnkit::metrics::{NerCounter, NerScores};
-use rnnkit::task::tag::run::{retag, TagPreset, TagRun};
-use rnnkit::task::tag::{self, Encoded, Output, TagVocabs, Tagger, TASK};
+use rnnkit::task::tag::run::{encode_sentences, retag, score_encoded, TagPreset, TagRun};
+use rnnkit::task::tag::{self, Encoded, Output};
 use rnnkit::text::conll::{self, Columns, Scheme};
-use rnnkit::train;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum TagCmd {
@@ -205,49 +204,15 @@ pub fn run(c: TagCmd) -> anyhow::Result<()> {
 }
 
 fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
-    let mut st = common::start(
-        TASK,
+    let s = common::train(
         &a.run,
         &a.optim,
         || TagRun::recipe(a.preset),
         |r| a.apply(r),
-        |r| &mut r.train,
     )?;
-    st.run.validate()?;
-    let run = &mut st.run;
-    let corpus = run.corpus()?;
-    let mut task = run.build(&corpus, &mut common::note(a.run.quiet))?;
-    let train_cfg = run.train.clone();
-    let s = common::fit(&mut task, TASK, &st, &train_cfg, &a.run, "f1")?;
-    let out = &st.out;
-    let (mut best, vocabs) = tag::load(&out.join(train::MODEL_FILE))?;
-    let mut res = serde_json::json!({
-        "epochs_done": if s.progress.step == 0 { s.progress.epoch - 1 } else { s.progress.epoch },
-        "sentences": s.progress.tokens, "wall_s": s.progress.wall_s, "stopped": s.progress.stopped,
-        "params": rnnkit::engine::param::Module::num_params(&best),
-    });
-    for (name, sents, path) in [
-        ("valid", &corpus.valid, &corpus.paths[1]),
-        ("test", &corpus.test, &corpus.paths[2]),
-    ] {
-        if sents.is_empty() {
-            continue;
-        }
-        let enc = encode_all(&vocabs, sents, path.as_deref().unwrap_or(Path::new("-")))?;
-        let sc = score_encoded(&mut best, &vocabs, &enc);
-        for (k, v) in [
-            ("f1", sc.f1),
-            ("precision", sc.precision),
-            ("recall", sc.recall),
-            ("accuracy", sc.accuracy),
-        ] {
-            res[format!("{name}_{k}")] = v.into();
-        }
-        res[format!("{name}_per_type")] = serde_json::to_value(&sc.per_type)?;
-    }
-    train::write_json(&out.join("summary.json"), &res)?;
+    let res = &s.values;
     if a.run.json {
-        super::print_json(&res);
+        super::print_json(res);
     } else {
         println!(
             "valid F1 {}  test F1 {}  ({:.0} s)",
@@ -262,26 +227,6 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
 fn pct(v: Option<&serde_json::Value>) -> String {
     v.and_then(|v| v.as_f64())
         .map_or("-".into(), |v| format!("{:.2}", 100.0 * v))
-}
-
-fn encode_all(
-    v: &TagVocabs,
-    sents: &[conll::Sentence],
-    path: &Path,
-) -> anyhow::Result<Vec<Encoded>> {
-    Ok(sents
-        .iter()
-        .map(|s| {
-            v.encode(&s.tokens, &s.tags)
-                .map_err(|e| Error::input(path, s.line, e))
-        })
-        .collect::<Result<_, _>>()?)
-}
-
-fn score_encoded(model: &mut Tagger, v: &TagVocabs, sents: &[Encoded]) -> NerScores {
-    let (pred, _) = tag::tag_all(model, sents, 64);
-    let gold: Vec<Vec<u32>> = sents.iter().map(|s| s.labels.clone()).collect();
-    tag::score(&v.labels, model.cfg.scheme, &gold, &pred)
 }
 
 fn print_scores(s: &NerScores, json: bool) {
@@ -328,7 +273,7 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
             model.cfg.types.as_deref(),
         );
     }
-    let enc = encode_all(&vocabs, &sents, &a.data)?;
+    let enc = encode_sentences(&vocabs, &sents, &a.data)?;
     print_scores(&score_encoded(&mut model, &vocabs, &enc), a.json);
     Ok(())
 }

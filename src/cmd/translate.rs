@@ -6,9 +6,8 @@ use clap::{Args, Subcommand};
 use rnnkit::engine::attention::Score;
 use rnnkit::engine::cell::CellKind;
 use rnnkit::error::Error;
-use rnnkit::task::translate::run::{self as tr, TrRun, TASK};
+use rnnkit::task::translate::run::{self as tr, TrRun};
 use rnnkit::task::translate::Decoding;
-use rnnkit::train;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -210,40 +209,10 @@ pub fn run(c: TranslateCmd) -> anyhow::Result<()> {
 }
 
 fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
-    let mut st = common::start(
-        TASK,
-        &a.run,
-        &a.optim,
-        TrRun::recipe,
-        |r| a.apply(r),
-        |r| &mut r.train,
-    )?;
-    st.run.validate()?;
-    let run = &mut st.run;
-    let corpus = run.corpus()?;
-    let mut task = run.build(&corpus, &mut common::note(a.run.quiet))?;
-    let train_cfg = run.train.clone();
-    let s = common::fit(&mut task, TASK, &st, &train_cfg, &a.run, "bleu")?;
-    let (out, run) = (&st.out, &st.run);
-    let mut best = tr::load(&out.join(train::MODEL_FILE))?;
-    let mut res = serde_json::json!({
-        "epochs_done": if s.progress.step == 0 { s.progress.epoch - 1 } else { s.progress.epoch },
-        "tokens": s.progress.tokens, "wall_s": s.progress.wall_s, "stopped": s.progress.stopped,
-        "params": rnnkit::engine::param::Module::num_params(&best.model),
-        "decoding": run.data.decoding,
-    });
-    for (name, pairs) in [("valid", &corpus[1]), ("test", &corpus[2])] {
-        if pairs.is_empty() {
-            continue;
-        }
-        let r = evaluate(&mut best, pairs, &run.data.decoding)?;
-        for (k, v) in r.as_object().into_iter().flatten() {
-            res[format!("{name}_{k}")] = v.clone();
-        }
-    }
-    train::write_json(&out.join("summary.json"), &res)?;
+    let s = common::train(&a.run, &a.optim, TrRun::recipe, |r| a.apply(r))?;
+    let res = &s.values;
     if a.run.json {
-        super::print_json(&res);
+        super::print_json(res);
     } else {
         let f = |k: &str| res[k].as_f64().map_or("-".into(), |v| format!("{v:.2}"));
         println!(
@@ -256,40 +225,11 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Perplexity (teacher-forced), BLEU (cased and lowercased) and chrF of `pairs`.
-fn evaluate(
-    task: &mut tr::TrTask,
-    pairs: &[(String, String)],
-    d: &Decoding,
-) -> anyhow::Result<serde_json::Value> {
-    let (enc, _, _) = task.encode_pairs(pairs, false);
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-    let (mut loss, mut count) = (0.0, 0);
-    for chunk in enc.chunks(64) {
-        let p: Vec<(&[u32], &[u32])> = chunk.iter().map(|(x, y)| (&x[..], &y[..])).collect();
-        let bt = rnnkit::task::translate::Batch::new(&p, task.specials());
-        let (l, n) = task.model.loss(&bt, 0.0, false, &mut rng)?;
-        loss += l;
-        count += n;
-    }
-    let srcs = encode_sources(task, pairs.iter().map(|p| p.0.as_str()));
-    let hyps = task.translate(&srcs, d, 64)?;
-    let text: Vec<String> = hyps.iter().map(|h| task.detok(&h[0].tokens)).collect();
-    let refs: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
-    let b = rnnkit::metrics::bleu(&text, &refs, false);
-    let bl = rnnkit::metrics::bleu(&text, &refs, true);
-    let ppl = (loss / count.max(1) as f64).exp();
-    Ok(serde_json::json!({
-        "ppl_teacher_forced": ppl, "bleu": b.bleu, "bleu_lowercase": bl.bleu,
-        "chrf": rnnkit::metrics::chrf(&text, &refs, false), "sentences": pairs.len(),
-    }))
-}
-
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
     let mut task = tr::load(&a.model)?;
     let pairs = rnnkit::text::corpus::read_parallel(&a.data[0], &a.data[1])?;
-    let r = evaluate(&mut task, &pairs, &a.decode.decoding(1)?)?;
+    let r = serde_json::Value::Object(task.evaluate(&pairs, &a.decode.decoding(1)?)?);
     if a.json {
         super::print_json(&r);
     } else {

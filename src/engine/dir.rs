@@ -99,6 +99,11 @@ pub struct DirCache {
 }
 
 impl DirCache {
+    /// Threads of the forward time loop, which fix the gate cache's column order.
+    pub(crate) fn parts(&self) -> usize {
+        self.parts
+    }
+
     pub(crate) fn new(t: usize, b: usize, active: &[bool]) -> DirCache {
         DirCache {
             t,

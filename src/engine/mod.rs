@@ -24,6 +24,7 @@ pub(crate) mod par;
 pub mod param;
 pub mod rnn;
 pub mod step;
+pub mod trace;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;

@@ -240,6 +240,18 @@ pub struct RnnCache {
     layers: Vec<LayerCache>,
 }
 
+impl RnnCache {
+    /// Timesteps of the forward pass.
+    pub(crate) fn t(&self) -> usize {
+        self.t
+    }
+
+    /// Each layer's direction caches, layer by layer.
+    pub(crate) fn layer_dirs(&self) -> impl Iterator<Item = &[DirCache]> {
+        self.layers.iter().map(|l| &l.dirs[..])
+    }
+}
+
 impl Rnn {
     /// Parameter names are `{prefix}.weight_ih_l{k}[_reverse]` etc. as in PyTorch.
     pub fn new(

@@ -10,6 +10,9 @@
 //! `output.bias`.
 
 pub mod run;
+mod trace;
+
+pub use trace::trace;
 
 use super::{Eval, Selection, Stats, Task};
 use crate::checkpoint::{self, Checkpointed, Meta};
@@ -142,10 +145,13 @@ impl Classifier {
     /// Logits `[B, C]` of a batch of token-id sentences (each at least one token).
     /// At inference (`!train`), `proj` (if given) supplies the input projections of
     /// tokens seen before in the same pass, and learns the new ones.
+    /// `keep` keeps the stack's cache and max pooling's argmax at inference too (for
+    /// [`Classifier::trace`]).
     fn forward(
         &mut self,
         batch: &[&[u32]],
         train: bool,
+        keep: bool,
         proj: Option<&mut TokenProjections>,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, ClsCache) {
@@ -154,7 +160,7 @@ impl Classifier {
         let (e, d) = (self.cfg.embed, self.cfg.rnn.output());
         let pd = self.cfg.dropout;
         let (y, st, rnn, emb_mask) = match proj {
-            Some(proj) if !train && TokenProjections::applies(&self.rnn) => {
+            Some(proj) if !train && !keep && TokenProjections::applies(&self.rnn) => {
                 let emb = &self.emb.weight.w;
                 let rows = proj.rows(&self.rnn, &p.ids, |w, row| {
                     row.copy_from_slice(&emb[w as usize * e..][..e])
@@ -168,7 +174,7 @@ impl Classifier {
                 let mask = dropout::forward(&mut x, b * e, pd, DropoutKind::Standard, train, rng);
                 let (y, st, rnn) =
                     self.rnn
-                        .forward(&x, t, b, Some(&p.lengths), None, train, train, rng);
+                        .forward(&x, t, b, Some(&p.lengths), None, train, train || keep, rng);
                 (y, st, Some(rnn), mask)
             }
         };
@@ -188,7 +194,7 @@ impl Classifier {
                         out.iter_mut().zip(row).for_each(|(o, &v)| *o = o.max(v));
                     }
                 }
-                if train {
+                if train || keep {
                     argmax = vec![0; b * d];
                     for j in 0..b {
                         for tau in (0..p.lengths[j]).rev() {
@@ -361,7 +367,7 @@ impl Classifier {
         scale: f32,
         rng: &mut dyn RngCore,
     ) -> (f64, f64) {
-        let (mut logits, cache) = self.forward(batch, true, None, rng);
+        let (mut logits, cache) = self.forward(batch, true, true, None, rng);
         let (loss, total) = weighted_ce(&mut logits, labels, self.cfg.classes, weights, scale);
         self.backward(cache, &logits);
         (loss, total)
@@ -371,7 +377,7 @@ impl Classifier {
     /// `proj` (see [`TokenProjections`]); `None` projects every token.
     pub fn probs(&mut self, batch: &[&[u32]], proj: Option<&mut TokenProjections>) -> Vec<f32> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let (mut logits, _) = self.forward(batch, false, proj, &mut rng);
+        let (mut logits, _) = self.forward(batch, false, false, proj, &mut rng);
         for row in logits.chunks_exact_mut(self.cfg.classes) {
             softmax_in_place(row);
         }

@@ -24,6 +24,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub mod run;
+mod trace;
+
+pub use trace::trace;
 
 /// The task name checkpoints carry.
 pub const TASK: &str = "lm";

@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod lm;
 pub mod tag;
+pub mod trace;
 pub mod translate;
 
 use crate::engine::optim::{OptimKind, Schedule};

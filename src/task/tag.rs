@@ -15,6 +15,9 @@
 //! `crf.end_transitions`, `crf.transitions`.
 
 pub mod run;
+mod trace;
+
+pub use trace::trace;
 
 use super::{Eval, Stats, Task};
 use crate::checkpoint::{self, Checkpointed, Meta};
@@ -354,10 +357,12 @@ impl Tagger {
     /// Tag scores `[T·B, K]` of a batch, and what backward needs.
     /// With `tables` (inference only), character features and layer 0's input projections
     /// come from them where they have them.
+    /// `keep` keeps the stack's cache at inference too (for [`Tagger::trace`]).
     fn forward(
         &mut self,
         batch: &[&Encoded],
         train: bool,
+        keep: bool,
         mut tables: Option<&mut FileTables>,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, TagCache) {
@@ -452,9 +457,9 @@ impl Tagger {
         }
         let p = self.cfg.dropout;
         let in_mask = dropout::forward(&mut x, b * dim, p, DropoutKind::Standard, train, rng);
-        let (mut out, _, rnn) = self
-            .rnn
-            .forward(&x, t, b, Some(&lengths), None, train, train, rng);
+        let (mut out, _, rnn) =
+            self.rnn
+                .forward(&x, t, b, Some(&lengths), None, train, train || keep, rng);
         let rnn = Some(rnn);
         let h = self.cfg.rnn.output();
         let out_mask = dropout::forward(&mut out, b * h, p, DropoutKind::Standard, train, rng);
@@ -584,7 +589,7 @@ impl Tagger {
     /// Forward, loss and backward of one batch; the loss is the mean over sentences
     /// (scaled by `scale`) and gradients accumulate. Returns the summed loss.
     pub fn train_batch(&mut self, batch: &[&Encoded], scale: f32, rng: &mut dyn RngCore) -> f64 {
-        let (mut em, cache) = self.forward(batch, true, None, rng);
+        let (mut em, cache) = self.forward(batch, true, true, None, rng);
         let (t, b, k) = (cache.t, cache.b, self.cfg.labels);
         let tags = gold_ids(batch, t);
         let s = scale / b as f32;
@@ -613,7 +618,7 @@ impl Tagger {
         tables: Option<&mut FileTables>,
     ) -> (Vec<Vec<u32>>, Option<f64>) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let (mut em, cache) = self.forward(batch, false, tables, &mut rng);
+        let (mut em, cache) = self.forward(batch, false, false, tables, &mut rng);
         let (t, k) = (cache.t, self.cfg.labels);
         let labelled = batch.iter().all(|s| s.labels.len() == s.words.len());
         let tags = gold_ids(batch, t);
@@ -644,7 +649,7 @@ impl Tagger {
     /// Per-token probability of the predicted tag: CRF marginals or softmax.
     pub fn confidences(&mut self, batch: &[&Encoded], paths: &[Vec<u32>]) -> Vec<Vec<f32>> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let (mut em, cache) = self.forward(batch, false, None, &mut rng);
+        let (mut em, cache) = self.forward(batch, false, false, None, &mut rng);
         let (t, b, k) = (cache.t, cache.b, self.cfg.labels);
         let probs = match &self.crf {
             Some(crf) => crf.marginals(&em, &cache.lengths, t),

@@ -19,6 +19,7 @@
 //! decoding; the run record, data and command follow it.
 
 pub mod run;
+mod trace;
 
 use crate::engine::attention::{Attention, Keys, Score, StepCache};
 use crate::engine::cell::CellKind;

@@ -227,20 +227,9 @@ impl ClsRun {
         crate::task::check_memory(<Classifier as crate::checkpoint::Checkpointed>::num_params(
             m,
         ))?;
-        let encode = |set: &[(String, String)], which: usize| -> Result<Vec<(Vec<u32>, u32)>> {
-            set.iter()
-                .enumerate()
-                .map(|(i, (t, l))| {
-                    let y = labels.id(l).ok_or_else(|| {
-                        Error::input(
-                            corpus.paths[which].as_deref().unwrap_or(Path::new("-")),
-                            i + 2,
-                            format!("label {l:?} never occurs in the training data"),
-                        )
-                    })?;
-                    Ok((super::encode(&tok, d.lowercase, t), y))
-                })
-                .collect()
+        let at = |k: usize| corpus.paths[k].as_deref().unwrap_or(Path::new("-"));
+        let encode = |set: &[(String, String)], k: usize| {
+            encode_rows(&tok, d.lowercase, &labels, set, at(k))
         };
         let train = encode(&corpus.train, 0)?;
         let valid = encode(&corpus.valid, 1)?;
@@ -300,5 +289,96 @@ impl ClsRun {
         };
         crate::task::Task::begin_epoch(&mut task, 1, 0);
         Ok(task)
+    }
+}
+
+/// Labelled rows as (token ids, label id); a label the model does not know is an error
+/// naming its row of `path`.
+pub fn encode_rows(
+    tok: &Tokenizer,
+    lowercase: bool,
+    labels: &Vocab,
+    rows: &[(String, String)],
+    path: &Path,
+) -> Result<Vec<(Vec<u32>, u32)>> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, (t, l))| {
+            let y = labels.id(l).ok_or_else(|| {
+                Error::input(
+                    path,
+                    i + 2,
+                    format!("label {l:?} never occurs in the training data"),
+                )
+            })?;
+            Ok((super::encode(tok, lowercase, t), y))
+        })
+        .collect()
+}
+
+/// What [`ClsRun`] builds: the rows and the task.
+pub type ClsBuilt = (ClsCorpus, ClsTask);
+
+impl crate::run::Recipe for ClsRun {
+    const TASK: &'static str = super::TASK;
+    type Built = ClsBuilt;
+
+    fn train_config(&mut self) -> &mut TrainConfig {
+        &mut self.train
+    }
+
+    fn validate(&self) -> Result<()> {
+        ClsRun::validate(self)
+    }
+
+    fn build(&mut self, note: &mut dyn FnMut(String)) -> Result<ClsBuilt> {
+        let corpus = self.corpus()?;
+        let task = ClsRun::build(self, &corpus, note)?;
+        Ok((corpus, task))
+    }
+
+    fn task(built: &mut ClsBuilt) -> &mut dyn crate::task::Task {
+        &mut built.1
+    }
+
+    /// `{valid,test}_{accuracy,macro_f1,per_class,confusion}` of the best checkpoint, for
+    /// the sets the run has; with plotting, `confusion_{set}.png` beside it.
+    fn score_best(
+        &self,
+        (corpus, task): &mut ClsBuilt,
+        model_path: &Path,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let (mut best, ..) = super::load(model_path)?;
+        let mut m = serde_json::Map::new();
+        let sets = [("valid", &corpus.valid, 1usize), ("test", &corpus.test, 2)];
+        for (name, rows, k) in sets {
+            if rows.is_empty() {
+                continue;
+            }
+            let path = corpus.paths[k].clone().unwrap_or_default();
+            let enc = encode_rows(&task.tokenizer, task.lowercase, &task.labels, rows, &path)?;
+            let (_, sc) = super::evaluate(&mut best, &task.labels, &enc);
+            m.insert(format!("{name}_accuracy"), sc.accuracy.into());
+            m.insert(format!("{name}_macro_f1"), sc.macro_f1.into());
+            m.insert(
+                format!("{name}_per_class"),
+                serde_json::to_value(&sc.per_class).unwrap_or_default(),
+            );
+            m.insert(
+                format!("{name}_confusion"),
+                serde_json::to_value(&sc.confusion).unwrap_or_default(),
+            );
+            #[cfg(feature = "plot")]
+            if let Some(dir) = model_path.parent() {
+                let _ = crate::plot::heatmap(
+                    &dir.join(format!("confusion_{name}.png")),
+                    &format!("{name}: accuracy {:.2}%", 100.0 * sc.accuracy),
+                    &sc.labels,
+                    &sc.confusion,
+                );
+            }
+        }
+        task.model = best;
+        Ok(m)
     }
 }

@@ -349,6 +349,60 @@ impl LmRun {
     }
 }
 
+/// What [`LmRun`] builds: the texts and the task.
+pub type LmBuilt = (Corpus, LmTask);
+
+impl crate::run::Recipe for LmRun {
+    const TASK: &'static str = super::TASK;
+    type Built = LmBuilt;
+
+    fn train_config(&mut self) -> &mut TrainConfig {
+        &mut self.train
+    }
+
+    fn validate(&self) -> Result<()> {
+        LmRun::validate(self)
+    }
+
+    fn build(&mut self, note: &mut dyn FnMut(String)) -> Result<LmBuilt> {
+        let corpus = self.corpus()?;
+        let task = LmRun::build(self, &corpus, note)?;
+        Ok((corpus, task))
+    }
+
+    fn task(built: &mut LmBuilt) -> &mut dyn crate::task::Task {
+        &mut built.1
+    }
+
+    /// `valid_loss`, `valid_ppl`, `test_loss`, `test_ppl` of the best checkpoint (null
+    /// where the run has no such text).
+    fn score_best(
+        &self,
+        (corpus, task): &mut LmBuilt,
+        model_path: &std::path::Path,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let (mut best, _) = super::load(model_path)?;
+        let (b, w) = (task.eval_batch, task.eval_bptt);
+        let valid = task
+            .valid
+            .as_ref()
+            .map(|v| super::evaluate(&mut best, v, b, w).mean());
+        let test = match &corpus.test {
+            Some(t) => {
+                let ids = task.tokenizer.encode_lines(t.lines()?)?;
+                Some(super::evaluate(&mut best, &ids, b, w).mean())
+            }
+            None => None,
+        };
+        let mut m = serde_json::Map::new();
+        for (name, loss) in [("valid", valid), ("test", test)] {
+            m.insert(format!("{name}_loss"), loss.into());
+            m.insert(format!("{name}_ppl"), loss.map(f64::exp).into());
+        }
+        Ok(m)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

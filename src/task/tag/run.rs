@@ -277,6 +277,88 @@ impl TagRun {
     }
 }
 
+/// What [`TagRun`] builds: the sentences and the task.
+pub type TagBuilt = (TagCorpus, TagTask);
+
+/// `sents` as ids; an unseen label is an error naming its sentence's line in `path`.
+pub fn encode_sentences(v: &TagVocabs, sents: &[Sentence], path: &Path) -> Result<Vec<Encoded>> {
+    sents
+        .iter()
+        .map(|s| {
+            v.encode(&s.tokens, &s.tags)
+                .map_err(|e| Error::input(path, s.line, e))
+        })
+        .collect()
+}
+
+/// conlleval's entity scores of `model` on encoded sentences (their labels are the gold).
+pub fn score_encoded(
+    model: &mut Tagger,
+    v: &TagVocabs,
+    sents: &[Encoded],
+) -> crate::metrics::NerScores {
+    let (pred, _) = super::tag_all(model, sents, 64);
+    let gold: Vec<Vec<u32>> = sents.iter().map(|s| s.labels.clone()).collect();
+    super::score(&v.labels, model.cfg.scheme, &gold, &pred)
+}
+
+impl crate::run::Recipe for TagRun {
+    const TASK: &'static str = super::TASK;
+    type Built = TagBuilt;
+
+    fn train_config(&mut self) -> &mut TrainConfig {
+        &mut self.train
+    }
+
+    fn validate(&self) -> Result<()> {
+        TagRun::validate(self)
+    }
+
+    fn build(&mut self, note: &mut dyn FnMut(String)) -> Result<TagBuilt> {
+        let corpus = self.corpus()?;
+        let task = TagRun::build(self, &corpus, note)?;
+        Ok((corpus, task))
+    }
+
+    fn task(built: &mut TagBuilt) -> &mut dyn crate::task::Task {
+        &mut built.1
+    }
+
+    /// `{valid,test}_{f1,precision,recall,accuracy,per_type}` of the best checkpoint, for
+    /// the sets the run has.
+    fn score_best(
+        &self,
+        (corpus, _): &mut TagBuilt,
+        model_path: &Path,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let (mut best, vocabs) = super::load(model_path)?;
+        let mut m = serde_json::Map::new();
+        for (name, sents, path) in [
+            ("valid", &corpus.valid, &corpus.paths[1]),
+            ("test", &corpus.test, &corpus.paths[2]),
+        ] {
+            if sents.is_empty() {
+                continue;
+            }
+            let enc = encode_sentences(&vocabs, sents, path.as_deref().unwrap_or(Path::new("-")))?;
+            let sc = score_encoded(&mut best, &vocabs, &enc);
+            for (k, v) in [
+                ("f1", sc.f1),
+                ("precision", sc.precision),
+                ("recall", sc.recall),
+                ("accuracy", sc.accuracy),
+            ] {
+                m.insert(format!("{name}_{k}"), v.into());
+            }
+            m.insert(
+                format!("{name}_per_type"),
+                serde_json::to_value(&sc.per_type).unwrap_or_default(),
+            );
+        }
+        Ok(m)
+    }
+}
+
 /// Tags of `from` re-tagged in `to`, keeping only `types` (others become O).
 pub fn retag(tags: &[String], from: Scheme, to: Scheme, types: Option<&[String]>) -> Vec<String> {
     let mut iob2 = conll::convert(tags, from, Scheme::Iob2);

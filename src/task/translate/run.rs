@@ -238,6 +238,56 @@ impl TrRun {
     }
 }
 
+/// What [`TrRun`] builds: the (train, valid, test) pairs and the task.
+pub type TrBuilt = ([Vec<(String, String)>; 3], TrTask);
+
+impl crate::run::Recipe for TrRun {
+    const TASK: &'static str = TASK;
+    type Built = TrBuilt;
+
+    fn train_config(&mut self) -> &mut TrainConfig {
+        &mut self.train
+    }
+
+    fn validate(&self) -> Result<()> {
+        TrRun::validate(self)
+    }
+
+    fn build(&mut self, note: &mut dyn FnMut(String)) -> Result<TrBuilt> {
+        let corpus = self.corpus()?;
+        let task = TrRun::build(self, &corpus, note)?;
+        Ok((corpus, task))
+    }
+
+    fn task(built: &mut TrBuilt) -> &mut dyn Task {
+        &mut built.1
+    }
+
+    /// `decoding`, and `{valid,test}_` [`TrTask::evaluate`]'s values of the best
+    /// checkpoint, for the sets the run has.
+    fn score_best(
+        &self,
+        (corpus, _): &mut TrBuilt,
+        model_path: &Path,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let mut best = load(model_path)?;
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "decoding".into(),
+            serde_json::to_value(self.data.decoding).unwrap_or_default(),
+        );
+        for (name, pairs) in [("valid", &corpus[1]), ("test", &corpus[2])] {
+            if pairs.is_empty() {
+                continue;
+            }
+            for (k, v) in best.evaluate(pairs, &self.data.decoding)? {
+                m.insert(format!("{name}_{k}"), v);
+            }
+        }
+        Ok(m)
+    }
+}
+
 /// Joins word tokens back into text, undoing the word tokenizer's splits: no space before
 /// closing punctuation (`. , ! ? ; : ) ] } %`), none after opening brackets, none around
 /// `' - /` inside words (`it's`, `t-shirt`), and quotes hug what they enclose.
@@ -381,6 +431,38 @@ impl TrTask {
             .map(|&i| (&set[i].0[..], &set[i].1[..]))
             .collect();
         super::Batch::new(&pairs, self.specials())
+    }
+
+    /// Teacher-forced perplexity, BLEU (cased and lowercased, sacreBLEU's 13a) and chrF
+    /// of `pairs`, translated with `d`: `ppl_teacher_forced`, `bleu`, `bleu_lowercase`,
+    /// `chrf`, `sentences`.
+    pub fn evaluate(
+        &mut self,
+        pairs: &[(String, String)],
+        d: &Decoding,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let (enc, _, _) = self.encode_pairs(pairs, false);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+        let (mut loss, mut count) = (0.0, 0);
+        for chunk in enc.chunks(64) {
+            let p: Vec<(&[u32], &[u32])> = chunk.iter().map(|(x, y)| (&x[..], &y[..])).collect();
+            let bt = super::Batch::new(&p, self.specials());
+            let (l, n) = self.model.loss(&bt, 0.0, false, &mut rng)?;
+            loss += l;
+            count += n;
+        }
+        let srcs: Vec<Vec<u32>> = pairs.iter().map(|p| self.encode_src(&p.0).0).collect();
+        let hyps = self.translate(&srcs, d, 64)?;
+        let text: Vec<String> = hyps.iter().map(|h| self.detok(&h[0].tokens)).collect();
+        let refs: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
+        let b = crate::metrics::bleu(&text, &refs, false);
+        let bl = crate::metrics::bleu(&text, &refs, true);
+        let ppl = (loss / count.max(1) as f64).exp();
+        let v = serde_json::json!({
+            "ppl_teacher_forced": ppl, "bleu": b.bleu, "bleu_lowercase": bl.bleu,
+            "chrf": crate::metrics::chrf(&text, &refs, false), "sentences": pairs.len(),
+        });
+        Ok(v.as_object().cloned().unwrap_or_default())
     }
 
     pub fn meta(&self) -> Meta<Seq2SeqConfig> {
