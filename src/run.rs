@@ -92,7 +92,6 @@ pub struct Options<'a> {
     pub note: Option<&'a mut dyn FnMut(String)>,
 }
 
-
 /// What a resumed run may change: its budgets, how often it saves, what it does on NaN.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Budgets {

@@ -44,7 +44,7 @@ pub enum TaskTrace {
         labels: Vec<String>,
         probs: Vec<f32>,
     },
-    /// Translator: the greedy translation's tokens `target [U]` (without `<eos>`'s text)
+    /// Translator: the greedy translation's tokens `target [U]` (ending in `<eos>`)
     /// and each target token's attention over the source tokens `attention [U, T]`.
     Attention {
         translation: String,

@@ -218,8 +218,10 @@ impl LmRun {
         if d.min_freq == 0 || d.vocab_size == Some(0) {
             return Err(Error::config("min-freq and vocab-size must be at least 1"));
         }
+        // The vocabulary and the stack's input come from the tokenizer and the embedding.
         let mut m = self.model.clone();
         m.vocab = m.vocab.max(1);
+        m.rnn.input = m.embed;
         m.validate()
     }
 

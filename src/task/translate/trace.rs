@@ -32,11 +32,15 @@ impl TrTask {
             attention.extend_from_slice(&row[..s.min(row.len())]);
             attention.resize(attention.len() + s - s.min(row.len()), 0.0);
         }
-        let target = hyp
+        let mut target: Vec<String> = hyp
             .tokens
             .iter()
             .map(|&i| self.tgt_tok.token_text(i, true))
             .collect();
+        // The step that chose <eos> attended too.
+        if hyp.attention.len() > target.len() {
+            target.push(crate::text::tokenizer::EOS.to_string());
+        }
         let task = TaskTrace::Attention {
             translation: self.detok(&hyp.tokens),
             target,
