@@ -34,9 +34,7 @@ fn start_and_resume<R: Recipe>(mut recipe: R, out: &Path) -> serde_json::Value {
     assert_eq!(config["run"]["train"]["epochs"], 2);
     // A folder that holds a run is refused unless resumed or overwritten.
     let again: R = run::read_config(&out.join("config.json")).expect("read config");
-    let e = run::start(again, out, Options::default())
-        .err()
-        .expect("refused");
+    let e = run::start(again, out, Options::default()).expect_err("refused");
     assert!(e.to_string().contains("holds a run already"), "{e}");
     second.values
 }
