@@ -31,7 +31,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let text = include_str!("../README.md");
     let cut = text.len() * 9 / 10;
-    let cut = (0..=cut).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let cut = (0..=cut)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
     std::fs::write(dir.join("train.txt"), text[..cut].repeat(3))?;
     std::fs::write(dir.join("valid.txt"), &text[cut..])?;
 
@@ -41,7 +44,11 @@ fn main() -> anyhow::Result<()> {
     recipe.data.valid = Some(dir.join("valid.txt"));
     recipe.data.tokenizer = rnnkit::text::tokenizer::Kind::Char;
     (recipe.data.batch, recipe.data.bptt) = (16, 32);
-    (recipe.model.embed, recipe.model.rnn.hidden, recipe.model.rnn.layers) = (32, 64, 1);
+    (
+        recipe.model.embed,
+        recipe.model.rnn.hidden,
+        recipe.model.rnn.layers,
+    ) = (32, 64, 1);
     recipe.model.rnn.cell = rnnkit::engine::cell::CellKind::Gru;
     recipe.model.dropout = 0.0;
     recipe.train.optim = rnnkit::engine::optim::OptimKind::named("adam", 0.0, None)?;

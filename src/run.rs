@@ -53,6 +53,34 @@ pub trait Recipe: Serialize + DeserializeOwned {
     ) -> Result<serde_json::Map<String, serde_json::Value>>;
 }
 
+/// The parts of a [`Recipe`] impl that every task writes the same way, for a run type with
+/// a `train` field and inherent `validate`, `corpus` and `build(&corpus, note)` methods, whose
+/// [`Recipe::Built`] is `(corpus, task)`.
+macro_rules! recipe_parts {
+    ($run:ty, $built:ty) => {
+        type Built = $built;
+
+        fn train_config(&mut self) -> &mut $crate::task::TrainConfig {
+            &mut self.train
+        }
+
+        fn validate(&self) -> $crate::error::Result<()> {
+            <$run>::validate(self)
+        }
+
+        fn build(&mut self, note: &mut dyn FnMut(String)) -> $crate::error::Result<$built> {
+            let corpus = self.corpus()?;
+            let task = <$run>::build(self, &corpus, note)?;
+            Ok((corpus, task))
+        }
+
+        fn task(built: &mut $built) -> &mut dyn $crate::task::Task {
+            &mut built.1
+        }
+    };
+}
+pub(crate) use recipe_parts;
+
 /// Where the products run: `None` keeps the run's own (its record's threads and
 /// precision), or every core and fp32 for a new run.
 #[derive(Clone, Copy, Debug, Default)]

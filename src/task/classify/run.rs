@@ -321,25 +321,7 @@ pub type ClsBuilt = (ClsCorpus, ClsTask);
 
 impl crate::run::Recipe for ClsRun {
     const TASK: &'static str = super::TASK;
-    type Built = ClsBuilt;
-
-    fn train_config(&mut self) -> &mut TrainConfig {
-        &mut self.train
-    }
-
-    fn validate(&self) -> Result<()> {
-        ClsRun::validate(self)
-    }
-
-    fn build(&mut self, note: &mut dyn FnMut(String)) -> Result<ClsBuilt> {
-        let corpus = self.corpus()?;
-        let task = ClsRun::build(self, &corpus, note)?;
-        Ok((corpus, task))
-    }
-
-    fn task(built: &mut ClsBuilt) -> &mut dyn crate::task::Task {
-        &mut built.1
-    }
+    crate::run::recipe_parts!(ClsRun, ClsBuilt);
 
     /// `{valid,test}_{accuracy,macro_f1,per_class,confusion}` of the best checkpoint, for
     /// the sets the run has; with plotting, `confusion_{set}.png` beside it.

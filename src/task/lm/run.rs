@@ -356,25 +356,7 @@ pub type LmBuilt = (Corpus, LmTask);
 
 impl crate::run::Recipe for LmRun {
     const TASK: &'static str = super::TASK;
-    type Built = LmBuilt;
-
-    fn train_config(&mut self) -> &mut TrainConfig {
-        &mut self.train
-    }
-
-    fn validate(&self) -> Result<()> {
-        LmRun::validate(self)
-    }
-
-    fn build(&mut self, note: &mut dyn FnMut(String)) -> Result<LmBuilt> {
-        let corpus = self.corpus()?;
-        let task = LmRun::build(self, &corpus, note)?;
-        Ok((corpus, task))
-    }
-
-    fn task(built: &mut LmBuilt) -> &mut dyn crate::task::Task {
-        &mut built.1
-    }
+    crate::run::recipe_parts!(LmRun, LmBuilt);
 
     /// `valid_loss`, `valid_ppl`, `test_loss`, `test_ppl` of the best checkpoint (null
     /// where the run has no such text).

@@ -304,25 +304,7 @@ pub fn score_encoded(
 
 impl crate::run::Recipe for TagRun {
     const TASK: &'static str = super::TASK;
-    type Built = TagBuilt;
-
-    fn train_config(&mut self) -> &mut TrainConfig {
-        &mut self.train
-    }
-
-    fn validate(&self) -> Result<()> {
-        TagRun::validate(self)
-    }
-
-    fn build(&mut self, note: &mut dyn FnMut(String)) -> Result<TagBuilt> {
-        let corpus = self.corpus()?;
-        let task = TagRun::build(self, &corpus, note)?;
-        Ok((corpus, task))
-    }
-
-    fn task(built: &mut TagBuilt) -> &mut dyn crate::task::Task {
-        &mut built.1
-    }
+    crate::run::recipe_parts!(TagRun, TagBuilt);
 
     /// `{valid,test}_{f1,precision,recall,accuracy,per_type}` of the best checkpoint, for
     /// the sets the run has.

@@ -243,25 +243,7 @@ pub type TrBuilt = ([Vec<(String, String)>; 3], TrTask);
 
 impl crate::run::Recipe for TrRun {
     const TASK: &'static str = TASK;
-    type Built = TrBuilt;
-
-    fn train_config(&mut self) -> &mut TrainConfig {
-        &mut self.train
-    }
-
-    fn validate(&self) -> Result<()> {
-        TrRun::validate(self)
-    }
-
-    fn build(&mut self, note: &mut dyn FnMut(String)) -> Result<TrBuilt> {
-        let corpus = self.corpus()?;
-        let task = TrRun::build(self, &corpus, note)?;
-        Ok((corpus, task))
-    }
-
-    fn task(built: &mut TrBuilt) -> &mut dyn Task {
-        &mut built.1
-    }
+    crate::run::recipe_parts!(TrRun, TrBuilt);
 
     /// `decoding`, and `{valid,test}_` [`TrTask::evaluate`]'s values of the best
     /// checkpoint, for the sets the run has.
