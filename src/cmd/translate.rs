@@ -229,6 +229,8 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
     let mut task = tr::load(&a.model)?;
     let pairs = rnnkit::text::corpus::read_parallel(&a.data[0], &a.data[1])?;
+    // The notes of sources cut to the model's limit (the library's evaluation cuts them).
+    encode_sources(&task, pairs.iter().map(|p| p.0.as_str()));
     let r = serde_json::Value::Object(task.evaluate(&pairs, &a.decode.decoding(1)?)?);
     if a.json {
         super::print_json(&r);
