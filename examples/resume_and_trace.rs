@@ -6,7 +6,7 @@
 
 use rnnkit::error::Error;
 use rnnkit::run::{self, Budgets, Options};
-use rnnkit::task::lm::{self, run::LmRun};
+use rnnkit::task::lm::{self, recipe::LmRun};
 use rnnkit::task::trace::TaskTrace;
 use rnnkit::train::Observer;
 

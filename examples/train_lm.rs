@@ -3,7 +3,7 @@
 //! `cargo run --release --example train_lm`
 
 use rnnkit::engine::optim::OptimKind;
-use rnnkit::task::lm::run::{Corpus, LmRun};
+use rnnkit::task::lm::recipe::{Corpus, LmRun};
 use rnnkit::task::lm::{generate, Sampling};
 use rnnkit::text::{read::Source, tokenizer::Kind};
 

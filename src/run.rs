@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use rnnkit::run::{self, Options};
-//! use rnnkit::task::lm::run::{LmRun, Preset};
+//! use rnnkit::task::lm::recipe::{LmRun, Preset};
 //!
 //! let mut recipe = LmRun::recipe(Some(Preset::ZarembaSmall));
 //! recipe.train.epochs = 1;

@@ -64,7 +64,7 @@ fn write(path: &Path, text: &str) -> PathBuf {
 
 #[test]
 fn language_model_runs_resumes_and_traces() {
-    use rnnkit::task::lm::{self, run::LmRun};
+    use rnnkit::task::lm::{self, recipe::LmRun};
     let dir = tmp("lib-lm");
     let text: String = (0..300)
         .map(|i| {

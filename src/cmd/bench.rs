@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use rand::{Rng, SeedableRng};
 use rnnkit::engine::optim::{OptimKind, Optimizer};
 use rnnkit::engine::param::Module;
-use rnnkit::task::lm::run::{LmRun, Preset};
+use rnnkit::task::lm::recipe::{LmRun, Preset};
 use rnnkit::task::lm::{LanguageModel, Sampling};
 use std::time::Instant;
 

@@ -3,13 +3,14 @@
 //! embedded at build time, so the demo runs offline on a fresh machine.
 
 use clap::Args;
-use rnnkit::task::lm::run::LmRun;
+use rnnkit::task::lm::recipe::LmRun;
 use rnnkit::task::lm::{EmbedInit, LanguageModel, LmTask, Sampling};
 use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
 use rnnkit::train::{self, TrainConfig};
 
 const OWN_SOURCES: &[&str] = &[
-    include_str!("../task/lm.rs"),
+    include_str!("../task/lm/model.rs"),
+    include_str!("../task/lm/generate.rs"),
     include_str!("../train.rs"),
     include_str!("../engine/rnn.rs"),
     include_str!("../engine/dir.rs"),

@@ -4,7 +4,7 @@ use super::common::{self, ComputeArgs, EmbedArgs, OptimArgs, RunArgs, StackArgs,
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rnnkit::engine::init::Init;
-use rnnkit::task::lm::run::{LmRun, Preset};
+use rnnkit::task::lm::recipe::{LmRun, Preset};
 use rnnkit::task::lm::{EmbedInit, Sampling};
 use rnnkit::text::tokenizer::Kind;
 use std::io::Write;

@@ -1,0 +1,133 @@
+//! Autoregressive generation: sampling the next token (temperature, top-k, top-p) and
+//! feeding it back in, one batched step at a time.
+
+use super::*;
+use crate::engine::linear;
+use crate::engine::rnn::State;
+use rand::RngCore;
+
+/// How the next token is chosen during generation.
+#[derive(Clone, Copy, Debug)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub greedy: bool,
+}
+
+/// Picks a token from logits `[V]` (modified in place).
+pub fn sample(logits: &mut [f32], s: &Sampling, rng: &mut dyn RngCore) -> u32 {
+    use rand::Rng;
+    if s.greedy || s.temperature <= 0.0 {
+        return logits
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |a, (i, &v)| if v > a.1 { (i, v) } else { a },
+            )
+            .0 as u32;
+    }
+    let inv = 1.0 / s.temperature;
+    logits.iter_mut().for_each(|v| *v *= inv);
+    crate::engine::loss::softmax_in_place(logits);
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    if s.top_k > 0 || s.top_p < 1.0 {
+        idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        let mut keep = if s.top_k > 0 {
+            s.top_k.min(idx.len())
+        } else {
+            idx.len()
+        };
+        if s.top_p < 1.0 {
+            let mut acc = 0.0;
+            for (n, &i) in idx.iter().enumerate().take(keep) {
+                acc += logits[i as usize];
+                if acc >= s.top_p {
+                    keep = n + 1;
+                    break;
+                }
+            }
+        }
+        idx.truncate(keep.max(1));
+    }
+    let total: f32 = idx.iter().map(|&i| logits[i as usize]).sum();
+    let mut r = rng.random::<f32>() * total;
+    for &i in &idx {
+        r -= logits[i as usize];
+        if r <= 0.0 {
+            return i;
+        }
+    }
+    *idx.last().unwrap_or(&0)
+}
+
+/// Feeds `prompt` ids, then samples `max_tokens` tokens one at a time, calling
+/// `emit(id)` for each as soon as it is chosen (so the CLI can stream). Stops early when
+/// `emit` returns false.
+pub fn generate(
+    model: &mut LanguageModel,
+    prompt: &[u32],
+    max_tokens: usize,
+    s: &Sampling,
+    rng: &mut dyn RngCore,
+    mut emit: impl FnMut(u32) -> bool,
+) {
+    let mut state = model.enc.rnn.zero_state(1);
+    let mut stepper = Stepper::new(model);
+    // With no prompt the first token is drawn from a uniform distribution.
+    let mut logits = vec![0.0; model.cfg.vocab];
+    for &id in prompt {
+        logits.copy_from_slice(stepper.step(model, &[id], &mut state));
+    }
+    for _ in 0..max_tokens {
+        let id = sample(&mut logits, s, rng);
+        if !emit(id) {
+            return;
+        }
+        logits.copy_from_slice(stepper.step(model, &[id], &mut state));
+    }
+}
+
+/// Token-by-token decoding on the engine's batched step API ([`crate::engine::step`]):
+/// `B` tokens in, the next-token logits `[B, V]` out, the state `[L, B, H]` updated.
+pub struct Stepper {
+    stack: crate::engine::step::Stepper,
+    emb: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl Stepper {
+    pub fn new(model: &LanguageModel) -> Stepper {
+        Stepper {
+            stack: crate::engine::step::Stepper::new(&model.enc.rnn)
+                .expect("a language model's stack is unidirectional"),
+            emb: Vec::new(),
+            logits: Vec::new(),
+        }
+    }
+
+    /// Runs tokens `ids [B]` and returns the next-token logits `[B, V]`.
+    pub fn step(&mut self, model: &LanguageModel, ids: &[u32], state: &mut State) -> &[f32] {
+        let (b, e, v) = (ids.len(), model.cfg.embed, model.cfg.vocab);
+        self.emb.resize(b * e, 0.0);
+        model.enc.embedding.forward(ids, &mut self.emb);
+        let out = self.stack.step(&model.enc.rnn, &self.emb, b, state);
+        self.logits.resize(b * v, 0.0);
+        if b == 1 {
+            // Batch-1 decoding is bound by reading the weights: one pass over them.
+            crate::engine::ops::matvec(&mut self.logits, model.dec_w(), out, false);
+            crate::engine::ops::add_bias_rows(&mut self.logits, &model.decoder_bias.w);
+        } else {
+            linear::forward(
+                out,
+                model.dec_w(),
+                Some(&model.decoder_bias.w),
+                model.cfg.rnn.output(),
+                v,
+                &mut self.logits,
+            );
+        }
+        &self.logits
+    }
+}
