@@ -170,7 +170,7 @@ fn tagger_runs_resumes_and_traces() {
 
 #[test]
 fn classifier_runs_resumes_and_traces() {
-    use rnnkit::task::classify::{self, run::ClsRun, Pooling};
+    use rnnkit::task::classify::{self, recipe::ClsRun, Pooling};
     let dir = tmp("lib-cls");
     let rows: String = (0..200)
         .map(|i| {

@@ -300,7 +300,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
             file_rate = Some((rate, enc.len()));
         }
     } else {
-        let mut run = classify::run::ClsRun::recipe();
+        let mut run = classify::recipe::ClsRun::recipe();
         (run.model.vocab, run.model.classes) = (words as usize, 2);
         let mut m = classify::Classifier::new(run.model, &mut rng);
         let sent = |rng: &mut rand::rngs::StdRng| -> Vec<u32> {
@@ -336,7 +336,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|s| classify::encode(&tok, false, s))
                 .collect();
-            let mut cfg = classify::run::ClsRun::recipe().model;
+            let mut cfg = classify::recipe::ClsRun::recipe().model;
             (cfg.vocab, cfg.classes) = (tok.vocab.len(), 2);
             let mut m = classify::Classifier::new(cfg, &mut rng);
             let rate = infer_rate(enc.len(), || {

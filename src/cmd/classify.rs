@@ -3,7 +3,7 @@
 use super::common::{self, ComputeArgs, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
 use clap::{Args, Subcommand};
 use rnnkit::error::Error;
-use rnnkit::task::classify::run::{ClsRun, Weights};
+use rnnkit::task::classify::recipe::{ClsRun, Weights};
 use rnnkit::task::classify::{self, ClsScores, Pooling};
 use rnnkit::text::corpus::{read_tsv, Column};
 use std::io::Write;

@@ -1,21 +1,7 @@
-//! Sentence classification: the lecture's many-to-one task. Embeddings → (bi)directional
-//! stack → pooling over time → linear → softmax.
-//!
-//! Pooling is the last state of each direction (the many-to-one reading: h_T forward and
-//! h_1 backward, which have each read the whole sentence), the maximum or the mean over the
-//! real positions, or attention: a learned query q scores each position, α = softmax_t(q·y_t)
-//! over the real positions, and the sentence is Σ_t α_t y_t. Shapes are time-major as the
-//! engine's: `[T, B, ·]`, lengths passed along, so padding never changes a result.
-//! Parameters: `embedding.weight`, `rnn.*`, `pool.query` (attention), `output.weight`,
-//! `output.bias`.
+//! The classifier's network ([`Classifier`]: embedding → stack → pooling → linear), its
+//! config, its loss, and its checkpoint.
 
-pub mod run;
-mod trace;
-
-pub use trace::trace;
-
-use super::{Eval, Selection, Stats, Task};
-use crate::checkpoint::{self, Checkpointed, Meta};
+use crate::checkpoint::{self, Checkpointed};
 use crate::engine::dropout::{self, DropoutKind, Mask};
 use crate::engine::embedding::Embedding;
 use crate::engine::init::Init;
@@ -30,8 +16,7 @@ use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-pub const TASK: &str = "classify";
+use super::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,23 +88,23 @@ pub struct Classifier {
     pub output: Linear,
 }
 
-struct ClsCache {
-    ids: Vec<u32>,
-    t: usize,
-    b: usize,
-    lengths: Vec<usize>,
-    emb_mask: Option<Mask>,
+pub(super) struct ClsCache {
+    pub(super) ids: Vec<u32>,
+    pub(super) t: usize,
+    pub(super) b: usize,
+    pub(super) lengths: Vec<usize>,
+    pub(super) emb_mask: Option<Mask>,
     /// `None` when the input projections came from [`TokenProjections`] (inference).
-    rnn: Option<RnnCache>,
+    pub(super) rnn: Option<RnnCache>,
     /// The stack's output `[T·B, D]` (max, mean, attention).
-    y: Vec<f32>,
+    pub(super) y: Vec<f32>,
     /// Max pooling: the time step each feature came from `[B, D]`.
-    argmax: Vec<usize>,
+    pub(super) argmax: Vec<usize>,
     /// Attention weights `[T, B]`.
-    alpha: Vec<f32>,
-    pool_mask: Option<Mask>,
+    pub(super) alpha: Vec<f32>,
+    pub(super) pool_mask: Option<Mask>,
     /// The pooled vectors after dropout `[B, D]` (the output layer's input).
-    pooled: Vec<f32>,
+    pub(super) pooled: Vec<f32>,
 }
 
 impl Classifier {
@@ -147,7 +132,7 @@ impl Classifier {
     /// tokens seen before in the same pass, and learns the new ones.
     /// `keep` keeps the stack's cache and max pooling's argmax at inference too (for
     /// [`Classifier::trace`]).
-    fn forward(
+    pub(super) fn forward(
         &mut self,
         batch: &[&[u32]],
         train: bool,
@@ -460,185 +445,6 @@ impl Checkpointed for Classifier {
     }
 }
 
-/// Accuracy, per-class precision, recall and F1, macro-F1 and the confusion matrix
-/// (`confusion[gold][pred]`).
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ClsScores {
-    pub accuracy: f64,
-    pub macro_f1: f64,
-    pub per_class: BTreeMap<String, crate::metrics::Prf>,
-    pub labels: Vec<String>,
-    pub confusion: Vec<Vec<usize>>,
-}
-
-pub fn scores(labels: &[String], gold: &[u32], pred: &[u32]) -> ClsScores {
-    let c = labels.len();
-    let mut m = vec![vec![0usize; c]; c];
-    for (&g, &p) in gold.iter().zip(pred) {
-        m[g as usize][p as usize] += 1;
-    }
-    let right: usize = (0..c).map(|i| m[i][i]).sum();
-    let per_class: BTreeMap<String, crate::metrics::Prf> = (0..c)
-        .map(|i| {
-            let predicted = (0..c).map(|g| m[g][i]).sum();
-            let gold_n = m[i].iter().sum();
-            (
-                labels[i].clone(),
-                crate::metrics::Prf::from_counts(m[i][i], predicted, gold_n),
-            )
-        })
-        .collect();
-    ClsScores {
-        accuracy: if gold.is_empty() {
-            0.0
-        } else {
-            right as f64 / gold.len() as f64
-        },
-        macro_f1: per_class.values().map(|p| p.f1).sum::<f64>() / c.max(1) as f64,
-        per_class,
-        labels: labels.to_vec(),
-        confusion: m,
-    }
-}
-
-/// Predicted classes and probabilities `[n, C]` of token-id sentences, in batches.
-pub fn classify_all(model: &mut Classifier, sents: &[Vec<u32>], batch: usize) -> Vec<Vec<f32>> {
-    let mut order: Vec<usize> = (0..sents.len()).collect();
-    order.sort_by_key(|&i| sents[i].len());
-    let c = model.cfg.classes;
-    let mut out = vec![Vec::new(); sents.len()];
-    let mut proj = TokenProjections::default();
-    for chunk in order.chunks(batch.max(1)) {
-        let b: Vec<&[u32]> = chunk.iter().map(|&i| &sents[i][..]).collect();
-        let p = model.probs(&b, Some(&mut proj));
-        for (k, &i) in chunk.iter().enumerate() {
-            out[i] = p[k * c..(k + 1) * c].to_vec();
-        }
-    }
-    out
-}
-
-pub fn argmax(p: &[f32]) -> u32 {
-    p.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |a, (i, &v)| if v > a.1 { (i, v) } else { a },
-        )
-        .0 as u32
-}
-
-/// Text → token ids: the tokenizer's, lowercased first when the vocabulary says so; an
-/// empty sentence becomes one `<unk>` (the model needs one step).
-pub fn encode(tok: &Tokenizer, lowercase: bool, text: &str) -> Vec<u32> {
-    let ids = if lowercase {
-        tok.encode(&text.to_lowercase())
-    } else {
-        tok.encode(text)
-    };
-    if ids.is_empty() {
-        vec![tok.unk()]
-    } else {
-        ids
-    }
-}
-
-/// The classification task for the shared trainer.
-pub struct ClsTask {
-    pub model: Classifier,
-    pub tokenizer: Tokenizer,
-    pub lowercase: bool,
-    pub labels: Vocab,
-    pub train: Vec<(Vec<u32>, u32)>,
-    pub valid: Vec<(Vec<u32>, u32)>,
-    pub batch: usize,
-    pub weights: Option<Vec<f32>>,
-    pub select: Selection,
-    batches: Vec<Vec<usize>>,
-}
-
-impl ClsTask {
-    pub fn meta(&self) -> Meta<ClsConfig> {
-        let mut tokens = self.tokenizer.to_vocab();
-        tokens.lowercase = self.lowercase;
-        let vocabs = [
-            ("tokens".to_string(), tokens),
-            ("labels".to_string(), self.labels.clone()),
-        ]
-        .into();
-        Meta::new(TASK, self.model.cfg.clone(), vocabs)
-    }
-}
-
-/// Mean loss and scores of `model` on labelled token-id sentences.
-pub fn evaluate(
-    model: &mut Classifier,
-    labels: &Vocab,
-    set: &[(Vec<u32>, u32)],
-) -> (f64, ClsScores) {
-    let sents: Vec<Vec<u32>> = set.iter().map(|s| s.0.clone()).collect();
-    let probs = classify_all(model, &sents, 128);
-    let gold: Vec<u32> = set.iter().map(|s| s.1).collect();
-    let pred: Vec<u32> = probs.iter().map(|p| argmax(p)).collect();
-    let loss = probs
-        .iter()
-        .zip(&gold)
-        .map(|(p, &g)| -(p[g as usize].max(1e-30) as f64).ln())
-        .sum::<f64>()
-        / set.len().max(1) as f64;
-    (loss, scores(&labels.tokens, &gold, &pred))
-}
-
-impl Task for ClsTask {
-    fn name(&self) -> &'static str {
-        TASK
-    }
-    fn unit(&self) -> &'static str {
-        "sentence"
-    }
-    fn model(&mut self) -> &mut dyn Module {
-        &mut self.model
-    }
-    fn steps_per_epoch(&self) -> usize {
-        self.batches.len()
-    }
-    fn begin_epoch(&mut self, epoch: usize, seed: u64) {
-        let lengths: Vec<usize> = self.train.iter().map(|s| s.0.len()).collect();
-        self.batches = crate::text::batch::bucket_batches(&lengths, self.batch, seed, epoch);
-    }
-    fn train_step(&mut self, i: usize, rng: &mut dyn RngCore) -> Stats {
-        let idx = &self.batches[i];
-        let sents: Vec<&[u32]> = idx.iter().map(|&k| &self.train[k].0[..]).collect();
-        let labels: Vec<u32> = idx.iter().map(|&k| self.train[k].1).collect();
-        let (loss, _) = self
-            .model
-            .train_batch(&sents, &labels, self.weights.as_deref(), 1.0, rng);
-        Stats {
-            loss_sum: loss,
-            count: sents.len(),
-        }
-    }
-    fn validate(&mut self) -> Option<Eval> {
-        if self.valid.is_empty() {
-            return None;
-        }
-        let (loss, s) = evaluate(&mut self.model, &self.labels, &self.valid);
-        Some(Eval {
-            loss,
-            metrics: vec![
-                ("accuracy".into(), s.accuracy),
-                ("macro_f1".into(), s.macro_f1),
-            ],
-        })
-    }
-    fn selection(&self) -> Selection {
-        self.select
-    }
-    fn save(&mut self, path: &Path) -> Result<()> {
-        checkpoint::save(path, &self.model, &[], &self.meta().to_json())
-    }
-}
-
 /// Loads a classifier: the model, its tokenizer (and whether it lowercases), its labels.
 pub fn load(path: &Path) -> Result<(Classifier, Tokenizer, bool, Vocab)> {
     let (model, mut meta) = checkpoint::load::<Classifier>(path)?;
@@ -646,119 +452,4 @@ pub fn load(path: &Path) -> Result<(Classifier, Tokenizer, bool, Vocab)> {
     let tok = Tokenizer::from_vocab_record(&tokens, path)?;
     let labels = meta.vocabs.remove("labels").unwrap_or_default();
     Ok((model, tok, tokens.lowercase, labels))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::cell::CellKind;
-
-    struct H(Classifier, Vec<Vec<u32>>, Vec<u32>, Vec<f32>);
-    impl Module for H {
-        fn visit(&self, f: &mut dyn FnMut(&Param)) {
-            self.0.visit(f)
-        }
-        fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
-            self.0.visit_mut(f)
-        }
-    }
-
-    fn tiny(pooling: Pooling, cell: CellKind, layers: usize) -> H {
-        let mut rnn = RnnConfig::new(cell, 4, 3, layers);
-        rnn.bidirectional = true;
-        let cfg = ClsConfig {
-            vocab: 9,
-            embed: 4,
-            rnn,
-            dropout: 0.0,
-            pooling,
-            classes: 3,
-            init: Init::Pytorch,
-        };
-        let m = Classifier::new(cfg, &mut rand::rngs::StdRng::seed_from_u64(2));
-        H(
-            m,
-            vec![vec![1, 5, 2, 8], vec![3], vec![4, 4, 7]],
-            vec![2, 0, 1],
-            vec![1.0, 2.5, 0.5],
-        )
-    }
-
-    /// Every pooling, weighted loss, against finite differences on a padded batch.
-    #[test]
-    fn classifier_gradients_match_finite_differences() {
-        for (pooling, cell, layers) in [
-            (Pooling::Last, CellKind::Lstm, 2),
-            (Pooling::Max, CellKind::Gru, 1),
-            (Pooling::Mean, CellKind::Lstm, 1),
-            (Pooling::Attention, CellKind::Gru, 2),
-        ] {
-            let mut h = tiny(pooling, cell, layers);
-            crate::engine::gradcheck::check(&mut h, |h: &mut H, backward| {
-                let refs: Vec<&[u32]> = h.1.iter().map(|s| &s[..]).collect();
-                let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-                if backward {
-                    let (l, t) = h.0.train_batch(&refs, &h.2, Some(&h.3), 1.0, &mut rng);
-                    l / t
-                } else {
-                    let p = h.0.probs(&refs, None);
-                    let (mut l, mut t) = (0.0, 0.0);
-                    for (k, &y) in h.2.iter().enumerate() {
-                        let w = h.3[y as usize] as f64;
-                        l -= w * (p[k * 3 + y as usize] as f64).ln();
-                        t += w;
-                    }
-                    l / t
-                }
-            });
-        }
-    }
-
-    /// A sentence gets the same probabilities alone and in a padded batch, and with its
-    /// input projections looked up from earlier batches' ([`TokenProjections`]) or made
-    /// afresh.
-    #[test]
-    fn padding_and_projection_reuse_never_change_a_result() {
-        for (pooling, cell) in [
-            (Pooling::Last, CellKind::Lstm),
-            (Pooling::Max, CellKind::Gru),
-            (Pooling::Mean, CellKind::Lstm),
-            (Pooling::Attention, CellKind::Rnn),
-        ] {
-            let mut h = tiny(pooling, cell, 2);
-            let refs: Vec<&[u32]> = h.1.iter().map(|s| &s[..]).collect();
-            let together = h.0.probs(&refs, None);
-            let mut proj = TokenProjections::default();
-            for (k, s) in h.1.clone().iter().enumerate() {
-                let alone = h.0.probs(&[&s[..]], None);
-                let looked_up = h.0.probs(&[&s[..]], Some(&mut proj));
-                for ((a, l), b) in alone.iter().zip(&looked_up).zip(&together[k * 3..]) {
-                    assert!((a - b).abs() < 1e-6, "{pooling:?}");
-                    assert!((l - b).abs() < 1e-6, "{pooling:?} with projections");
-                }
-            }
-            let again = h.0.probs(&refs, Some(&mut proj));
-            assert!(together
-                .iter()
-                .zip(&again)
-                .all(|(a, b)| (a - b).abs() < 1e-6));
-        }
-    }
-
-    #[test]
-    fn scores_with_confusion() {
-        let l: Vec<String> = ["neg", "pos", "neu"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let s = scores(&l, &[0, 0, 1, 1, 2], &[0, 1, 1, 1, 1]);
-        assert!((s.accuracy - 0.6).abs() < 1e-12);
-        assert_eq!(
-            s.confusion,
-            vec![vec![1, 1, 0], vec![0, 2, 0], vec![0, 1, 0]]
-        );
-        assert_eq!(s.per_class["neu"].f1, 0.0);
-        let f_pos = 2.0 * 0.5 * 1.0 / 1.5;
-        assert!((s.macro_f1 - (2.0 / 3.0 + f_pos) / 3.0).abs() < 1e-12);
-    }
 }
