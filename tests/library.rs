@@ -131,7 +131,7 @@ fn conll(n: usize) -> String {
 
 #[test]
 fn tagger_runs_resumes_and_traces() {
-    use rnnkit::task::tag::{self, run::TagRun};
+    use rnnkit::task::tag::{self, recipe::TagRun};
     let dir = tmp("lib-tag");
     let mut r = TagRun::recipe(None);
     r.data.train = Some(write(&dir.join("train.conll"), &conll(60)));

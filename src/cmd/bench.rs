@@ -250,7 +250,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
     let (train_rate, infer, name, params);
     let mut file_rate: Option<(f64, usize)> = None;
     if tag {
-        let mut cfg = tagger::run::TagRun::recipe(None).model;
+        let mut cfg = tagger::recipe::TagRun::recipe(None).model;
         (cfg.words, cfg.chars, cfg.labels) = (words as usize, 80, 17);
         cfg.rnn.input = cfg.token_dim();
         let mut m = tagger::Tagger::new(cfg, &mut rng);
@@ -284,7 +284,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
         if let Some(path) = &a.file {
             let sents = rnnkit::text::conll::read(path, Default::default())?;
             let vocabs = tagger::TagVocabs::build(&sents, 1);
-            let mut cfg = tagger::run::TagRun::recipe(None).model;
+            let mut cfg = tagger::recipe::TagRun::recipe(None).model;
             // 17 tags, CoNLL's in BIOES, as the random sentences have.
             (cfg.words, cfg.chars, cfg.labels) = (vocabs.words.len(), vocabs.chars.len(), 17);
             cfg.rnn.input = cfg.token_dim();

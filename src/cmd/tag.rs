@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use rnnkit::error::Error;
 use rnnkit::metrics::{NerCounter, NerScores};
-use rnnkit::task::tag::run::{encode_sentences, retag, score_encoded, TagPreset, TagRun};
+use rnnkit::task::tag::recipe::{encode_sentences, retag, score_encoded, TagPreset, TagRun};
 use rnnkit::task::tag::{self, Encoded, Output};
 use rnnkit::text::conll::{self, Columns, Scheme};
 use std::io::Write;

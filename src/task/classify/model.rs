@@ -1,6 +1,7 @@
 //! The classifier's network ([`Classifier`]: embedding → stack → pooling → linear), its
 //! config, its loss, and its checkpoint.
 
+use super::*;
 use crate::checkpoint::{self, Checkpointed};
 use crate::engine::dropout::{self, DropoutKind, Mask};
 use crate::engine::embedding::Embedding;
@@ -16,7 +17,6 @@ use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-use super::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

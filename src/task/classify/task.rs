@@ -1,17 +1,17 @@
 //! The classifier for the one trainer ([`ClsTask`]), batched prediction and its scores.
 
-use crate::task::{Eval, Selection, Stats, Task};
+use super::*;
 use crate::checkpoint::{self, Meta};
 use crate::engine::param::Module;
 use crate::engine::rnn::TokenProjections;
 use crate::error::Result;
+use crate::task::{Eval, Selection, Stats, Task};
 use crate::text::tokenizer::Tokenizer;
 use crate::text::vocab::Vocab;
 use rand::RngCore;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-use super::*;
 
 /// Accuracy, per-class precision, recall and F1, macro-F1 and the confusion matrix
 /// (`confusion[gold][pred]`).

@@ -1,11 +1,11 @@
 //! Unit tests of the classifier: pooling, gradients, weights, checkpoints.
 
+use super::*;
+use crate::engine::cell::CellKind;
 use crate::engine::init::Init;
 use crate::engine::param::{Module, Param};
 use crate::engine::rnn::{RnnConfig, TokenProjections};
 use rand::SeedableRng;
-use super::*;
-use crate::engine::cell::CellKind;
 
 struct H(Classifier, Vec<Vec<u32>>, Vec<u32>, Vec<f32>);
 impl Module for H {

@@ -2,11 +2,11 @@
 //! across them) and its evaluation.
 
 use super::*;
-use crate::task::{Eval, Stats, Task};
 use crate::checkpoint::{self, Meta};
 use crate::engine::param::Module;
 use crate::engine::rnn::State;
 use crate::error::Result;
+use crate::task::{Eval, Stats, Task};
 use crate::text::tokenizer::Tokenizer;
 use rand::RngCore;
 use std::path::Path;

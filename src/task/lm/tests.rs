@@ -1,12 +1,12 @@
 //! Unit tests of the language model: inits, windows, generation, checkpoints.
 
-use crate::engine::dropout::DropoutKind;
-use crate::engine::init::Init;
-use crate::engine::param::Param;
-use crate::engine::rnn::RnnConfig;
 use super::*;
 use crate::engine::cell::CellKind;
+use crate::engine::dropout::DropoutKind;
+use crate::engine::init::Init;
 use crate::engine::norm::NormKind;
+use crate::engine::param::Param;
+use crate::engine::rnn::RnnConfig;
 use rand::SeedableRng;
 
 /// torch-default draws nn.Embedding's N(0, 1) and nn.Linear's U(±1/√H); word-lm U(±0.1).

@@ -1,27 +1,9 @@
-//! Sequence tagging (named entities with BIO tags): the lecture's many-to-many task, as
-//! Lample et al. 2016 build it.
-//!
-//! Each token is represented by its word embedding (lowercased lookup), a casing feature,
-//! and a character-level feature (the final states of a character BiLSTM run over the
-//! word, so unseen words still get a representation); a bidirectional stack reads the
-//! sentence; a linear layer gives each token a score per tag; and either a softmax per
-//! token or a linear-chain CRF ([`crate::engine::crf`]) turns the scores into tags.
-//!
-//! Shapes are time-major like the engine's: a batch of B sentences padded to T tokens is
-//! `[T, B, ·]`, and each sentence's length is passed along, so padding never changes a
-//! result. Parameter names follow PyTorch conventions: `word_embedding.weight`,
-//! `char_embedding.weight`, `char_rnn.*`, `casing_embedding.weight`, `rnn.*`,
-//! `output.weight`, `output.bias` and pytorch-crf's `crf.start_transitions`,
-//! `crf.end_transitions`, `crf.transitions`.
+//! The tagger's network ([`Tagger`]: word, character and casing features → BiLSTM →
+//! softmax or CRF), its config, and its checkpoint.
 
-pub mod run;
-mod trace;
-
-pub use trace::trace;
-
-use super::{Eval, Stats, Task};
-use crate::checkpoint::{self, Checkpointed, Meta};
-use crate::engine::crf::{Allowed, Crf};
+use super::*;
+use crate::checkpoint::{self, Checkpointed};
+use crate::engine::crf::Crf;
 use crate::engine::dropout::{self, DropoutKind, Mask};
 use crate::engine::embedding::Embedding;
 use crate::engine::init::Init;
@@ -30,17 +12,12 @@ use crate::engine::loss::{cross_entropy_backward, Reduction, IGNORE};
 use crate::engine::param::{Module, Param};
 use crate::engine::rnn::{Rnn, RnnCache, RnnConfig, TokenProjections};
 use crate::error::{Error, Result};
-use crate::metrics::{NerCounter, NerScores};
-use crate::text::conll::{self, Scheme};
-use crate::text::tokenizer::{PAD, UNK};
+use crate::text::conll::Scheme;
 use crate::text::vocab::Vocab;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-
-/// The task name checkpoints carry.
-pub const TASK: &str = "tag";
 
 /// Casing classes of a word (Collobert et al., Reimers & Gurevych): row 0 is padding.
 pub const CASINGS: usize = 8;
@@ -167,98 +144,6 @@ impl TagConfig {
     }
 }
 
-/// The character BiLSTM: a word's characters in, the two final states `[2·Hc]` out.
-pub struct CharEncoder {
-    pub emb: Embedding,
-    pub rnn: Rnn,
-}
-
-struct CharCache {
-    ids: Vec<u32>,
-    rnn: RnnCache,
-    n: usize,
-}
-
-impl CharEncoder {
-    /// Features `[N, 2·Hc]` of `words` (character ids, each at least one character).
-    fn forward(
-        &mut self,
-        words: &[&[u32]],
-        train: bool,
-        rng: &mut dyn RngCore,
-    ) -> (Vec<f32>, CharCache) {
-        let p = crate::text::batch::pad(words, 0);
-        let d = self.emb.dim();
-        let mut x = vec![0.0; p.ids.len() * d];
-        self.emb.forward(&p.ids, &mut x);
-        let (_, st, cache) =
-            self.rnn
-                .forward(&x, p.t, p.b, Some(&p.lengths), None, train, train, rng);
-        let hc = self.rnn.cfg.hidden;
-        let n = words.len();
-        let mut feat = vec![0.0; n * 2 * hc];
-        for w in 0..n {
-            feat[w * 2 * hc..w * 2 * hc + hc].copy_from_slice(&st.h[w * hc..(w + 1) * hc]);
-            feat[w * 2 * hc + hc..(w + 1) * 2 * hc]
-                .copy_from_slice(&st.h[(n + w) * hc..(n + w + 1) * hc]);
-        }
-        (
-            feat,
-            CharCache {
-                ids: p.ids,
-                rnn: cache,
-                n,
-            },
-        )
-    }
-
-    fn backward(&mut self, c: CharCache, dfeat: &[f32]) {
-        let hc = self.rnn.cfg.hidden;
-        let n = c.n;
-        let mut ds = self.rnn.zero_state(n);
-        for w in 0..n {
-            ds.h[w * hc..(w + 1) * hc].copy_from_slice(&dfeat[w * 2 * hc..w * 2 * hc + hc]);
-            ds.h[(n + w) * hc..(n + w + 1) * hc]
-                .copy_from_slice(&dfeat[w * 2 * hc + hc..(w + 1) * 2 * hc]);
-        }
-        let t = c.ids.len() / n.max(1);
-        let dy = vec![0.0; t * n * 2 * hc];
-        let (dx, _) = self.rnn.backward(c.rnn, &dy, Some(&ds));
-        self.emb.backward(&c.ids, &dx);
-    }
-}
-
-/// Character features of every distinct spelling in a set of sentences, computed once for
-/// inference: without dropout a word's features do not depend on its batch, and a file
-/// repeats its frequent words thousands of times (CoNLL-2003 test: 46k tokens, 9k spellings).
-pub struct CharTable {
-    slot: HashMap<Vec<u32>, usize>,
-    /// `[N, 2·Hc]`.
-    feat: Vec<f32>,
-    width: usize,
-}
-
-/// What one pass over a file computes once and then looks up: every spelling's character
-/// features, and layer 0's input projection of every distinct token, keyed by its word,
-/// casing and spelling ([`TokenProjections`]).
-#[derive(Default)]
-pub struct FileTables {
-    pub chars: Option<CharTable>,
-    proj: TokenProjections<(u32, u32, u32)>,
-}
-
-impl CharTable {
-    /// The rows of `words` `[n, 2·Hc]`, or None if one is not in the table.
-    fn rows(&self, words: &[&[u32]]) -> Option<Vec<f32>> {
-        let mut out = Vec::with_capacity(words.len() * self.width);
-        for w in words {
-            let s = *self.slot.get(*w)?;
-            out.extend_from_slice(&self.feat[s * self.width..(s + 1) * self.width]);
-        }
-        Some(out)
-    }
-}
-
 pub struct Tagger {
     pub cfg: TagConfig,
     pub words: Embedding,
@@ -280,21 +165,21 @@ pub struct Encoded {
 }
 
 /// What backward needs from a batch's forward pass.
-struct TagCache {
-    t: usize,
-    b: usize,
-    lengths: Vec<usize>,
-    word_ids: Vec<u32>,
-    casing_ids: Vec<u32>,
+pub(super) struct TagCache {
+    pub(super) t: usize,
+    pub(super) b: usize,
+    pub(super) lengths: Vec<usize>,
+    pub(super) word_ids: Vec<u32>,
+    pub(super) casing_ids: Vec<u32>,
     /// Position `[T·B]` → index of its word among the batch's distinct words.
-    char_slot: Vec<usize>,
-    chars: Option<CharCache>,
-    in_mask: Option<Mask>,
+    pub(super) char_slot: Vec<usize>,
+    pub(super) chars: Option<CharCache>,
+    pub(super) in_mask: Option<Mask>,
     /// `None` when layer 0's input projections were looked up (inference).
-    rnn: Option<RnnCache>,
-    out_mask: Option<Mask>,
+    pub(super) rnn: Option<RnnCache>,
+    pub(super) out_mask: Option<Mask>,
     /// The encoder's output after dropout `[T·B, 2H]` (the output layer's input).
-    out: Vec<f32>,
+    pub(super) out: Vec<f32>,
 }
 
 impl Tagger {
@@ -358,7 +243,7 @@ impl Tagger {
     /// With `tables` (inference only), character features and layer 0's input projections
     /// come from them where they have them.
     /// `keep` keeps the stack's cache at inference too (for [`Tagger::trace`]).
-    fn forward(
+    pub(super) fn forward(
         &mut self,
         batch: &[&Encoded],
         train: bool,
@@ -673,7 +558,7 @@ impl Tagger {
     }
 }
 
-fn argmax(row: &[f32]) -> u32 {
+pub(super) fn argmax(row: &[f32]) -> u32 {
     row.iter()
         .enumerate()
         .fold(
@@ -684,7 +569,7 @@ fn argmax(row: &[f32]) -> u32 {
 }
 
 /// Gold label ids `[T·B]` time-major, [`IGNORE`] at padding (and everywhere when unlabelled).
-fn gold_ids(batch: &[&Encoded], t: usize) -> Vec<u32> {
+pub(super) fn gold_ids(batch: &[&Encoded], t: usize) -> Vec<u32> {
     let b = batch.len();
     let mut y = vec![IGNORE; t * b];
     for (j, s) in batch.iter().enumerate() {
@@ -693,46 +578,6 @@ fn gold_ids(batch: &[&Encoded], t: usize) -> Vec<u32> {
         }
     }
     y
-}
-
-/// The moves a scheme allows between labels named `P-TYPE` or `O`.
-pub fn allowed_moves(labels: &[String], scheme: Scheme) -> Allowed {
-    let k = labels.len();
-    let parts: Vec<(char, &str)> = labels
-        .iter()
-        .map(|l| conll::split_tag(l).unwrap_or(('O', "")))
-        .collect();
-    // Whether `to` may follow `from` (None: the sentence start or end).
-    let ok = |from: Option<(char, &str)>, to: Option<(char, &str)>| -> bool {
-        let inside = |p: char| match scheme {
-            Scheme::Bioes => matches!(p, 'B' | 'I'),
-            _ => matches!(p, 'B' | 'I'),
-        };
-        match (from, to) {
-            (_, None) => match (scheme, from) {
-                (Scheme::Bioes, Some((p, _))) => !inside(p),
-                _ => true,
-            },
-            (f, Some((p, ty))) => {
-                let open = f.filter(|(fp, _)| inside(*fp)).map(|(_, fty)| fty);
-                match (scheme, p) {
-                    (Scheme::Bioes, 'I' | 'E') => open == Some(ty),
-                    (Scheme::Bioes, _) => open.is_none(),
-                    (Scheme::Iob2, 'I') => open == Some(ty),
-                    (Scheme::Iob1, 'B') => open == Some(ty),
-                    (_, 'E' | 'S') => false,
-                    _ => true,
-                }
-            }
-        }
-    };
-    Allowed {
-        start: parts.iter().map(|&p| ok(None, Some(p))).collect(),
-        end: parts.iter().map(|&p| ok(Some(p), None)).collect(),
-        trans: (0..k * k)
-            .map(|i| ok(Some(parts[i / k]), Some(parts[i % k])))
-            .collect(),
-    }
 }
 
 impl Module for Tagger {
@@ -816,102 +661,6 @@ impl Checkpointed for Tagger {
     }
 }
 
-/// The vocabularies a tagger reads text with: lowercased words with `<unk>`, characters
-/// with `<unk>`, and the label list (closed).
-#[derive(Clone, Debug)]
-pub struct TagVocabs {
-    pub words: Vocab,
-    pub chars: Vocab,
-    pub labels: Vocab,
-}
-
-impl TagVocabs {
-    /// Built from training sentences (labels already in the model's scheme).
-    pub fn build(sents: &[conll::Sentence], min_freq: usize) -> TagVocabs {
-        let mut wc: HashMap<String, usize> = HashMap::new();
-        let mut cc: HashMap<char, usize> = HashMap::new();
-        let mut labels = std::collections::BTreeSet::new();
-        for s in sents {
-            for w in &s.tokens {
-                *wc.entry(w.to_lowercase()).or_default() += 1;
-                for c in w.chars() {
-                    *cc.entry(c).or_default() += 1;
-                }
-            }
-            labels.extend(s.tags.iter().cloned());
-        }
-        let specials = vec![PAD.to_string(), UNK.to_string()];
-        let mut words: Vec<String> = wc
-            .into_iter()
-            .filter(|(_, n)| *n >= min_freq.max(1))
-            .map(|(w, _)| w)
-            .collect();
-        words.sort();
-        let mut chars: Vec<String> = cc.into_keys().map(String::from).collect();
-        chars.sort();
-        let with_specials = |v: Vec<String>, lowercase: bool| {
-            Vocab {
-                tokens: specials.iter().cloned().chain(v).collect(),
-                specials: specials.clone(),
-                unk: Some(UNK.into()),
-                lowercase,
-                ..Default::default()
-            }
-            .indexed()
-        };
-        // "O" first, then the rest in order, so label ids are stable across runs.
-        let mut l: Vec<String> = labels.into_iter().filter(|t| t != "O").collect();
-        l.insert(0, "O".into());
-        TagVocabs {
-            words: with_specials(words, true),
-            chars: with_specials(chars, false),
-            labels: Vocab::labels(l),
-        }
-    }
-
-    /// A sentence as ids; labels must be in the vocabulary (`tags` empty: unlabelled).
-    pub fn encode(
-        &self,
-        tokens: &[String],
-        tags: &[String],
-    ) -> std::result::Result<Encoded, String> {
-        let unk_c = self.chars.lookup(UNK).unwrap_or(1);
-        let labels = tags
-            .iter()
-            .map(|t| {
-                self.labels
-                    .id(t)
-                    .ok_or_else(|| format!("label {t:?} never occurs in the training data"))
-            })
-            .collect::<std::result::Result<Vec<u32>, String>>()?;
-        Ok(Encoded {
-            words: tokens
-                .iter()
-                .map(|w| self.words.lookup(w).unwrap_or(1))
-                .collect(),
-            chars: tokens
-                .iter()
-                .map(|w| {
-                    w.chars()
-                        .map(|c| self.chars.id(c.encode_utf8(&mut [0; 4])).unwrap_or(unk_c))
-                        .collect()
-                })
-                .collect(),
-            casing: tokens.iter().map(|w| casing(w)).collect(),
-            labels,
-        })
-    }
-
-    pub fn to_map(&self) -> BTreeMap<String, Vocab> {
-        [
-            ("words".to_string(), self.words.clone()),
-            ("chars".to_string(), self.chars.clone()),
-            ("labels".to_string(), self.labels.clone()),
-        ]
-        .into()
-    }
-}
-
 /// Loads a tagger checkpoint: the model (constraints set) and its vocabularies.
 pub fn load(path: &Path) -> Result<(Tagger, TagVocabs)> {
     let (mut model, meta) = checkpoint::load::<Tagger>(path)?;
@@ -923,297 +672,4 @@ pub fn load(path: &Path) -> Result<(Tagger, TagVocabs)> {
     };
     model.constrain(&vocabs.labels.tokens);
     Ok((model, vocabs))
-}
-
-/// Tags `sents` in batches; labels of the model's scheme.
-pub fn tag_all(
-    model: &mut Tagger,
-    sents: &[Encoded],
-    batch: usize,
-) -> (Vec<Vec<u32>>, Option<f64>) {
-    let mut order: Vec<usize> = (0..sents.len()).collect();
-    // Similar lengths together: less padding, same results (lengths are passed along).
-    order.sort_by_key(|&i| sents[i].words.len());
-    let mut out = vec![Vec::new(); sents.len()];
-    let mut loss = Some(0.0);
-    let mut tables = FileTables {
-        chars: model.char_table(sents),
-        ..Default::default()
-    };
-    for chunk in order.chunks(batch.max(1)) {
-        let b: Vec<&Encoded> = chunk.iter().map(|&i| &sents[i]).collect();
-        let (paths, l) = model.predict_with(&b, Some(&mut tables));
-        loss = loss.zip(l).map(|(a, b)| a + b);
-        for (&i, p) in chunk.iter().zip(paths) {
-            out[i] = p;
-        }
-    }
-    (out, loss)
-}
-
-/// Entity scores of predicted label ids against gold label ids, both read in the model's
-/// scheme and scored in BIO (IOB2), as conlleval reads BIO files.
-pub fn score(labels: &Vocab, scheme: Scheme, gold: &[Vec<u32>], pred: &[Vec<u32>]) -> NerScores {
-    let name = |ids: &[u32]| -> Vec<String> {
-        let t: Vec<String> = ids
-            .iter()
-            .map(|&i| {
-                labels
-                    .tokens
-                    .get(i as usize)
-                    .cloned()
-                    .unwrap_or_else(|| "O".into())
-            })
-            .collect();
-        conll::convert(&t, scheme, Scheme::Iob2)
-    };
-    let mut n = NerCounter::default();
-    for (g, p) in gold.iter().zip(pred) {
-        n.add(&name(g), &name(p));
-    }
-    n.scores()
-}
-
-/// The tagging task for the shared trainer.
-pub struct TagTask {
-    pub model: Tagger,
-    pub vocabs: TagVocabs,
-    pub train: Vec<Encoded>,
-    pub valid: Vec<Encoded>,
-    pub batch: usize,
-    /// Probability of replacing a word seen once in training by `<unk>` (Lample et al.:
-    /// 0.5), so that the model learns an embedding for words it has never seen.
-    pub unk_replace: f32,
-    singletons: Vec<bool>,
-    batches: Vec<Vec<usize>>,
-}
-
-impl TagTask {
-    pub fn new(
-        model: Tagger,
-        vocabs: TagVocabs,
-        train: Vec<Encoded>,
-        valid: Vec<Encoded>,
-        batch: usize,
-        unk_replace: f32,
-    ) -> TagTask {
-        let mut count = vec![0usize; vocabs.words.len()];
-        for s in &train {
-            for &w in &s.words {
-                count[w as usize] += 1;
-            }
-        }
-        let singletons = count.iter().map(|&c| c == 1).collect();
-        let mut t = TagTask {
-            model,
-            vocabs,
-            train,
-            valid,
-            batch,
-            unk_replace,
-            singletons,
-            batches: Vec::new(),
-        };
-        t.begin_epoch(1, 0);
-        t
-    }
-
-    pub fn meta(&self) -> Meta<TagConfig> {
-        Meta::new(TASK, self.model.cfg.clone(), self.vocabs.to_map())
-    }
-}
-
-impl Task for TagTask {
-    fn name(&self) -> &'static str {
-        TASK
-    }
-    fn unit(&self) -> &'static str {
-        "sentence"
-    }
-    fn loss_ceiling(&self) -> Option<f64> {
-        None
-    }
-    fn model(&mut self) -> &mut dyn Module {
-        &mut self.model
-    }
-    fn steps_per_epoch(&self) -> usize {
-        self.batches.len()
-    }
-    fn begin_epoch(&mut self, epoch: usize, seed: u64) {
-        let lengths: Vec<usize> = self.train.iter().map(|s| s.words.len()).collect();
-        self.batches = crate::text::batch::bucket_batches(&lengths, self.batch, seed, epoch);
-    }
-    fn train_step(&mut self, i: usize, rng: &mut dyn RngCore) -> Stats {
-        let unk = self.vocabs.words.lookup(UNK).unwrap_or(1);
-        let batch: Vec<Encoded> = self.batches[i]
-            .iter()
-            .map(|&k| {
-                let mut s = self.train[k].clone();
-                for w in &mut s.words {
-                    if self.singletons[*w as usize] && rng.random::<f32>() < self.unk_replace {
-                        *w = unk;
-                    }
-                }
-                s
-            })
-            .collect();
-        let refs: Vec<&Encoded> = batch.iter().collect();
-        let loss = self.model.train_batch(&refs, 1.0, rng);
-        Stats {
-            loss_sum: loss,
-            count: refs.len(),
-        }
-    }
-    fn validate(&mut self) -> Option<Eval> {
-        if self.valid.is_empty() {
-            return None;
-        }
-        let (pred, loss) = tag_all(&mut self.model, &self.valid, 64);
-        let gold: Vec<Vec<u32>> = self.valid.iter().map(|s| s.labels.clone()).collect();
-        let s = score(&self.vocabs.labels, self.model.cfg.scheme, &gold, &pred);
-        Some(Eval {
-            loss: loss.unwrap_or(0.0) / self.valid.len() as f64,
-            metrics: vec![
-                ("f1".into(), s.f1),
-                ("precision".into(), s.precision),
-                ("recall".into(), s.recall),
-                ("accuracy".into(), s.accuracy),
-            ],
-        })
-    }
-    fn selection(&self) -> super::Selection {
-        super::Selection {
-            metric: "f1",
-            higher_is_better: true,
-        }
-    }
-    fn save(&mut self, path: &Path) -> Result<()> {
-        checkpoint::save(path, &self.model, &[], &self.meta().to_json())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::cell::CellKind;
-
-    fn tiny(output: Output, char_dim: usize) -> (Tagger, Vec<Encoded>) {
-        let mut rnn = RnnConfig::new(CellKind::Lstm, 0, 5, 1);
-        rnn.bidirectional = true;
-        let mut cfg = TagConfig {
-            words: 7,
-            word_dim: 4,
-            chars: 6,
-            char_dim,
-            char_hidden: 3,
-            casing_dim: 2,
-            rnn,
-            dropout: 0.0,
-            labels: 5,
-            output,
-            scheme: Scheme::Bioes,
-            constrained: false,
-            init: Init::Pytorch,
-            types: None,
-        };
-        cfg.rnn.input = cfg.token_dim();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let m = Tagger::new(cfg, &mut rng);
-        let sent = |n: usize, s: u32| Encoded {
-            words: (0..n as u32).map(|i| (i * 3 + s) % 7).collect(),
-            chars: (0..n as u32)
-                .map(|i| (0..(i % 3 + 1)).map(|c| (c + i + s) % 6).collect())
-                .collect(),
-            casing: (0..n as u32).map(|i| (i + s) % 8).collect(),
-            labels: (0..n as u32).map(|i| (i * 2 + s) % 5).collect(),
-        };
-        (m, vec![sent(4, 1), sent(2, 2), sent(3, 0)])
-    }
-
-    struct H(Tagger, Vec<Encoded>);
-    impl Module for H {
-        fn visit(&self, f: &mut dyn FnMut(&Param)) {
-            self.0.visit(f)
-        }
-        fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
-            self.0.visit_mut(f)
-        }
-    }
-
-    /// The whole tagger (characters, casing, BiLSTM, output layer, CRF or softmax) against
-    /// finite differences, on a padded batch.
-    #[test]
-    fn tagger_gradients_match_finite_differences() {
-        for (output, char_dim) in [(Output::Crf, 3), (Output::Softmax, 3), (Output::Crf, 0)] {
-            let (m, sents) = tiny(output, char_dim);
-            let mut h = H(m, sents);
-            crate::engine::gradcheck::check(&mut h, |h: &mut H, backward| {
-                let refs: Vec<&Encoded> = h.1.iter().collect();
-                let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-                if backward {
-                    h.0.train_batch(&refs, 1.0, &mut rng) / refs.len() as f64
-                } else {
-                    h.0.predict(&refs).1.unwrap() / refs.len() as f64
-                }
-            });
-        }
-    }
-
-    /// A sentence gets the same tags and loss alone as in a padded batch, and as with the
-    /// file's character table and input projections.
-    #[test]
-    fn padding_never_changes_a_result() {
-        for output in [Output::Crf, Output::Softmax] {
-            let (mut m, sents) = tiny(output, 3);
-            let refs: Vec<&Encoded> = sents.iter().collect();
-            let (together, loss) = m.predict(&refs);
-            let mut alone_loss = 0.0;
-            for (s, want) in sents.iter().zip(&together) {
-                let (p, l) = m.predict(&[s]);
-                assert_eq!(&p[0], want);
-                alone_loss += l.unwrap();
-            }
-            assert!((alone_loss - loss.unwrap()).abs() < 1e-4);
-            // The whole-file character table gives the same tags and loss as computing
-            // the characters batch by batch.
-            let (cached, cached_loss) = tag_all(&mut m, &sents, 2);
-            assert_eq!(cached, together);
-            assert!((cached_loss.unwrap() - loss.unwrap()).abs() < 1e-4);
-            assert!(m.char_table(&sents).is_some());
-            // So do layer 0's input projections looked up by token, batch after batch.
-            let mut tables = FileTables {
-                chars: m.char_table(&sents),
-                ..Default::default()
-            };
-            for (s, want) in sents.iter().zip(&together) {
-                assert_eq!(&m.predict_with(&[s], Some(&mut tables)).0[0], want);
-            }
-            assert!(!tables.proj.is_empty(), "projections were looked up");
-        }
-    }
-
-    #[test]
-    fn bioes_constraints_forbid_what_the_scheme_forbids() {
-        let labels: Vec<String> = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "E-LOC"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let a = allowed_moves(&labels, Scheme::Bioes);
-        let k = labels.len();
-        let ok = |f: usize, t: usize| a.trans[f * k + t];
-        assert!(ok(1, 2) && ok(2, 3) && ok(1, 3) && ok(3, 0) && ok(4, 5) && ok(0, 4));
-        assert!(!ok(0, 2) && !ok(1, 6) && !ok(1, 0) && !ok(3, 2) && !ok(5, 3));
-        assert!(a.start[0] && a.start[1] && !a.start[2] && !a.start[3]);
-        assert!(a.end[0] && a.end[3] && a.end[4] && !a.end[1] && !a.end[2]);
-        let b = allowed_moves(&labels[..3], Scheme::Iob2);
-        assert!(!b.start[2] && b.trans[3 + 2] && !b.trans[2]);
-    }
-
-    #[test]
-    fn casing_classes() {
-        assert_eq!(
-            ["1996", "3-2", "eu", "EU", "Peter", "a1B", "iPhone"].map(casing),
-            [1, 2, 3, 4, 5, 6, 7]
-        );
-    }
 }

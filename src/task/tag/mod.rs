@@ -1,0 +1,31 @@
+//! Sequence tagging (named entities with BIO tags): the lecture's many-to-many task, as
+//! Lample et al. 2016 build it.
+//!
+//! Each token is represented by its word embedding (lowercased lookup), a casing feature,
+//! and a character-level feature (the final states of a character BiLSTM run over the
+//! word, so unseen words still get a representation); a bidirectional stack reads the
+//! sentence; a linear layer gives each token a score per tag; and either a softmax per
+//! token or a linear-chain CRF ([`crate::engine::crf`]) turns the scores into tags.
+//!
+//! Shapes are time-major like the engine's: a batch of B sentences padded to T tokens is
+//! `[T, B, ·]`, and each sentence's length is passed along, so padding never changes a
+//! result. Parameter names follow PyTorch conventions: `word_embedding.weight`,
+//! `char_embedding.weight`, `char_rnn.*`, `casing_embedding.weight`, `rnn.*`,
+//! `output.weight`, `output.bias` and pytorch-crf's `crf.start_transitions`,
+//! `crf.end_transitions`, `crf.transitions`.
+
+mod chars;
+mod model;
+pub mod recipe;
+mod task;
+#[cfg(test)]
+mod tests;
+mod trace;
+
+pub use chars::*;
+pub use model::*;
+pub use task::*;
+pub use trace::trace;
+
+/// The task name checkpoints carry.
+pub const TASK: &str = "tag";
