@@ -219,7 +219,7 @@ fn classifier_runs_resumes_and_traces() {
 
 #[test]
 fn translator_runs_resumes_and_traces() {
-    use rnnkit::task::translate::run::{self as tr, TrRun};
+    use rnnkit::task::translate::{self as tr, recipe::TrRun};
     let dir = tmp("lib-tr");
     let words = [
         ("hund", "dog"),

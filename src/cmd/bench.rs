@@ -369,7 +369,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
 }
 
 fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
-    use rnnkit::task::translate::{run::TrRun, Batch, Decoding, Seq2Seq, Specials};
+    use rnnkit::task::translate::{recipe::TrRun, Batch, Decoding, Seq2Seq, Specials};
     if [
         a.batch_size,
         a.length,

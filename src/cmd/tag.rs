@@ -1,12 +1,12 @@
 //! `rnnkit tag train | eval | predict | score`.
 
 use super::common::{self, ComputeArgs, EmbedArgs, OptimArgs, RunArgs, StackArgs};
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use rnnkit::error::Error;
 use rnnkit::metrics::{NerCounter, NerScores};
-use rnnkit::task::tag::recipe::{encode_sentences, retag, score_encoded, TagPreset, TagRun};
-use rnnkit::task::tag::{self, Encoded, Output};
+use rnnkit::task::tag::recipe::{TagPreset, TagRun};
+use rnnkit::task::tag::{self, Output};
 use rnnkit::text::conll::{self, Columns, Scheme};
 use std::io::Write;
 use std::path::PathBuf;
@@ -261,20 +261,12 @@ fn print_scores(s: &NerScores, json: bool) {
 
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
-    let (mut model, vocabs) = tag::load(&a.model)?;
+    let mut tagger = tag::Loaded::load(&a.model)?;
     let scheme = a.conll.scheme.unwrap_or(Scheme::Iob2);
-    let mut sents = conll::read(&a.data, a.conll.columns())?;
-    for s in &mut sents {
-        conll::validate_sentence(&a.data, s, scheme)?;
-        s.tags = retag(
-            &s.tags,
-            scheme,
-            model.cfg.scheme,
-            model.cfg.types.as_deref(),
-        );
-    }
-    let enc = encode_sentences(&vocabs, &sents, &a.data)?;
-    print_scores(&score_encoded(&mut model, &vocabs, &enc), a.json);
+    print_scores(
+        &tagger.evaluate(&a.data, a.conll.columns(), scheme)?,
+        a.json,
+    );
     Ok(())
 }
 
@@ -315,11 +307,11 @@ fn score_cmd(a: ScoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One input sentence: its tokens, each token's character range in the text line (plain
-/// text) and the raw lines (CoNLL) to echo.
+/// One input sentence: its text line (plain text), or its tokens and the raw lines to echo
+/// (CoNLL).
+#[derive(Default)]
 struct Input {
     tokens: Vec<String>,
-    offsets: Vec<(usize, usize)>,
     text: String,
     lines: Vec<String>,
 }
@@ -329,42 +321,22 @@ fn read_inputs(a: &PredictArgs) -> anyhow::Result<Vec<Input>> {
     let lines = rnnkit::text::read::read_lines(a.input.as_deref())?;
     let mut out = Vec::new();
     if a.text {
-        for line in lines {
-            let spans = rnnkit::text::tokenizer::word_spans(&line);
-            let char_at = |b: usize| line[..b].chars().count();
-            out.push(Input {
-                tokens: spans.iter().map(|&(s, e)| line[s..e].to_string()).collect(),
-                offsets: spans
-                    .iter()
-                    .map(|&(s, e)| (char_at(s), char_at(e)))
-                    .collect(),
-                text: line,
-                lines: Vec::new(),
-            });
-        }
-        return Ok(out);
+        return Ok(lines
+            .into_iter()
+            .map(|text| Input {
+                text,
+                ..Default::default()
+            })
+            .collect());
     }
     // CoNLL: keep every line of a sentence to echo it with the predicted tag appended.
     let cols = a.conll.columns();
-    let mut cur = Input {
-        tokens: Vec::new(),
-        offsets: Vec::new(),
-        text: String::new(),
-        lines: Vec::new(),
-    };
+    let mut cur = Input::default();
     let mut docstart = Vec::new();
     for (n, line) in lines.into_iter().enumerate() {
         if line.trim().is_empty() {
             if !cur.tokens.is_empty() {
-                out.push(std::mem::replace(
-                    &mut cur,
-                    Input {
-                        tokens: Vec::new(),
-                        offsets: Vec::new(),
-                        text: String::new(),
-                        lines: Vec::new(),
-                    },
-                ));
+                out.push(std::mem::take(&mut cur));
             }
             continue;
         }
@@ -397,13 +369,9 @@ fn read_inputs(a: &PredictArgs) -> anyhow::Result<Vec<Input>> {
 
 fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
-    let (mut model, vocabs) = tag::load(&a.model)?;
+    let mut tagger = tag::Loaded::load(&a.model)?;
+    tagger.probs = a.probs;
     let inputs = read_inputs(&a)?;
-    let enc: Vec<Encoded> = inputs
-        .iter()
-        .map(|s| vocabs.encode(&s.tokens, &[]).map_err(|e| anyhow!(e)))
-        .collect::<anyhow::Result<_>>()?;
-    let (paths, _) = tag::tag_all(&mut model, &enc, 64);
     let out_scheme = a.conll.scheme.unwrap_or(Scheme::Iob2);
     let format = a.format.clone().unwrap_or_else(|| {
         if a.text {
@@ -412,92 +380,70 @@ fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
             "conll".into()
         }
     });
-    let model_scheme = model.cfg.scheme;
-    let names = |p: &[u32]| -> Vec<String> {
-        let t: Vec<String> = p
-            .iter()
-            .map(|&i| vocabs.labels.tokens[i as usize].clone())
-            .collect();
-        conll::convert(&t, model_scheme, out_scheme)
-    };
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
+    if !matches!(format.as_str(), "conll" | "json" | "html" | "text") {
+        bail!("--format {format:?}: expected conll, json, html or text");
+    }
+    let tagged = if a.text {
+        let texts: Vec<&str> = inputs.iter().map(|i| i.text.as_str()).collect();
+        tagger.tag_texts(&texts)?
+    } else {
+        let sents: Vec<Vec<String>> = inputs.iter().map(|i| i.tokens.clone()).collect();
+        tagger.tag_tokens(&sents)?
+    };
+    let tags = |t: &tag::Tagged| conll::convert(&t.tags, Scheme::Iob2, out_scheme);
+    if format == "conll" {
+        for (inp, t) in inputs.iter().zip(&tagged) {
+            for (i, tag) in tags(t).iter().enumerate() {
+                match inp.lines.get(i) {
+                    Some(l) => {
+                        let sep = if l.contains('\t') { "\t" } else { " " };
+                        writeln!(w, "{l}{sep}{tag}")?
+                    }
+                    None => writeln!(w, "{}\t{tag}", t.tokens[i])?,
+                }
+            }
+            writeln!(w)?;
+        }
+        return Ok(());
+    }
+    let docs: Vec<serde_json::Value> = tagged
+        .iter()
+        .map(|t| {
+            let ents: Vec<serde_json::Value> = t
+                .entities
+                .iter()
+                .map(|e| {
+                    let mut v = serde_json::json!({"type": e.kind, "start": e.start, "end": e.end,
+                        "text": e.text});
+                    if a.text {
+                        v["char_start"] = e.char_start.into();
+                        v["char_end"] = e.char_end.into();
+                    }
+                    if let Some(p) = e.prob {
+                        v["prob"] = p.into();
+                    }
+                    v
+                })
+                .collect();
+            serde_json::json!({"tokens": t.tokens, "tags": tags(t), "entities": ents})
+        })
+        .collect();
     match format.as_str() {
-        "conll" => {
-            for (inp, p) in inputs.iter().zip(&paths) {
-                let tags = names(p);
-                for (i, t) in tags.iter().enumerate() {
-                    match inp.lines.get(i) {
-                        Some(l) => {
-                            let sep = if l.contains('\t') { "\t" } else { " " };
-                            writeln!(w, "{l}{sep}{t}")?
-                        }
-                        None => writeln!(w, "{}\t{t}", inp.tokens[i])?,
-                    }
-                }
-                writeln!(w)?;
+        "json" => {
+            for d in &docs {
+                writeln!(w, "{d}")?;
             }
         }
-        "json" | "html" | "text" => {
-            let probs = if a.probs {
-                let refs: Vec<&Encoded> = enc.iter().collect();
-                Some(
-                    refs.chunks(64)
-                        .zip(paths.chunks(64))
-                        .flat_map(|(b, p)| model.confidences(b, p))
-                        .collect::<Vec<_>>(),
-                )
-            } else {
-                None
-            };
-            let mut docs = Vec::new();
-            for (k, (inp, p)) in inputs.iter().zip(&paths).enumerate() {
-                let tags = names(p);
-                let iob2 = conll::convert(&tags, out_scheme, Scheme::Iob2);
-                let ents: Vec<serde_json::Value> = rnnkit::metrics::chunks(&iob2)
-                    .into_iter()
-                    .map(|(ty, s, e)| {
-                        let mut v = serde_json::json!({"type": ty, "start": s, "end": e + 1,
-                            "text": inp.tokens[s..=e].join(" ")});
-                        if let Some((cs, _)) = inp.offsets.get(s) {
-                            v["char_start"] = (*cs).into();
-                            v["char_end"] = inp.offsets[e].1.into();
-                            v["text"] = inp
-                                .text
-                                .chars()
-                                .skip(*cs)
-                                .take(inp.offsets[e].1 - cs)
-                                .collect::<String>()
-                                .into();
-                        }
-                        if let Some(pr) = &probs {
-                            let m: f32 = pr[k][s..=e].iter().sum::<f32>() / (e + 1 - s) as f32;
-                            v["prob"] = m.into();
-                        }
-                        v
-                    })
-                    .collect();
-                docs.push(
-                    serde_json::json!({"tokens": inp.tokens, "tags": tags, "entities": ents}),
-                );
-            }
-            match format.as_str() {
-                "json" => {
-                    for d in &docs {
-                        writeln!(w, "{d}")?;
-                    }
-                }
-                "html" => write_html(&mut w, &docs)?,
-                _ => {
-                    use std::io::IsTerminal;
-                    let colour = std::io::stdout().is_terminal();
-                    for d in &docs {
-                        writeln!(w, "{}", bracketed(d, colour))?;
-                    }
-                }
+        "html" => write_html(&mut w, &docs)?,
+        _ => {
+            use std::io::IsTerminal;
+            let colour = std::io::stdout().is_terminal();
+            for d in &docs {
+                writeln!(w, "{}", bracketed(d, colour))?;
             }
         }
-        other => bail!("--format {other:?}: expected conll, json, html or text"),
     }
     Ok(())
 }

@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 use rnnkit::engine::attention::Score;
 use rnnkit::engine::cell::CellKind;
 use rnnkit::error::Error;
-use rnnkit::task::translate::run::{self as tr, TrRun};
 use rnnkit::task::translate::Decoding;
+use rnnkit::task::translate::{self as tr, recipe::TrRun};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

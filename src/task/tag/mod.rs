@@ -16,6 +16,7 @@
 
 mod chars;
 mod model;
+mod predict;
 pub mod recipe;
 mod task;
 #[cfg(test)]
@@ -24,6 +25,7 @@ mod trace;
 
 pub use chars::*;
 pub use model::*;
+pub use predict::*;
 pub use task::*;
 pub use trace::trace;
 

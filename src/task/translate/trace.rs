@@ -1,8 +1,8 @@
 //! The translator looked inside: the encoder's states and gates at each source token, and
 //! the greedy translation's attention over the source.
 
-use super::run::TrTask;
 use super::Decoding;
+use super::TrTask;
 use crate::error::{Error, Result};
 use crate::task::trace::{TaskTrace, Trace};
 
