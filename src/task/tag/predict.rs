@@ -7,6 +7,9 @@ use crate::text::conll::{self, Scheme};
 use serde::Serialize;
 use std::path::Path;
 
+/// A sentence's tokens and their character spans.
+type Words = (Vec<String>, Vec<(usize, usize)>);
+
 /// A tagger with the vocabularies it reads text with.
 pub struct Loaded {
     pub model: Tagger,
@@ -73,7 +76,7 @@ impl Loaded {
     /// Tags sentences of plain text, each split into words as `tag predict --text` splits
     /// it ([`crate::text::tokenizer::word_spans`]); an empty text gives an empty sentence.
     pub fn tag_texts(&mut self, texts: &[&str]) -> Result<Vec<Tagged>> {
-        let inputs: Vec<(Vec<String>, Vec<(usize, usize)>)> = texts
+        let inputs: Vec<Words> = texts
             .iter()
             .map(|text| {
                 let spans = crate::text::tokenizer::word_spans(text);
@@ -93,7 +96,7 @@ impl Loaded {
     /// space.
     pub fn tag_tokens(&mut self, sentences: &[Vec<String>]) -> Result<Vec<Tagged>> {
         let joined: Vec<String> = sentences.iter().map(|s| s.join(" ")).collect();
-        let inputs: Vec<(Vec<String>, Vec<(usize, usize)>)> = sentences
+        let inputs: Vec<Words> = sentences
             .iter()
             .map(|s| {
                 let mut at = 0;
@@ -115,7 +118,7 @@ impl Loaded {
     /// Tags (tokens, character offsets) of `texts`, in batches of 64.
     fn tag(
         &mut self,
-        inputs: &[(Vec<String>, Vec<(usize, usize)>)],
+        inputs: &[Words],
         texts: &[&str],
     ) -> Result<Vec<Tagged>> {
         let enc: Vec<Encoded> = inputs
