@@ -193,7 +193,7 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
 
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
-    let (model, tok, lowercase, labels) = classify::load(&a.model)?;
+    let mut clf = classify::Loaded::load(&a.model)?;
     let text_col = a
         .tsv
         .text_col
@@ -205,22 +205,16 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or(Column::Name("label".into()));
     let rows = read_tsv(&a.data, &text_col, Some(&label_col), Some(a.tsv.header))?;
-    let mut enc = Vec::new();
-    for (i, (t, l)) in rows.iter().enumerate() {
-        let l = l.as_deref().ok_or_else(|| {
-            Error::input(&a.data, i + 1, format!("no label column {label_col:?}"))
-        })?;
-        let y = labels.id(l).ok_or_else(|| {
-            Error::input(
-                &a.data,
-                i + 2,
-                format!("label {l:?} never occurs in the training data"),
-            )
-        })?;
-        enc.push((classify::encode(&tok, lowercase, t), y));
-    }
-    let mut model = model;
-    let (loss, s) = classify::evaluate(&mut model, &labels, &enc);
+    let rows: Vec<(String, String)> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, l))| {
+            l.map(|l| (t, l)).ok_or_else(|| {
+                Error::input(&a.data, i + 1, format!("no label column {label_col:?}"))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let (loss, s) = clf.evaluate(&rows, &a.data)?;
     if let Some(p) = &a.confusion_png {
         rnnkit::plot::heatmap(
             p,
@@ -232,14 +226,14 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     if a.json {
         let mut v = scores_json(&s);
         v["loss"] = loss.into();
-        v["sentences"] = enc.len().into();
+        v["sentences"] = rows.len().into();
         super::print_json(&v);
     } else {
         println!(
             "accuracy {:.2}%  macro-F1 {:.2}  ({} sentences)",
             100.0 * s.accuracy,
             100.0 * s.macro_f1,
-            enc.len()
+            rows.len()
         );
         for (l, p) in &s.per_class {
             println!(
@@ -256,7 +250,7 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
 
 fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
-    let (mut model, tok, lowercase, labels) = classify::load(&a.model)?;
+    let mut clf = classify::Loaded::load(&a.model)?;
     let texts: Vec<String> = match (&a.input, a.tsv) {
         (Some(p), true) => {
             let col = a
@@ -271,29 +265,26 @@ fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
         }
         (p, _) => rnnkit::text::read::read_lines(p.as_deref())?,
     };
-    let ids: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| classify::encode(&tok, lowercase, t))
-        .collect();
-    let probs = classify::classify_all(&mut model, &ids, 128);
+    let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+    let preds = clf.predict(&refs);
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
-    for (t, p) in texts.iter().zip(&probs) {
-        let y = classify::argmax(p) as usize;
+    for (t, p) in texts.iter().zip(&preds) {
         if a.json {
-            let all: serde_json::Map<String, serde_json::Value> = labels
+            let all: serde_json::Map<String, serde_json::Value> = clf
+                .labels
                 .tokens
                 .iter()
-                .zip(p)
+                .zip(&p.probs)
                 .map(|(l, &v)| (l.clone(), v.into()))
                 .collect();
             writeln!(
                 w,
                 "{}",
-                serde_json::json!({"text": t, "label": labels.tokens[y], "prob": p[y], "probs": all})
+                serde_json::json!({"text": t, "label": p.label, "prob": p.prob, "probs": all})
             )?;
         } else {
-            writeln!(w, "{}\t{:.4}", labels.tokens[y], p[y])?;
+            writeln!(w, "{}\t{:.4}", p.label, p.prob)?;
         }
     }
     Ok(())

@@ -10,6 +10,7 @@
 //! `output.bias`.
 
 mod model;
+mod predict;
 pub mod recipe;
 mod task;
 #[cfg(test)]
@@ -17,6 +18,7 @@ mod tests;
 mod trace;
 
 pub use model::*;
+pub use predict::*;
 pub use task::*;
 pub use trace::trace;
 
