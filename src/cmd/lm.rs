@@ -196,36 +196,18 @@ fn fmt_opt(v: Option<f64>) -> String {
 }
 
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
-    if a.batch_size == 0 || a.bptt == 0 {
-        bail!("--batch-size and --bptt must be at least 1");
-    }
     super::set_compute(&a.compute);
-    let (mut model, tok) = rnnkit::task::lm::load(&a.model)?;
-    let ids = tok.encode_file(&a.data)?;
-    if ids.len() < a.batch_size.max(1) + 1 {
-        bail!(
-            "{}: only {} tokens; need more than the batch size {}",
-            a.data.display(),
-            ids.len(),
-            a.batch_size
-        );
-    }
-    let st = rnnkit::task::lm::evaluate(&mut model, &ids, a.batch_size, a.bptt);
-    let loss = st.mean();
-    let mut res = serde_json::json!({"loss": loss, "ppl": loss.exp(), "tokens": st.count});
-    if tok.kind == Kind::Char {
-        res["bpc"] = serde_json::json!(loss / std::f64::consts::LN_2);
-    }
+    let mut lm = rnnkit::task::lm::Loaded::load(&a.model)?;
+    let sc = lm.evaluate_file(&a.data, a.batch_size, a.bptt)?;
     if a.json {
-        super::print_json(&res);
+        super::print_json(&serde_json::to_value(sc)?);
     } else {
         println!(
-            "loss {loss:.4} nats/token  ppl {:.2}  tokens {}",
-            loss.exp(),
-            st.count
+            "loss {:.4} nats/token  ppl {:.2}  tokens {}",
+            sc.loss, sc.ppl, sc.tokens
         );
-        if let Some(b) = res.get("bpc") {
-            println!("bpc {:.4}", b.as_f64().unwrap_or(0.0));
+        if let Some(b) = sc.bpc {
+            println!("bpc {b:.4}");
         }
     }
     Ok(())
@@ -236,29 +218,24 @@ fn gen_cmd(a: GenArgs) -> anyhow::Result<()> {
     if !(a.temperature.is_finite() && a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0) {
         bail!("--temperature must be a number ≥ 0 and --top-p in (0, 1]");
     }
-    let (mut model, tok) = rnnkit::task::lm::load(&a.model)?;
-    let prompt = tok.encode(&a.prompt);
+    let mut lm = rnnkit::task::lm::Loaded::load(&a.model)?;
     let s = Sampling {
         temperature: a.temperature,
         top_k: a.top_k,
         top_p: a.top_p,
         greedy: a.greedy,
     };
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(a.seed);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut text = String::new();
     let mut err = None;
     if !a.json {
         write!(out, "{}", a.prompt).context("stdout")?;
     }
     let start = std::time::Instant::now();
     let mut n = 0;
-    rnnkit::task::lm::generate(&mut model, &prompt, a.max_tokens, &s, &mut rng, |id| {
-        let piece = tok.token_text(id, n == 0 && a.prompt.is_empty());
+    let text = lm.generate(&a.prompt, a.max_tokens, &s, a.seed, |piece| {
         n += 1;
         if a.json {
-            text.push_str(&piece);
             return true;
         }
         match write!(out, "{piece}").and_then(|_| out.flush()) {

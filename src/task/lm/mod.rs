@@ -7,6 +7,7 @@
 
 mod generate;
 mod model;
+mod predict;
 pub mod recipe;
 mod task;
 #[cfg(test)]
@@ -15,6 +16,7 @@ mod trace;
 
 pub use generate::*;
 pub use model::*;
+pub use predict::*;
 pub use task::*;
 pub use trace::trace;
 
