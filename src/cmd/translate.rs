@@ -267,73 +267,44 @@ fn encode_sources<'a>(task: &tr::TrTask, lines: impl Iterator<Item = &'a str>) -
 
 fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
-    let mut task = tr::load(&a.model)?;
+    let mut task = tr::Loaded::load(&a.model)?;
     let lines = rnnkit::text::read::read_lines(a.input.as_deref())?;
-    let srcs = encode_sources(&task, lines.iter().map(|l| l.as_str()));
     let d = Decoding {
         attention: a.attention_map.is_some() || a.json,
         ..a.decode.decoding(a.n_best)?
     };
-    // An empty source translates to an empty line.
-    let nonempty: Vec<usize> = (0..srcs.len()).filter(|&i| !srcs[i].is_empty()).collect();
-    let todo: Vec<Vec<u32>> = nonempty.iter().map(|&i| srcs[i].clone()).collect();
-    let done = task.translate(&todo, &d, 64)?;
-    let mut hyps = vec![Vec::new(); srcs.len()];
-    for (&i, h) in nonempty.iter().zip(done) {
-        hyps[i] = h;
-    }
+    let refs: Vec<&str> = lines.iter().map(|l| l.as_str()).collect();
+    let out = task.translate_texts(&refs, &d)?;
     if let Some(dir) = &a.attention_map {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
-    for (k, (line, hs)) in lines.iter().zip(&hyps).enumerate() {
-        let src_toks: Vec<String> = srcs[k]
-            .iter()
-            .map(|&i| {
-                task.src_tok
-                    .vocab
-                    .get(i as usize)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect();
-        if let (Some(dir), Some(h)) = (&a.attention_map, hs.first()) {
+    for (k, (line, t)) in lines.iter().zip(&out).enumerate() {
+        if let Some(full) = t.cut_from {
+            eprintln!(
+                "rnnkit: note: line {}: {full} source tokens, translating the first {}",
+                k + 1,
+                t.source_tokens.len()
+            );
+        }
+        if let (Some(dir), Some(h)) = (&a.attention_map, t.hypotheses.first()) {
             if !h.attention.is_empty() {
-                let mut tgt: Vec<String> = h
-                    .tokens
-                    .iter()
-                    .map(|&i| {
-                        task.tgt_tok
-                            .vocab
-                            .get(i as usize)
-                            .cloned()
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                tgt.push("<eos>".into());
                 let png = dir.join(format!("{:04}.png", k + 1));
-                rnnkit::plot::attention_map(&png, &src_toks, &tgt, &h.attention)?;
+                rnnkit::plot::attention_map(&png, &t.source_tokens, &h.tokens, &h.attention)?;
             }
         }
         if a.json {
-            let items: Vec<serde_json::Value> = hs
-                .iter()
-                .map(|h| {
-                    serde_json::json!({"translation": task.detok(&h.tokens), "score": h.score,
-                        "log_prob": h.log_prob, "attention": h.attention})
-                })
-                .collect();
             writeln!(
                 w,
                 "{}",
-                serde_json::json!({"source": line, "source_tokens": src_toks, "hypotheses": items})
+                serde_json::json!({"source": line, "source_tokens": t.source_tokens, "hypotheses": t.hypotheses})
             )?;
-        } else if hs.is_empty() {
+        } else if t.hypotheses.is_empty() {
             writeln!(w)?;
         } else {
-            for h in hs.iter().take(a.n_best.max(1)) {
-                writeln!(w, "{}", task.detok(&h.tokens))?;
+            for h in t.hypotheses.iter().take(a.n_best.max(1)) {
+                writeln!(w, "{}", h.translation)?;
             }
         }
     }

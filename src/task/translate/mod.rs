@@ -20,6 +20,7 @@
 
 mod decode;
 mod model;
+mod predict;
 pub mod recipe;
 mod task;
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod trace;
 
 pub use decode::*;
 pub use model::*;
+pub use predict::*;
 pub use task::*;
 
 /// The task name checkpoints carry.
