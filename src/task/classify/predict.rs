@@ -65,13 +65,8 @@ impl Loaded {
     /// Mean loss and scores on labelled rows (text, label); a label the model does not
     /// know is an error naming its row of `path`.
     pub fn evaluate(&mut self, rows: &[(String, String)], path: &Path) -> Result<(f64, ClsScores)> {
-        let enc = super::recipe::encode_rows(
-            &self.tokenizer,
-            self.lowercase,
-            &self.labels,
-            rows,
-            path,
-        )?;
+        let enc =
+            super::recipe::encode_rows(&self.tokenizer, self.lowercase, &self.labels, rows, path)?;
         Ok(super::evaluate(&mut self.model, &self.labels, &enc))
     }
 

@@ -116,11 +116,7 @@ impl Loaded {
     }
 
     /// Tags (tokens, character offsets) of `texts`, in batches of 64.
-    fn tag(
-        &mut self,
-        inputs: &[Words],
-        texts: &[&str],
-    ) -> Result<Vec<Tagged>> {
+    fn tag(&mut self, inputs: &[Words], texts: &[&str]) -> Result<Vec<Tagged>> {
         let enc: Vec<Encoded> = inputs
             .iter()
             .map(|(t, _)| self.vocabs.encode(t, &[]).map_err(Error::Usage))
