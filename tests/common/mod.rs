@@ -1,5 +1,7 @@
 //! Helpers the end-to-end tests share: running the binary, temporary folders, reading the
-//! JSON line, and checking one-line errors.
+//! JSON line, checking one-line errors, and the small language-model corpus and run that
+//! the command tests train (the first lines of PTB when RNNKIT_DATA_DIR has it, else
+//! rnnkit's own README and sources).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -49,4 +51,98 @@ pub fn assert_user_error(o: &Output, needle: &str) {
         "one-line error expected: {err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Small real text: 300 lines of PTB's validation set, or the project's own text.
+pub fn corpus(dir: &Path) -> (PathBuf, PathBuf) {
+    let text = std::env::var_os("RNNKIT_DATA_DIR")
+        .map(|d| PathBuf::from(d).join("ptb/ptb.valid.txt"))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            ["README.md", "src/task/lm/model.rs", "src/train.rs"]
+                .iter()
+                .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
+                .collect()
+        });
+    let lines: Vec<&str> = text.lines().collect();
+    let (train, valid) = (
+        lines[..300].join("\n") + "\n",
+        lines[300..360].join("\n") + "\n",
+    );
+    let (t, v) = (dir.join("train.txt"), dir.join("valid.txt"));
+    std::fs::write(&t, train).unwrap();
+    std::fs::write(&v, valid).unwrap();
+    (t, v)
+}
+
+/// A fresh folder with the small corpus: (run dir, train, valid, run dir as text).
+pub fn run_dir(name: &str) -> (PathBuf, String, String, String) {
+    let d = tmp(name);
+    let (t, v) = corpus(&d);
+    let out = d.join("run");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    (out.clone(), s(&t), s(&v), s(&out))
+}
+
+/// Every tensor of a safetensors file as (name, raw bytes), sorted by name: what
+/// "bit-identical weights" compares.
+pub fn tensors(file: &Path) -> Vec<(String, Vec<u8>)> {
+    let buf = std::fs::read(file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&buf).unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A safetensors file's metadata map.
+#[derive(Debug, PartialEq)]
+pub struct SafeMeta(pub Option<std::collections::HashMap<String, String>>);
+
+impl SafeMeta {
+    pub fn of(buf: &[u8]) -> SafeMeta {
+        let (_, m) = safetensors::SafeTensors::read_metadata(buf).unwrap();
+        SafeMeta(m.metadata().clone())
+    }
+}
+
+pub fn train_args<'a>(t: &'a str, v: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "lm",
+        "train",
+        "--train",
+        t,
+        "--valid",
+        v,
+        "--tokenizer",
+        "word",
+        "--embed",
+        "16",
+        "--hidden",
+        "16",
+        "--layers",
+        "2",
+        "--batch-size",
+        "4",
+        "--bptt",
+        "8",
+        "--optim",
+        "adam",
+        "--lr",
+        "0.01",
+        "--dropout",
+        "0.1",
+        "--out",
+        out,
+        "--quiet",
+        "--json",
+        "--log-every",
+        "5",
+        "--seed",
+        "3",
+    ]
 }
