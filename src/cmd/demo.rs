@@ -13,7 +13,7 @@ const OWN_SOURCES: &[&str] = &[
     include_str!("../task/lm/generate.rs"),
     include_str!("../train.rs"),
     include_str!("../engine/rnn.rs"),
-    include_str!("../engine/dir.rs"),
+    include_str!("../engine/dir/forward.rs"),
     include_str!("../engine/cell.rs"),
     include_str!("../engine/norm.rs"),
     include_str!("../engine/optim.rs"),
