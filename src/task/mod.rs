@@ -281,31 +281,3 @@ pub trait Task {
     }
     fn set_carry(&mut self, _name: &str, _data: Vec<f32>) {}
 }
-
-/// Starts the rows of `emb` (one per token of `vocab`) from the input embedding of an rnnkit
-/// language model, matching tokens by their text: a tagger or classifier can start from an
-/// LM pretrained on raw text with `rnnkit lm train`. Returns how many rows were found.
-pub fn copy_lm_embedding(
-    path: &Path,
-    vocab: &[String],
-    emb: &mut crate::engine::embedding::Embedding,
-) -> Result<usize> {
-    let (lm, tok) = lm::load(path)?;
-    let src = &lm.enc.embedding;
-    let d = src.dim();
-    if d != emb.dim() {
-        return Err(crate::error::Error::format(
-            path,
-            format!("its embedding is {d} wide; this model's is {}", emb.dim()),
-        ));
-    }
-    let mut found = 0;
-    for (i, w) in vocab.iter().enumerate() {
-        if let Some(id) = tok.id(w) {
-            emb.weight.w[i * d..(i + 1) * d]
-                .copy_from_slice(&src.weight.w[id as usize * d..(id as usize + 1) * d]);
-            found += 1;
-        }
-    }
-    Ok(found)
-}

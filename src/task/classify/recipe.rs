@@ -269,7 +269,7 @@ impl ClsRun {
             ));
         }
         if let Some(p) = &d.init_from_lm {
-            let found = crate::task::copy_lm_embedding(p, &tok.vocab, &mut model.emb)?;
+            let found = crate::task::lm::copy_embedding(p, &tok.vocab, &mut model.emb)?;
             note(format!(
                 "the language model's embedding covers {found} of {} tokens",
                 tok.len()

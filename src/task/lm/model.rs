@@ -321,3 +321,31 @@ pub fn load(path: &Path) -> Result<(LanguageModel, Tokenizer)> {
     }
     Ok((model, tok))
 }
+
+/// Starts the rows of `emb` (one per token of `vocab`) from the input embedding of an rnnkit
+/// language model, matching tokens by their text: a tagger or classifier can start from an
+/// LM pretrained on raw text with `rnnkit lm train`. Returns how many rows were found.
+pub fn copy_embedding(
+    path: &Path,
+    vocab: &[String],
+    emb: &mut crate::engine::embedding::Embedding,
+) -> Result<usize> {
+    let (lm, tok) = load(path)?;
+    let src = &lm.enc.embedding;
+    let d = src.dim();
+    if d != emb.dim() {
+        return Err(crate::error::Error::format(
+            path,
+            format!("its embedding is {d} wide; this model's is {}", emb.dim()),
+        ));
+    }
+    let mut found = 0;
+    for (i, w) in vocab.iter().enumerate() {
+        if let Some(id) = tok.id(w) {
+            emb.weight.w[i * d..(i + 1) * d]
+                .copy_from_slice(&src.weight.w[id as usize * d..(id as usize + 1) * d]);
+            found += 1;
+        }
+    }
+    Ok(found)
+}

@@ -260,7 +260,7 @@ impl TagRun {
             ));
         }
         if let Some(p) = &self.data.init_from_lm {
-            let found = crate::task::copy_lm_embedding(p, &vocabs.words.tokens, &mut model.words)?;
+            let found = crate::task::lm::copy_embedding(p, &vocabs.words.tokens, &mut model.words)?;
             note(format!(
                 "the language model's embedding covers {found} of {} words",
                 vocabs.words.len()
