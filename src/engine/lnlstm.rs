@@ -54,7 +54,7 @@ impl Module for CellNorm {
     }
 }
 
-/// What backward needs beyond [`DirCache`]'s states and gates.
+/// What backward needs beyond [`super::dir::DirCache`]'s states and gates.
 #[derive(Clone, Debug, Default)]
 pub struct LnCache {
     /// LN_ih over all `[T·B, 4H]` input projections (time order).

@@ -17,6 +17,32 @@
 //!
 //! This module holds the model, its teacher-forced loss with gradients, and greedy and beam
 //! decoding; the run record, data and command follow it.
+//!
+//! # Example
+//!
+//! ```
+//! use rnnkit::run::{self, Options};
+//! use rnnkit::task::translate::{self as tr, recipe::TrRun, Decoding};
+//! # fn main() -> rnnkit::error::Result<()> {
+//! let dir = std::env::temp_dir().join(format!("rnnkit-doc-tr-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! std::fs::write(dir.join("train.de"), "ein hund läuft\n".repeat(30)).unwrap();
+//! std::fs::write(dir.join("train.en"), "a dog runs\n".repeat(30)).unwrap();
+//! let mut recipe = TrRun::recipe();
+//! recipe.data.train = Some((dir.join("train.de"), dir.join("train.en")));
+//! (recipe.model.embed, recipe.model.encoder.hidden, recipe.model.decoder_hidden) = (16, 16, 32);
+//! recipe.train.epochs = 1;
+//! run::start(recipe, &dir.join("run"), Options::default())?;
+//!
+//! let mut model = tr::Loaded::load(&dir.join("run/model.safetensors"))?;
+//! let d = Decoding { beam: 2, attention: true, ..Decoding::default() };
+//! let out = model.translate_texts(&["ein hund läuft"], &d)?;
+//! assert_eq!(out[0].source_tokens.len(), 3); // hypotheses with their attention rows
+//! let trace = model.trace("ein hund läuft", &d)?; // encoder states, gates, attention
+//! assert_eq!(trace.tokens.len(), 3);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok(()) }
+//! ```
 
 mod decode;
 mod model;
