@@ -4,8 +4,6 @@
 
 mod cmd;
 
-use clap::Parser;
-
 /// Keeps freed memory in the heap instead of returning it to the OS. A training step
 /// allocates and frees the same large buffers (gate activations of 50 MB and more) every
 /// time; with glibc's defaults each is a fresh mmap, and touching it again costs a page
@@ -43,7 +41,7 @@ fn main() {
         signal_hook::consts::SIGXFSZ,
         std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
     );
-    let cli = match cmd::Cli::try_parse() {
+    let cli = match cmd::parse() {
         Ok(c) => c,
         Err(e) if e.use_stderr() => {
             // clap's message is several lines; its first names the option and the reason.

@@ -403,3 +403,73 @@ fn plot_leaves_out_overflowing_values() {
         .file_type()
         .is_symlink());
 }
+
+/// The default `--help` shows for an option (`[default: X]` in its entry, which clap puts on
+/// the option's line or, in long layouts, on the lines below it), if any.
+fn help_default(help: &str, option: &str) -> Option<String> {
+    let mut lines = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(&format!("--{option} ")));
+    let first = lines.next()?;
+    let entry: String = std::iter::once(first)
+        .chain(lines.take_while(|l| !l.trim_start().starts_with('-')))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let at = entry.rfind("[default: ")?;
+    Some(entry[at + 10..].split(']').next()?.to_string())
+}
+
+/// Each `train` subcommand's `--help` shows the library recipe's defaults (the one place
+/// they are written), and `lm generate` and `translate predict` show the library's
+/// sampling and decoding defaults.
+#[test]
+fn help_shows_the_librarys_defaults() {
+    use rnnkit::task::{classify, lm, tag, translate};
+    let help = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let num = |h: &str, opt: &str| -> f32 {
+        let v = help_default(h, opt).unwrap_or_else(|| panic!("--{opt}: no default in {h}"));
+        v.parse().unwrap_or_else(|_| panic!("--{opt}: {v}"))
+    };
+    let lm_r = lm::recipe::LmRun::recipe(None);
+    let h = help(&["lm", "train", "--help"]);
+    assert_eq!(num(&h, "lr"), lm_r.train.lr as f32);
+    assert_eq!(num(&h, "clip"), lm_r.train.clip as f32);
+    assert_eq!(num(&h, "epochs"), lm_r.train.epochs as f32);
+    assert_eq!(num(&h, "batch-size"), lm_r.data.batch as f32);
+    assert_eq!(num(&h, "bptt"), lm_r.data.bptt as f32);
+    assert_eq!(num(&h, "embed"), lm_r.model.embed as f32);
+    assert_eq!(num(&h, "layers"), lm_r.model.rnn.layers as f32);
+    assert_eq!(help_default(&h, "cell").unwrap(), "lstm");
+    let tag_r = tag::recipe::TagRun::recipe(None);
+    let h = help(&["tag", "train", "--help"]);
+    assert_eq!(num(&h, "lr"), tag_r.train.lr as f32);
+    assert_eq!(num(&h, "batch-size"), tag_r.data.batch as f32);
+    assert_eq!(num(&h, "hidden"), tag_r.model.rnn.hidden as f32);
+    assert_eq!(num(&h, "embed"), tag_r.model.word_dim as f32);
+    assert_eq!(num(&h, "dropout"), tag_r.model.dropout as f32);
+    let cls_r = classify::recipe::ClsRun::recipe();
+    let h = help(&["classify", "train", "--help"]);
+    assert_eq!(num(&h, "embed"), cls_r.model.embed as f32);
+    assert_eq!(num(&h, "hidden"), cls_r.model.rnn.hidden as f32);
+    assert_eq!(num(&h, "epochs"), cls_r.train.epochs as f32);
+    let tr_r = translate::recipe::TrRun::recipe();
+    let h = help(&["translate", "train", "--help"]);
+    assert_eq!(num(&h, "hidden"), tr_r.model.encoder.hidden as f32);
+    assert_eq!(num(&h, "decoder-hidden"), tr_r.model.decoder_hidden as f32);
+    assert_eq!(num(&h, "batch-size"), tr_r.data.batch as f32);
+    let d = translate::Decoding::default();
+    let h = help(&["translate", "predict", "--help"]);
+    assert_eq!(num(&h, "beam"), d.beam as f32);
+    assert_eq!(num(&h, "max-len-a"), d.max_len_a as f32);
+    assert_eq!(num(&h, "max-len-b"), d.max_len_b as f32);
+    let s = lm::Sampling::default();
+    let h = help(&["lm", "generate", "--help"]);
+    assert_eq!(num(&h, "temperature"), s.temperature as f32);
+    assert_eq!(num(&h, "max-tokens"), lm::MAX_TOKENS as f32);
+    let h = help(&["lm", "eval", "--help"]);
+    assert_eq!(num(&h, "bptt"), lm_r.data.eval_bptt as f32);
+}

@@ -108,8 +108,7 @@ pub struct OptimArgs {
     /// sgd, adam or adamw.
     #[arg(long)]
     pub optim: Option<String>,
-    /// Learning rate (default: the recipe's; 20 for plain SGD, 1e-3 for Adam when
-    /// --optim changes the optimizer).
+    /// Learning rate (when --optim changes the optimizer: that optimizer's default).
     #[arg(long)]
     pub lr: Option<f32>,
     #[arg(long)]

@@ -128,9 +128,11 @@ pub struct EvalArgs {
     /// Text file to evaluate on.
     #[arg(long)]
     pub data: PathBuf,
-    #[arg(long, default_value_t = 10)]
+    /// Rows the text is read in (PyTorch's word_language_model: 10).
+    #[arg(long, default_value_t = LmRun::recipe(None).data.eval_batch)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 35)]
+    /// Window of the truncated BPTT, the state carried across windows.
+    #[arg(long, default_value_t = LmRun::recipe(None).data.eval_bptt)]
     pub bptt: usize,
     #[command(flatten)]
     pub compute: ComputeArgs,
@@ -146,15 +148,15 @@ pub struct GenArgs {
     pub model: PathBuf,
     #[arg(long, default_value = "")]
     pub prompt: String,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = rnnkit::task::lm::MAX_TOKENS)]
     pub max_tokens: usize,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = Sampling::default().temperature)]
     pub temperature: f32,
     /// Keep only the k most likely tokens (0: all).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Sampling::default().top_k)]
     pub top_k: usize,
     /// Nucleus sampling: keep the smallest set with this much probability.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = Sampling::default().top_p)]
     pub top_p: f32,
     #[arg(long)]
     pub greedy: bool,

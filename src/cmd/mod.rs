@@ -4,6 +4,7 @@ mod bench;
 mod classify;
 mod common;
 mod convert;
+mod defaults;
 mod demo;
 mod lm;
 mod plot;
@@ -11,7 +12,7 @@ mod tag;
 mod tokenizer;
 mod translate;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +54,13 @@ pub enum Command {
     Bench(bench::BenchCmd),
     /// Rewrite a model checkpoint's tensors in bf16 (half the file) or f32.
     Convert(convert::ConvertArgs),
+}
+
+/// Parses the command line, with each `train` option's default from the library's recipe
+/// in its `--help`.
+pub fn parse() -> Result<Cli, clap::Error> {
+    let matches = defaults::annotated(Cli::command()).try_get_matches()?;
+    Cli::from_arg_matches(&matches)
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

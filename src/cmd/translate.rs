@@ -44,17 +44,17 @@ pub struct ScoreArgs {
 #[derive(Args, Clone, Debug)]
 pub struct DecodeArgs {
     /// Beam size (1: greedy decoding).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = Decoding::default().beam)]
     pub beam: usize,
     /// Length normalisation exponent (0: by probability alone).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = Decoding::default().alpha)]
     pub alpha: f32,
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = Decoding::default().max_len_a)]
     pub max_len_a: f32,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = Decoding::default().max_len_b)]
     pub max_len_b: usize,
     /// No <eos> before this many tokens (the cap still ends a translation).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Decoding::default().min_len)]
     pub min_len: usize,
 }
 

@@ -6,14 +6,32 @@ use crate::engine::linear;
 use crate::engine::rnn::State;
 use rand::RngCore;
 
-/// How the next token is chosen during generation.
+/// How the next token is chosen during generation. The default samples from the model's
+/// distribution unchanged: temperature 1, no top-k or top-p cut.
 #[derive(Clone, Copy, Debug)]
 pub struct Sampling {
+    /// Divides the logits (0: the most likely token, as `greedy`).
     pub temperature: f32,
+    /// Keep only the k most likely tokens (0: all).
     pub top_k: usize,
+    /// Nucleus sampling: keep the smallest set with this much probability.
     pub top_p: f32,
     pub greedy: bool,
 }
+
+impl Default for Sampling {
+    fn default() -> Sampling {
+        Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            greedy: false,
+        }
+    }
+}
+
+/// Tokens `generate` draws unless told otherwise (the CLI's `--max-tokens`).
+pub const MAX_TOKENS: usize = 200;
 
 /// Picks a token from logits `[V]` (modified in place).
 pub fn sample(logits: &mut [f32], s: &Sampling, rng: &mut dyn RngCore) -> u32 {
