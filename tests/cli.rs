@@ -436,8 +436,8 @@ fn help_shows_the_librarys_defaults() {
     };
     let lm_r = lm::recipe::LmRun::recipe(None);
     let h = help(&["lm", "train", "--help"]);
-    assert_eq!(num(&h, "lr"), lm_r.train.lr as f32);
-    assert_eq!(num(&h, "clip"), lm_r.train.clip as f32);
+    assert_eq!(num(&h, "lr"), lm_r.train.lr);
+    assert_eq!(num(&h, "clip"), lm_r.train.clip);
     assert_eq!(num(&h, "epochs"), lm_r.train.epochs as f32);
     assert_eq!(num(&h, "batch-size"), lm_r.data.batch as f32);
     assert_eq!(num(&h, "bptt"), lm_r.data.bptt as f32);
@@ -446,11 +446,11 @@ fn help_shows_the_librarys_defaults() {
     assert_eq!(help_default(&h, "cell").unwrap(), "lstm");
     let tag_r = tag::recipe::TagRun::recipe(None);
     let h = help(&["tag", "train", "--help"]);
-    assert_eq!(num(&h, "lr"), tag_r.train.lr as f32);
+    assert_eq!(num(&h, "lr"), tag_r.train.lr);
     assert_eq!(num(&h, "batch-size"), tag_r.data.batch as f32);
     assert_eq!(num(&h, "hidden"), tag_r.model.rnn.hidden as f32);
     assert_eq!(num(&h, "embed"), tag_r.model.word_dim as f32);
-    assert_eq!(num(&h, "dropout"), tag_r.model.dropout as f32);
+    assert_eq!(num(&h, "dropout"), tag_r.model.dropout);
     let cls_r = classify::recipe::ClsRun::recipe();
     let h = help(&["classify", "train", "--help"]);
     assert_eq!(num(&h, "embed"), cls_r.model.embed as f32);
@@ -464,11 +464,11 @@ fn help_shows_the_librarys_defaults() {
     let d = translate::Decoding::default();
     let h = help(&["translate", "predict", "--help"]);
     assert_eq!(num(&h, "beam"), d.beam as f32);
-    assert_eq!(num(&h, "max-len-a"), d.max_len_a as f32);
+    assert_eq!(num(&h, "max-len-a"), d.max_len_a);
     assert_eq!(num(&h, "max-len-b"), d.max_len_b as f32);
     let s = lm::Sampling::default();
     let h = help(&["lm", "generate", "--help"]);
-    assert_eq!(num(&h, "temperature"), s.temperature as f32);
+    assert_eq!(num(&h, "temperature"), s.temperature);
     assert_eq!(num(&h, "max-tokens"), lm::MAX_TOKENS as f32);
     let h = help(&["lm", "eval", "--help"]);
     assert_eq!(num(&h, "bptt"), lm_r.data.eval_bptt as f32);
