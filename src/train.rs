@@ -262,16 +262,7 @@ pub fn train(
         while prog.step < steps {
             let i = prog.step;
             let mut rng = step_rng(cfg.seed, epoch, i);
-            let s = task.train_step(i, &mut rng);
-            // A non-finite loss or gradient norm leaves the weights untouched (the optimizer
-            // skips the update); the policy decides what happens next.
-            let exploded = task.loss_ceiling().is_some_and(|c| s.mean() > c);
-            let norm = if s.loss_sum.is_finite() && !exploded {
-                opt.step(task.model(), cfg.clip)
-            } else {
-                task.model().zero_grad();
-                f32::NAN
-            };
+            let (s, exploded, norm) = step(task, &mut opt, cfg.clip, i, &mut rng);
             if !norm.is_finite() {
                 let what = if !s.loss_sum.is_finite() {
                     "loss is not finite".to_string()
@@ -415,6 +406,29 @@ pub fn train(
         best: best_eval,
         progress: prog,
     })
+}
+
+/// One training step, as the trainer runs it and `rnnkit bench` times it: forward and
+/// backward of batch `i`, then the optimizer's update with gradients clipped to `clip`.
+/// A non-finite loss or gradient norm, or a loss past the task's ceiling, leaves the
+/// weights untouched (the caller's policy decides what happens next). Returns the step's
+/// loss, whether it exploded past the ceiling, and the gradient norm (NaN when skipped).
+pub fn step(
+    task: &mut dyn Task,
+    opt: &mut Optimizer,
+    clip: f32,
+    i: usize,
+    rng: &mut dyn rand::RngCore,
+) -> (Stats, bool, f32) {
+    let s = task.train_step(i, rng);
+    let exploded = task.loss_ceiling().is_some_and(|c| s.mean() > c);
+    let norm = if s.loss_sum.is_finite() && !exploded {
+        opt.step(task.model(), clip)
+    } else {
+        task.model().zero_grad();
+        f32::NAN
+    };
+    (s, exploded, norm)
 }
 
 /// Loads a train state's weights, optimizer moments and carried state into `task` and `opt`.

@@ -201,20 +201,28 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         });
         n as f64 / start.elapsed().as_secs_f64()
     } else {
-        let x: Vec<u32> = (0..t * b)
-            .map(|_| rng.random_range(0..vocab as u32))
-            .collect();
-        let y: Vec<u32> = (0..t * b)
-            .map(|_| rng.random_range(0..vocab as u32))
-            .collect();
-        let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, 1.0);
-        let state = model.enc.rnn.zero_state(b);
+        // The trainer's own step (`train::step`) on the language-model task, over a stream
+        // of random ids long enough for `n` windows: the speed `lm train` trains at.
         let n = a.steps.unwrap_or(steps);
-        model.zero_grad();
+        let ids: Vec<u32> = (0..b * t * n + 1)
+            .map(|_| rng.random_range(0..vocab as u32))
+            .collect();
+        let tok = rnnkit::text::tokenizer::Tokenizer::train(
+            &["bench"],
+            &rnnkit::text::tokenizer::TrainOptions {
+                kind: rnnkit::text::tokenizer::Kind::Char,
+                min_freq: 1,
+                max_size: None,
+            },
+        )?;
+        let mut task = rnnkit::task::lm::LmTask::new(model, tok, &ids, None, b, t, false);
+        let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, 1.0);
+        rnnkit::train::Task::model(&mut task).zero_grad();
+        let mut i = 0;
         (b * t * n) as f64
             / time_steps(n, || {
-                model.train_window(&x, &y, t, b, &state, 1.0, &mut rng);
-                opt.step(&mut model, 5.0);
+                rnnkit::train::step(&mut task, &mut opt, 5.0, i % n, &mut rng);
+                i += 1;
             })
     };
     let rss = peak_rss_mib();
