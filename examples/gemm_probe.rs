@@ -7,6 +7,7 @@
 //! and its two backward products, and 2048³.
 
 use rnnkit::engine::bf16::{self, Precision};
+use rnnkit::engine::ops::Mat;
 use rnnkit::engine::ops::{matmul, set_threads, Panels};
 use std::time::Instant;
 
@@ -81,7 +82,7 @@ fn main() {
             let panels = name.starts_with("step").then(|| Panels::new(&b, k, n));
             let once = |c: &mut [f32]| match &panels {
                 Some(p) => p.left_mul(m, c, n, &a, k, false),
-                None => matmul(m, n, k, c, &a, ta, &b, tb, false),
+                None => matmul(c, [m, n, k], Mat::new(&a, ta), Mat::new(&b, tb), false),
             };
             once(&mut c);
             // The best of five trials: these machines are shared, and interference only

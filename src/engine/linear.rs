@@ -2,6 +2,7 @@
 
 use super::ops::{add_bias_rows, matmul, sum_rows_into, Prepacked};
 use super::param::{Module, Param};
+use crate::engine::ops::Mat;
 use rand::RngCore;
 
 /// `weight` is `[out, in]`, `bias` is `[out]` (PyTorch's layout).
@@ -85,7 +86,7 @@ impl Linear {
 /// decoder can use the embedding's weight.
 pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, i: usize, o: usize, y: &mut [f32]) {
     let n = x.len() / i;
-    matmul(n, o, i, y, x, false, w, true, false);
+    matmul(y, [n, o, i], Mat::n(x), Mat::t(w), false);
     if let Some(b) = b {
         add_bias_rows(&mut y[..n * o], b);
     }
@@ -104,12 +105,12 @@ pub fn backward(
     dx: Option<&mut [f32]>,
 ) {
     let n = x.len() / i;
-    matmul(o, i, n, dw, dy, true, x, false, true);
+    matmul(dw, [o, i, n], Mat::t(dy), Mat::n(x), true);
     if let Some(db) = db {
         sum_rows_into(db, &dy[..n * o]);
     }
     if let Some(dx) = dx {
-        matmul(n, i, o, dx, dy, false, w, false, false);
+        matmul(dx, [n, i, o], Mat::n(dy), Mat::n(w), false);
     }
 }
 

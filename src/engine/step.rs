@@ -25,6 +25,7 @@ use super::lnlstm;
 use super::norm::NormCache;
 use super::ops::{add_bias_rows, matmul, matvec, sum_rows_into};
 use super::rnn::{Norm, Rnn, State};
+use crate::engine::ops::Mat;
 use crate::error::{Error, Result};
 
 /// `out [B, n] = x [B, k] · Wᵀ` for `w [n, k]`.
@@ -32,7 +33,7 @@ fn project(out: &mut [f32], w: &[f32], x: &[f32], b: usize, k: usize) {
     if b == 1 {
         matvec(out, w, x, false);
     } else {
-        matmul(b, w.len() / k, k, out, x, false, w, true, false);
+        matmul(out, [b, w.len() / k, k], Mat::n(x), Mat::t(w), false);
     }
 }
 
@@ -415,24 +416,26 @@ impl Stepper {
             let dir = &mut rnn.dirs[l];
             let i = dir.input();
             let dh_side = if gru { &dhg } else { &dxg };
-            matmul(g, i, b, &mut dir.w_ih.g, &dxg, true, &t.x, false, true);
+            matmul(&mut dir.w_ih.g, [g, i, b], Mat::t(&dxg), Mat::n(&t.x), true);
             sum_rows_into(&mut dir.b_ih.g, &dxg);
             matmul(
-                g,
-                hs,
-                b,
                 &mut dir.w_hh.g,
-                dh_side,
-                true,
-                &t.h_prev,
-                false,
+                [g, hs, b],
+                Mat::t(dh_side),
+                Mat::n(&t.h_prev),
                 true,
             );
             sum_rows_into(&mut dir.b_hh.g, dh_side);
             // dh now holds the part of dL/dh_{t−1} that bypasses W_hh.
-            matmul(b, hs, g, &mut dh, dh_side, false, &dir.w_hh.w, false, true);
+            matmul(
+                &mut dh,
+                [b, hs, g],
+                Mat::n(dh_side),
+                Mat::n(&dir.w_hh.w),
+                true,
+            );
             let mut dx = vec![0.0; b * i];
-            matmul(b, i, g, &mut dx, &dxg, false, &dir.w_ih.w, false, false);
+            matmul(&mut dx, [b, i, g], Mat::n(&dxg), Mat::n(&dir.w_ih.w), false);
             if residual {
                 dx.iter_mut().zip(&dcur).for_each(|(d, r)| *d += r);
             }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::engine::cell::{step_backward, CellKind, StepBwd};
+use crate::engine::ops::Mat;
 use crate::engine::ops::{matmul, sum_rows_into};
 use crate::engine::par::{run_parts, Shared, SpinBarrier, Split};
 
@@ -156,18 +157,14 @@ impl RnnDir {
         let dgh_all = if gru { &dhg } else { &dxg };
         // Weight gradients as whole-sequence GEMMs: [G·H, T·B] × [T·B, ·].
         split.accumulate_rows(&mut self.w_ih.g, i, |gw| {
-            matmul(g, i, t * b, gw, &dxg, true, &cache.x, false, true)
+            matmul(gw, [g, i, t * b], Mat::t(&dxg), Mat::n(&cache.x), true)
         });
         split.accumulate_rows(&mut self.w_hh.g, hs, |gw| {
             matmul(
-                g,
-                hs,
-                t * b,
                 gw,
-                dgh_all,
-                true,
-                &cache.hs[..t * bh],
-                false,
+                [g, hs, t * b],
+                Mat::t(dgh_all),
+                Mat::n(&cache.hs[..t * bh]),
                 true,
             )
         });
@@ -187,7 +184,7 @@ impl RnnDir {
         let w_ih = split.permute_rows(&self.w_ih.w, i);
         if self.reverse {
             let mut tmp = vec![0.0; t * b * i];
-            matmul(t * b, i, g, &mut tmp, &dxg, false, &w_ih, false, false);
+            matmul(&mut tmp, [t * b, i, g], Mat::n(&dxg), Mat::n(&w_ih), false);
             for s in 0..t {
                 let (src, dst) = (
                     &tmp[s * b * i..(s + 1) * b * i],
@@ -200,7 +197,13 @@ impl RnnDir {
                 }
             }
         } else {
-            matmul(t * b, i, g, dx, &dxg, false, &w_ih, false, dx_accumulate);
+            matmul(
+                dx,
+                [t * b, i, g],
+                Mat::n(&dxg),
+                Mat::n(&w_ih),
+                dx_accumulate,
+            );
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::engine::lnlstm::{self, CellNorm, LnCache};
+use crate::engine::ops::Mat;
 use crate::engine::ops::{add_bias_rows, matmul, sum_rows_into};
 
 impl RnnDir {
@@ -25,7 +26,13 @@ impl RnnDir {
         let (g, bh) = (4 * hs, b * hs);
         let order = |s: usize| if self.reverse { t - 1 - s } else { s };
         let mut xg = vec![0.0; t * b * g];
-        matmul(t * b, g, i, &mut xg, x, false, &self.w_ih.w, true, false);
+        matmul(
+            &mut xg,
+            [t * b, g, i],
+            Mat::n(x),
+            Mat::t(&self.w_ih.w),
+            false,
+        );
         let xcache = ln.ih.forward(&mut xg);
         add_bias_rows(&mut xg, &self.b_ih.w);
         add_bias_rows(&mut xg, &self.b_hh.w);
@@ -47,7 +54,13 @@ impl RnnDir {
             let act = &active[tau * b..(tau + 1) * b];
             let (before, after) = cache.hs.split_at_mut((s + 1) * bh);
             let h_prev = &before[s * bh..];
-            matmul(b, g, hs, &mut hg, h_prev, false, &self.w_hh.w, true, false);
+            matmul(
+                &mut hg,
+                [b, g, hs],
+                Mat::n(h_prev),
+                Mat::t(&self.w_hh.w),
+                false,
+            );
             lc.hh.push(ln.hh.forward(&mut hg));
             let pre = &mut cache.gates[s * b * g..(s + 1) * b * g];
             for ((p, a), v) in pre.iter_mut().zip(&xg[tau * b * g..]).zip(&hg) {
@@ -144,42 +157,30 @@ impl RnnDir {
             ln.hh.backward(&lc.hh[s], dh_raw);
             // Rows past their length keep dh (it flows to the earlier state unchanged);
             // active rows had theirs zeroed above and receive dpre_h · W_hh.
-            matmul(b, hs, g, dh, dh_raw, false, &self.w_hh.w, false, true);
+            matmul(dh, [b, hs, g], Mat::n(dh_raw), Mat::n(&self.w_hh.w), true);
         }
         matmul(
-            g,
-            hs,
-            t * b,
             &mut self.w_hh.g,
-            &dhg,
-            true,
-            &cache.hs[..t * bh],
-            false,
+            [g, hs, t * b],
+            Mat::t(&dhg),
+            Mat::n(&cache.hs[..t * bh]),
             true,
         );
         sum_rows_into(&mut self.b_ih.g, &dpre);
         sum_rows_into(&mut self.b_hh.g, &dpre);
         ln.ih.backward(&lc.x, &mut dpre);
         matmul(
-            g,
-            i,
-            t * b,
             &mut self.w_ih.g,
-            &dpre,
-            true,
-            &cache.x,
-            false,
+            [g, i, t * b],
+            Mat::t(&dpre),
+            Mat::n(&cache.x),
             true,
         );
         matmul(
-            t * b,
-            i,
-            g,
             dx,
-            &dpre,
-            false,
-            &self.w_ih.w,
-            false,
+            [t * b, i, g],
+            Mat::n(&dpre),
+            Mat::n(&self.w_ih.w),
             dx_accumulate,
         );
     }

@@ -16,6 +16,7 @@ use crate::engine::bf16::{self, Start};
 use crate::engine::cell::CellKind;
 use crate::engine::init::{self, Init};
 use crate::engine::lnlstm::{CellNorm, LnCache};
+use crate::engine::ops::Mat;
 use crate::engine::ops::{matmul_from, Panels};
 use crate::engine::panel32::{self, LstmPanels};
 use crate::engine::par::Split;
@@ -247,7 +248,13 @@ impl RnnDir {
         }
         let mut xg = vec![0.0; n * g];
         let w_ih = split.permute_rows(&self.w_ih.w, i);
-        matmul_from(n, g, i, &mut xg, x, false, &w_ih, true, Start::Rows(&bias));
+        matmul_from(
+            &mut xg,
+            [n, g, i],
+            Mat::n(x),
+            Mat::t(&w_ih),
+            Start::Rows(&bias),
+        );
         xg
     }
 }

@@ -9,43 +9,50 @@ fn is_big(m: usize, n: usize, k: usize) -> bool {
     m * n * k >= 48 * 48 * 48
 }
 
-/// `c[m,n] = (accumulate ? c : 0) + op(a)[m,k] · op(b)[k,n]`.
+/// One operand of a product: a row-major matrix, read as stored or transposed.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a> {
+    pub data: &'a [f32],
+    pub transposed: bool,
+}
+
+impl<'a> Mat<'a> {
+    /// `data` as stored.
+    pub fn n(data: &'a [f32]) -> Mat<'a> {
+        Mat {
+            data,
+            transposed: false,
+        }
+    }
+
+    /// `data` read transposed.
+    pub fn t(data: &'a [f32]) -> Mat<'a> {
+        Mat {
+            data,
+            transposed: true,
+        }
+    }
+
+    pub fn new(data: &'a [f32], transposed: bool) -> Mat<'a> {
+        Mat { data, transposed }
+    }
+}
+
+/// `c[m,n] = (accumulate ? c : 0) + op(a)[m,k] · op(b)[k,n]`, with `[m, n, k]` the sizes.
 ///
-/// `a` is stored `[m,k]` (or `[k,m]` when `ta`), `b` is stored `[k,n]` (or `[n,k]` when `tb`).
-/// Every product in rnnkit goes through here, so the thread policy lives in one place:
-/// tiny products run on one thread because waking the pool costs more than they do.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    c: &mut [f32],
-    a: &[f32],
-    ta: bool,
-    b: &[f32],
-    tb: bool,
-    accumulate: bool,
-) {
-    let start = bf16::Start::accumulating(accumulate);
-    matmul_from(m, n, k, c, a, ta, b, tb, start);
+/// `a` is stored `[m,k]` (or `[k,m]` when transposed), `b` `[k,n]` (or `[n,k]`). Every
+/// product in rnnkit goes through here, so the thread policy lives in one place: tiny
+/// products run on one thread because waking the pool costs more than they do.
+pub fn matmul(c: &mut [f32], mnk: [usize; 3], a: Mat, b: Mat, accumulate: bool) {
+    matmul_from(c, mnk, a, b, bf16::Start::accumulating(accumulate));
 }
 
 /// [`matmul`] with the result's start spelled out: zero, c itself, or `Start::Rows(r)`, the
 /// `[n]` vector `r` on every row — a layer's bias and its product in one pass over c. The
 /// bf16 kernels start their sums from the bias; in fp32, c is filled with it and the product
 /// accumulates.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_from(
-    m: usize,
-    n: usize,
-    k: usize,
-    c: &mut [f32],
-    a: &[f32],
-    ta: bool,
-    b: &[f32],
-    tb: bool,
-    start: bf16::Start,
-) {
+pub fn matmul_from(c: &mut [f32], [m, n, k]: [usize; 3], a: Mat, b: Mat, start: bf16::Start) {
+    let (a, ta, b, tb) = (a.data, a.transposed, b.data, b.transposed);
     assert!(
         c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
         "matmul shapes"
@@ -377,7 +384,9 @@ impl<'a> Prepacked<'a> {
     /// `c[m, n] (+)= a[m, k] · op(b)`, with [`matmul`]'s thread policy.
     pub fn left_mul(&self, m: usize, c: &mut [f32], a: &[f32], accumulate: bool) {
         match self {
-            &Prepacked::F32 { b, k, n, tb } => matmul(m, n, k, c, a, false, b, tb, accumulate),
+            &Prepacked::F32 { b, k, n, tb } => {
+                matmul(c, [m, n, k], Mat::n(a), Mat::new(b, tb), accumulate)
+            }
             Prepacked::Bf16(path, pb) => {
                 let (k, n) = (pb.k(), pb.n());
                 assert!(c.len() >= m * n && a.len() >= m * k, "matmul shapes");

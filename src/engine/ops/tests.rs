@@ -10,17 +10,13 @@ fn matmul_from_a_row_adds_the_row_to_the_product() {
     let b: Vec<f32> = (0..k * n).map(|i| 1.0 - i as f32 * 0.25).collect();
     let row: Vec<f32> = (0..n).map(|j| j as f32 * 10.0).collect();
     let mut want = vec![0.0; m * n];
-    matmul(m, n, k, &mut want, &a, false, &b, false, false);
+    matmul(&mut want, [m, n, k], Mat::n(&a), Mat::n(&b), false);
     let mut c = vec![f32::NAN; m * n];
     matmul_from(
-        m,
-        n,
-        k,
         &mut c,
-        &a,
-        false,
-        &b,
-        false,
+        [m, n, k],
+        Mat::n(&a),
+        Mat::n(&b),
         bf16::Start::Rows(&row),
     );
     for (q, (x, y)) in c.iter().zip(&want).enumerate() {
@@ -84,7 +80,7 @@ fn matmul_matches_naive_for_every_transpose() {
                 let want = naive(m, n, k, &a, ta, &b, tb);
                 for acc in [false, true] {
                     let mut c = vec![1.0; m * n];
-                    matmul(m, n, k, &mut c, &a, ta, &b, tb, acc);
+                    matmul(&mut c, [m, n, k], Mat::new(&a, ta), Mat::new(&b, tb), acc);
                     let base = if acc { 1.0 } else { 0.0 };
                     for (x, y) in c.iter().zip(&want) {
                         let tol = 1e-5 * (1.0 + y.abs()) * k as f32;
@@ -136,7 +132,7 @@ fn matvec_matches_matmul() {
     let mut a = vec![0.0; n];
     let mut b = vec![0.0; n];
     matvec(&mut a, &w, &x, false);
-    matmul(n, 1, k, &mut b, &w, false, &x, false, false);
+    matmul(&mut b, [n, 1, k], Mat::n(&w), Mat::n(&x), false);
     for (x, y) in a.iter().zip(&b) {
         assert!((x - y).abs() < 1e-3 * (1.0 + y.abs()));
     }
