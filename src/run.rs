@@ -24,62 +24,10 @@
 use crate::checkpoint;
 use crate::engine::bf16::Precision;
 use crate::error::{Error, Result};
-use crate::train::{self, NanPolicy, Observer, Progress, Task, TrainConfig};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use crate::train::{self, NanPolicy, Observer, Progress, TrainConfig};
 use std::path::{Path, PathBuf};
 
-/// A task's run record: what `config.json` and the train state store, so that a run can
-/// be rerun (`--config`) or resumed (`--resume`) exactly.
-pub trait Recipe: Serialize + DeserializeOwned {
-    /// The task's name in checkpoints and run records (`"lm"`, `"tag"`, …).
-    const TASK: &'static str;
-    /// What [`Recipe::build`] makes: the corpus and the task ready to train.
-    type Built;
-    fn train_config(&mut self) -> &mut TrainConfig;
-    /// Checks every value and combination before anything is read.
-    fn validate(&self) -> Result<()>;
-    /// Reads the corpus and builds the task (tokenizers, vocabularies, model); `note`
-    /// receives remarks for the user (pretrained coverage, skipped lines).
-    fn build(&mut self, note: &mut dyn FnMut(String)) -> Result<Self::Built>;
-    /// The task inside what [`Recipe::build`] made.
-    fn task(built: &mut Self::Built) -> &mut dyn Task;
-    /// The best checkpoint (`model_path`) scored on the validation and test sets, as
-    /// `valid_*` and `test_*` values for the summary.
-    fn score_best(
-        &self,
-        built: &mut Self::Built,
-        model_path: &Path,
-    ) -> Result<serde_json::Map<String, serde_json::Value>>;
-}
-
-/// The parts of a [`Recipe`] impl that every task writes the same way, for a run type with
-/// a `train` field and inherent `validate`, `corpus` and `build(&corpus, note)` methods, whose
-/// [`Recipe::Built`] is `(corpus, task)`.
-macro_rules! recipe_parts {
-    ($run:ty, $built:ty) => {
-        type Built = $built;
-
-        fn train_config(&mut self) -> &mut $crate::task::TrainConfig {
-            &mut self.train
-        }
-
-        fn validate(&self) -> $crate::error::Result<()> {
-            <$run>::validate(self)
-        }
-
-        fn build(&mut self, note: &mut dyn FnMut(String)) -> $crate::error::Result<$built> {
-            let corpus = self.corpus()?;
-            let task = <$run>::build(self, &corpus, note)?;
-            Ok((corpus, task))
-        }
-
-        fn task(built: &mut $built) -> &mut dyn $crate::task::Task {
-            &mut built.1
-        }
-    };
-}
-pub(crate) use recipe_parts;
+pub use crate::task::Recipe;
 
 /// Where the products run: `None` keeps the run's own (its record's threads and
 /// precision), or every core and fp32 for a new run.

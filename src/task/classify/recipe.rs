@@ -319,9 +319,9 @@ pub fn encode_rows(
 /// What [`ClsRun`] builds: the rows and the task.
 pub type ClsBuilt = (ClsCorpus, ClsTask);
 
-impl crate::run::Recipe for ClsRun {
+impl crate::task::Recipe for ClsRun {
     const TASK: &'static str = super::TASK;
-    crate::run::recipe_parts!(ClsRun, ClsBuilt);
+    crate::task::recipe_parts!(ClsRun, ClsBuilt);
 
     /// `{valid,test}_{accuracy,macro_f1,per_class,confusion}` of the best checkpoint, for
     /// the sets the run has; with plotting, `confusion_{set}.png` beside it.

@@ -354,9 +354,9 @@ impl LmRun {
 /// What [`LmRun`] builds: the texts and the task.
 pub type LmBuilt = (Corpus, LmTask);
 
-impl crate::run::Recipe for LmRun {
+impl crate::task::Recipe for LmRun {
     const TASK: &'static str = super::TASK;
-    crate::run::recipe_parts!(LmRun, LmBuilt);
+    crate::task::recipe_parts!(LmRun, LmBuilt);
 
     /// `valid_loss`, `valid_ppl`, `test_loss`, `test_ppl` of the best checkpoint (null
     /// where the run has no such text).

@@ -302,9 +302,9 @@ pub fn score_encoded(
     super::score(&v.labels, model.cfg.scheme, &gold, &pred)
 }
 
-impl crate::run::Recipe for TagRun {
+impl crate::task::Recipe for TagRun {
     const TASK: &'static str = super::TASK;
-    crate::run::recipe_parts!(TagRun, TagBuilt);
+    crate::task::recipe_parts!(TagRun, TagBuilt);
 
     /// `{valid,test}_{f1,precision,recall,accuracy,per_type}` of the best checkpoint, for
     /// the sets the run has.

@@ -225,9 +225,9 @@ impl TrRun {
 /// What [`TrRun`] builds: the (train, valid, test) pairs and the task.
 pub type TrBuilt = ([Vec<(String, String)>; 3], TrTask);
 
-impl crate::run::Recipe for TrRun {
+impl crate::task::Recipe for TrRun {
     const TASK: &'static str = TASK;
-    crate::run::recipe_parts!(TrRun, TrBuilt);
+    crate::task::recipe_parts!(TrRun, TrBuilt);
 
     /// `decoding`, and `{valid,test}_` [`TrTask::evaluate`]'s values of the best
     /// checkpoint, for the sets the run has.
