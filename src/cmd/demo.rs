@@ -11,7 +11,7 @@ use rnnkit::train::{self, TrainConfig};
 const OWN_SOURCES: &[&str] = &[
     include_str!("../task/lm/model.rs"),
     include_str!("../task/lm/generate.rs"),
-    include_str!("../train.rs"),
+    include_str!("../train/mod.rs"),
     include_str!("../engine/rnn.rs"),
     include_str!("../engine/dir/forward.rs"),
     include_str!("../engine/cell.rs"),

@@ -60,7 +60,7 @@ pub fn corpus(dir: &Path) -> (PathBuf, PathBuf) {
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_else(|| {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            ["README.md", "src/task/lm/model.rs", "src/train.rs"]
+            ["README.md", "src/task/lm/model.rs", "src/train/mod.rs"]
                 .iter()
                 .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
                 .collect()
