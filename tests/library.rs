@@ -113,6 +113,23 @@ fn language_model_runs_resumes_and_traces() {
         assert_eq!(top[0].0, tok.token_text(best as u32, true));
     }
     assert!(lm::trace(&mut model, &tok, "", 5).is_err());
+    // Scores: the kind of line it trained on is likelier than letters it never saw together.
+    let mut loaded = lm::Loaded::load(&dir.join("run/model.safetensors")).unwrap();
+    let sc = loaded
+        .score(&["the cat sat on the mat number 3", "xqzv kjwq pfgh zzxq"])
+        .unwrap();
+    assert_eq!(sc[0].tokens, 30);
+    assert!(sc[0].loss < sc[1].loss, "{sc:?}");
+    assert!(
+        sc[0].bpc.is_some(),
+        "a character model reports bits per character"
+    );
+    assert!(loaded.score(&["t"]).is_err(), "one token predicts nothing");
+    let bad = lm::Sampling {
+        temperature: f32::NAN,
+        ..lm::Sampling::default()
+    };
+    assert!(loaded.generate("the", 5, &bad, 1, |_| true).is_err());
 }
 
 /// A CoNLL corpus of `n` sentences with PER, LOC and ORG entities.
@@ -253,7 +270,10 @@ fn translator_runs_resumes_and_traces() {
     let v = start_and_resume(r, &dir.join("run"));
     assert!(v["valid_bleu"].as_f64().is_some(), "{v}");
     let mut task = tr::load(&dir.join("run/model.safetensors")).unwrap();
-    let d = rnnkit::task::translate::Decoding::default();
+    use rnnkit::task::translate::Decoding;
+    let d = Decoding::default();
+    let zero_beam = Decoding { beam: 0, ..d };
+    assert!(task.translate_texts(&["der hund"], &zero_beam).is_err());
     let trace = task.trace("der hund und der baum", &d).unwrap();
     let (ids, _) = task.encode_src("der hund und der baum");
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);

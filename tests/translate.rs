@@ -196,7 +196,8 @@ fn train_eval_translate() {
     );
 }
 
-/// Bad input: parallel files of different lengths, no layers, a checkpoint of another task.
+/// Bad input: parallel files of different lengths, no layers, a checkpoint of another task,
+/// decoding options out of range.
 #[test]
 fn bad_input() {
     let d = tmp("bad");
@@ -240,4 +241,17 @@ fn bad_input() {
         ]),
         "t.en",
     );
+    // Decoding options are checked before the model is read (no model is needed to refuse).
+    for (flag, value) in [("--beam", "0"), ("--alpha", "nan"), ("--max-len-a", "-1")] {
+        assert_user_error(
+            &run(&[
+                "translate",
+                "predict",
+                "--model",
+                "none",
+                &format!("{flag}={value}"),
+            ]),
+            flag,
+        );
+    }
 }

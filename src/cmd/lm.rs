@@ -1,7 +1,7 @@
 //! `rnnkit lm train | eval | generate`.
 
 use super::common::{self, ComputeArgs, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use rnnkit::engine::init::Init;
 use rnnkit::task::lm::recipe::{LmRun, Preset};
@@ -217,16 +217,14 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
 
 fn gen_cmd(a: GenArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
-    if !(a.temperature.is_finite() && a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0) {
-        bail!("--temperature must be a number ≥ 0 and --top-p in (0, 1]");
-    }
-    let mut lm = rnnkit::task::lm::Loaded::load(&a.model)?;
     let s = Sampling {
         temperature: a.temperature,
         top_k: a.top_k,
         top_p: a.top_p,
         greedy: a.greedy,
     };
+    s.check().context("--temperature, --top-p")?;
+    let mut lm = rnnkit::task::lm::Loaded::load(&a.model)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut err = None;
@@ -247,7 +245,7 @@ fn gen_cmd(a: GenArgs) -> anyhow::Result<()> {
                 false
             }
         }
-    });
+    })?;
     if let Some(e) = err {
         return Err(e.into());
     }

@@ -1,7 +1,7 @@
 //! `rnnkit translate train | eval | predict | score`.
 
 use super::common::{self, ComputeArgs, EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rnnkit::engine::attention::Score;
 use rnnkit::engine::cell::CellKind;
@@ -60,21 +60,17 @@ pub struct DecodeArgs {
 
 impl DecodeArgs {
     fn decoding(&self, n_best: usize) -> anyhow::Result<Decoding> {
-        if self.beam == 0
-            || !(self.alpha.is_finite() && self.alpha >= 0.0)
-            || !(self.max_len_a.is_finite() && self.max_len_a.is_sign_positive())
-        {
-            bail!("--beam must be at least 1, --alpha and --max-len-a at least 0");
-        }
-        Ok(Decoding {
+        Decoding {
             beam: self.beam,
             alpha: self.alpha,
             max_len_a: self.max_len_a,
             max_len_b: self.max_len_b,
-            n_best: n_best.clamp(1, self.beam),
+            n_best: n_best.clamp(1, self.beam.max(1)),
             attention: false,
             min_len: self.min_len,
-        })
+        }
+        .checked()
+        .context("--beam, --alpha, --max-len-a")
     }
 }
 
@@ -227,11 +223,12 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<()> {
 
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
+    let decoding = a.decode.decoding(1)?;
     let mut task = tr::load(&a.model)?;
     let pairs = rnnkit::text::corpus::read_parallel(&a.data[0], &a.data[1])?;
     // The notes of sources cut to the model's limit (the library's evaluation cuts them).
     encode_sources(&task, pairs.iter().map(|p| p.0.as_str()));
-    let r = serde_json::Value::Object(task.evaluate(&pairs, &a.decode.decoding(1)?)?);
+    let r = serde_json::Value::Object(task.evaluate(&pairs, &decoding)?);
     if a.json {
         super::print_json(&r);
     } else {
@@ -267,12 +264,12 @@ fn encode_sources<'a>(task: &tr::TrTask, lines: impl Iterator<Item = &'a str>) -
 
 fn predict_cmd(a: PredictArgs) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
-    let mut task = tr::Loaded::load(&a.model)?;
-    let lines = rnnkit::text::read::read_lines(a.input.as_deref())?;
     let d = Decoding {
         attention: a.attention_map.is_some() || a.json,
         ..a.decode.decoding(a.n_best)?
     };
+    let mut task = tr::Loaded::load(&a.model)?;
+    let lines = rnnkit::text::read::read_lines(a.input.as_deref())?;
     let refs: Vec<&str> = lines.iter().map(|l| l.as_str()).collect();
     let out = task.translate_texts(&refs, &d)?;
     if let Some(dir) = &a.attention_map {

@@ -360,7 +360,6 @@ impl crate::task::Recipe for ClsRun {
                 );
             }
         }
-        task.model = best;
         Ok(m)
     }
 }

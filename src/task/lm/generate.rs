@@ -30,6 +30,21 @@ impl Default for Sampling {
     }
 }
 
+impl Sampling {
+    /// Refuses a temperature that is negative or not finite, or a top-p outside (0, 1].
+    pub fn check(&self) -> crate::error::Result<()> {
+        let temperature_ok = self.temperature.is_finite() && self.temperature >= 0.0;
+        let top_p_ok = self.top_p > 0.0 && self.top_p <= 1.0;
+        if !temperature_ok || !top_p_ok {
+            return Err(crate::error::Error::Usage(format!(
+                "sampling: temperature must be a number ≥ 0 and top-p in (0, 1] (got {} and {})",
+                self.temperature, self.top_p
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Tokens `generate` draws unless told otherwise (the CLI's `--max-tokens`).
 pub const MAX_TOKENS: usize = 200;
 

@@ -25,7 +25,7 @@
 //!
 //! let mut model = lm::Loaded::load(&dir.join("run/model.safetensors"))?;
 //! let greedy = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, greedy: true };
-//! let text = model.generate("the ", 10, &greedy, 1, |_piece| true);
+//! let text = model.generate("the ", 10, &greedy, 1, |_piece| true)?;
 //! assert!(!text.is_empty());
 //! let trace = model.trace("the cat", 3)?; // states, gates, top-3 next characters
 //! assert_eq!(trace.tokens.len(), 7);

@@ -47,7 +47,8 @@ impl Loaded {
 
     /// Continues `prompt` by up to `max_tokens` tokens drawn with `s` from a generator
     /// seeded with `seed`; `on_text` receives each token's text as it is drawn and stops
-    /// generation by returning false. Returns the generated text (without the prompt).
+    /// generation by returning false. Returns the generated text (without the prompt); a
+    /// sampling that cannot work ([`Sampling::check`]) is an error.
     pub fn generate(
         &mut self,
         prompt: &str,
@@ -55,7 +56,8 @@ impl Loaded {
         s: &Sampling,
         seed: u64,
         mut on_text: impl FnMut(&str) -> bool,
-    ) -> String {
+    ) -> Result<String> {
+        s.check()?;
         let ids = self.tokenizer.encode(prompt);
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
         let (mut out, mut n) = (String::new(), 0);
@@ -66,7 +68,7 @@ impl Loaded {
             out.push_str(&piece);
             on_text(&piece)
         });
-        out
+        Ok(out)
     }
 
     /// Each text's loss (one sequence each, read from a zero state).

@@ -59,20 +59,6 @@ impl Loaded {
         })
     }
 
-    /// The entity types the tagger knows, sorted.
-    pub fn entity_types(&self) -> Vec<String> {
-        let mut t: Vec<String> = self
-            .vocabs
-            .labels
-            .tokens
-            .iter()
-            .filter_map(|l| l.split_once('-').map(|(_, ty)| ty.to_string()))
-            .collect();
-        t.sort();
-        t.dedup();
-        t
-    }
-
     /// Tags sentences of plain text, each split into words as `tag predict --text` splits
     /// it ([`crate::text::tokenizer::word_spans`]); an empty text gives an empty sentence.
     pub fn tag_texts(&mut self, texts: &[&str]) -> Result<Vec<Tagged>> {

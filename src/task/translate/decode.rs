@@ -31,6 +31,28 @@ pub struct Decoding {
     pub min_len: usize,
 }
 
+impl Decoding {
+    /// Refuses what cannot decode: a beam of 0, a negative or non-finite `alpha` or
+    /// `max_len_a`.
+    pub fn check(&self) -> crate::error::Result<()> {
+        if self.beam == 0
+            || !(self.alpha.is_finite() && self.alpha >= 0.0)
+            || !(self.max_len_a.is_finite() && self.max_len_a >= 0.0)
+        {
+            return Err(crate::error::Error::Usage(format!(
+                "decoding: beam must be at least 1, alpha and max_len_a finite and at least 0 (got beam {}, alpha {}, max_len_a {})",
+                self.beam, self.alpha, self.max_len_a
+            )));
+        }
+        Ok(())
+    }
+
+    /// `self` when it passes [`Decoding::check`].
+    pub fn checked(self) -> crate::error::Result<Decoding> {
+        self.check().map(|_| self)
+    }
+}
+
 impl Default for Decoding {
     fn default() -> Decoding {
         Decoding {

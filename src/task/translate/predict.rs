@@ -45,6 +45,7 @@ impl TrTask {
     /// hypotheses), in batches of 64 sorted by length. An empty source gives no
     /// hypotheses.
     pub fn translate_texts(&mut self, texts: &[&str], d: &Decoding) -> Result<Vec<Translation>> {
+        d.check()?;
         let enc: Vec<(Vec<u32>, usize)> = texts.iter().map(|t| self.encode_src(t)).collect();
         let todo: Vec<Vec<u32>> = enc
             .iter()

@@ -11,6 +11,7 @@ impl TrTask {
     /// greedy translation (within `decoding`'s length limits) with each target token's
     /// attention row over the source ([`TaskTrace::Attention`]).
     pub fn trace(&mut self, text: &str, decoding: &Decoding) -> Result<Trace> {
+        decoding.check()?;
         let (ids, _) = self.encode_src(text);
         if ids.is_empty() {
             return Err(Error::Usage("the text to trace has no tokens".into()));
