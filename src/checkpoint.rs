@@ -45,6 +45,21 @@ pub fn save(
     write(path, &tensors, Dtype::F32, meta).map(|_| ())
 }
 
+/// Serialises named f32 tensors `(name, shape, values)` with `meta` as the `rnnkit`
+/// metadata, atomically: a checkpoint from parameters held elsewhere (a PyTorch
+/// `state_dict`). Nothing is checked here; [`load`] checks the file as it checks any.
+pub fn save_tensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    meta: &serde_json::Value,
+) -> Result<()> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, w)| (n.clone(), s.clone(), bytes(w)))
+        .collect();
+    write(path, &bytes, Dtype::F32, meta).map(|_| ())
+}
+
 /// Serialises `(name, shape, little-endian bytes)` tensors, all of `dtype`, with `meta` as
 /// the `rnnkit` metadata, atomically; returns the file's size.
 fn write(

@@ -3,8 +3,11 @@
 //! checkpoints and resuming. docs/tasks.md walks through adding one, with [`lm`] as the
 //! worked example.
 
+pub mod any;
 pub mod classify;
 pub mod lm;
+#[cfg(feature = "options")]
+pub mod options;
 pub mod tag;
 pub mod trace;
 pub mod translate;

@@ -41,6 +41,31 @@ pub fn flush_denormals() {
     }
 }
 
+/// Runs `f` with subnormals flushed on this thread ([`flush_denormals`]) and puts the
+/// thread's MXCSR back afterwards: for a host whose own thread runs other float code after
+/// ours (the Python interpreter's numpy), so that its arithmetic is left as it was.
+pub fn with_flushed_denormals<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        // SAFETY: reading and restoring MXCSR (SSE2 is baseline on x86-64).
+        let saved = unsafe { _mm_getcsr() };
+        flush_denormals();
+        struct Restore(u32);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: restores the value read above, also when `f` unwinds.
+                unsafe { _mm_setcsr(self.0) }
+            }
+        }
+        let _restore = Restore(saved);
+        f()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    f()
+}
+
 thread_local! {
     /// This thread's cap on [`threads`], set by [`with_threads`].
     static CAP: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };

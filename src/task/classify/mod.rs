@@ -34,6 +34,8 @@
 //! ```
 
 mod model;
+#[cfg(feature = "options")]
+pub mod options;
 mod predict;
 pub mod recipe;
 mod task;

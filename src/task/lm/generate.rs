@@ -48,6 +48,13 @@ impl Sampling {
 /// Tokens `generate` draws unless told otherwise (the CLI's `--max-tokens`).
 pub const MAX_TOKENS: usize = 200;
 
+/// The seed of generation's sampler unless told otherwise (the CLI's `--seed`).
+pub const SEED: u64 = 1;
+
+/// The most tokens one call may ask for: a million, minutes of text on a CPU and a few
+/// MB of it; more is refused rather than left to grow until memory runs out.
+pub const MAX_GENERATE: usize = 1_000_000;
+
 /// Picks a token from logits `[V]` (modified in place).
 pub fn sample(logits: &mut [f32], s: &Sampling, rng: &mut dyn RngCore) -> u32 {
     use rand::Rng;

@@ -35,6 +35,8 @@
 
 mod generate;
 mod model;
+#[cfg(feature = "options")]
+pub mod options;
 mod predict;
 pub mod recipe;
 mod task;

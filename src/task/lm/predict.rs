@@ -48,7 +48,8 @@ impl Loaded {
     /// Continues `prompt` by up to `max_tokens` tokens drawn with `s` from a generator
     /// seeded with `seed`; `on_text` receives each token's text as it is drawn and stops
     /// generation by returning false. Returns the generated text (without the prompt); a
-    /// sampling that cannot work ([`Sampling::check`]) is an error.
+    /// sampling that cannot work ([`Sampling::check`]) or more than
+    /// [`super::MAX_GENERATE`] tokens is an error.
     pub fn generate(
         &mut self,
         prompt: &str,
@@ -58,6 +59,12 @@ impl Loaded {
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<String> {
         s.check()?;
+        if max_tokens > super::MAX_GENERATE {
+            return Err(Error::Usage(format!(
+                "max tokens: {max_tokens} is more than one call may generate ({})",
+                super::MAX_GENERATE
+            )));
+        }
         let ids = self.tokenizer.encode(prompt);
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
         let (mut out, mut n) = (String::new(), 0);

@@ -40,6 +40,8 @@
 
 mod chars;
 mod model;
+#[cfg(feature = "options")]
+pub mod options;
 mod predict;
 pub mod recipe;
 mod task;

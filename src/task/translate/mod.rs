@@ -46,6 +46,8 @@
 
 mod decode;
 mod model;
+#[cfg(feature = "options")]
+pub mod options;
 mod predict;
 pub mod recipe;
 mod task;

@@ -1,0 +1,130 @@
+//! `rnnkit._rnnkit`: the Python package's native module, a thin shell over the rnnkit
+//! library. Each verb converts its Python arguments, releases the GIL, calls the library
+//! (with subnormals flushed as the CLI runs, and a panic turned into an exception), and
+//! converts the result to Python objects and numpy arrays. Nothing here computes.
+
+mod convert;
+mod models;
+mod train;
+
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use rnnkit::task::any;
+use std::path::PathBuf;
+
+pyo3::create_exception!(
+    _rnnkit,
+    RnnkitError,
+    PyException,
+    "An error rnnkit reports: bad input, a bad file or option, a failed run. Its message is the CLI's one-line reason."
+);
+
+/// The library's error as an `RnnkitError` with the CLI's one-line message.
+pub(crate) fn err(e: rnnkit::error::Error) -> PyErr {
+    RnnkitError::new_err(e.to_string().replace('\n', " "))
+}
+
+/// Runs `f` without the GIL, with subnormals flushed as the CLI runs, turning a panic
+/// into an `RnnkitError` (the interpreter goes on).
+pub(crate) fn compute<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> rnnkit::error::Result<T> + Send,
+) -> PyResult<T> {
+    py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rnnkit::engine::ops::with_flushed_denormals(f)
+        }))
+    })
+    .map_err(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        RnnkitError::new_err(format!("internal error: {msg}"))
+    })?
+    .map_err(err)
+}
+
+/// Loads a checkpoint (`model.safetensors`) of any task and returns a `LanguageModel`,
+/// `Tagger`, `Classifier` or `Translator`. The file is checked as the CLI checks it; a
+/// bad one raises `RnnkitError` with the CLI's reason.
+#[pyfunction]
+fn load(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
+    let p = path.clone();
+    let (model, meta) = compute(py, move || {
+        let meta = rnnkit::checkpoint::open(&p)?.meta;
+        Ok((any::Model::load(&p)?, meta))
+    })?;
+    models::wrap(py, model, meta, Some(path))
+}
+
+/// Builds a model from parameters under their PyTorch names (float32 arrays)
+/// and the checkpoint metadata (`model.metadata`): writes them as a checkpoint to `path`
+/// and loads it, so every shape is checked as for any file.
+#[pyfunction]
+#[pyo3(signature = (tensors, metadata, path))]
+fn _from_tensors(
+    py: Python<'_>,
+    tensors: Vec<(String, numpy::PyReadonlyArrayDyn<'_, f32>)>,
+    metadata: String,
+    path: PathBuf,
+) -> PyResult<Py<PyAny>> {
+    let tensors: Vec<any::Tensor> = tensors
+        .into_iter()
+        .map(|(name, a)| {
+            let view = a.as_array();
+            let shape = view.shape().to_vec();
+            let values = view.iter().copied().collect();
+            (name, shape, values)
+        })
+        .collect();
+    let meta: serde_json::Value = serde_json::from_str(&metadata)
+        .map_err(|e| RnnkitError::new_err(format!("metadata: not JSON: {e}")))?;
+    let p = path.clone();
+    let m2 = meta.clone();
+    let model = compute(py, move || any::from_state_dict(&tensors, &m2, &p))?;
+    models::wrap(py, model, meta, Some(path))
+}
+
+/// Sets the threads the products run on (default: every core), for every model.
+#[pyfunction]
+fn set_threads(n: usize) -> PyResult<()> {
+    if !(1..=1024).contains(&n) {
+        return Err(RnnkitError::new_err(format!(
+            "threads: expected a count from 1 to 1024, got {n}"
+        )));
+    }
+    rnnkit::engine::ops::set_threads(n);
+    Ok(())
+}
+
+/// The threads the products run on.
+#[pyfunction]
+fn threads() -> usize {
+    rnnkit::engine::ops::threads()
+}
+
+/// Sets the number format of the matrix products: "f32" or "bf16" (as `--precision`).
+#[pyfunction]
+fn set_precision(precision: &str) -> PyResult<()> {
+    let p = precision
+        .parse::<rnnkit::engine::bf16::Precision>()
+        .map_err(|e| RnnkitError::new_err(format!("precision: {e}")))?;
+    rnnkit::engine::bf16::set_precision(p);
+    Ok(())
+}
+
+#[pymodule]
+fn _rnnkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("RnnkitError", m.py().get_type::<RnnkitError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(_from_tensors, m)?)?;
+    m.add_function(wrap_pyfunction!(set_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(threads, m)?)?;
+    m.add_function(wrap_pyfunction!(set_precision, m)?)?;
+    models::register(m)?;
+    train::register(m)?;
+    Ok(())
+}
