@@ -140,6 +140,9 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
     super::set_compute(&a.compute);
     let (v, h, b, t, steps) = shape(a.preset);
     let vocab = a.vocab.unwrap_or(v);
+    if vocab < 2 {
+        anyhow::bail!("--vocab {vocab}: expected at least 2 (one token leaves nothing to predict)");
+    }
     let mut cfg = LmRun::recipe(None).model;
     cfg.vocab = vocab;
     cfg.rnn.hidden = a.stack.hidden.unwrap_or(h);
@@ -245,15 +248,12 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
 /// (tagger), 17 tags (CoNLL in BIOES) or 2 classes.
 fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
     use rnnkit::task::{classify, tag as tagger};
-    if a.steps == 0 || a.length == Some(0) {
-        anyhow::bail!("--steps and --length must be at least 1");
+    if a.steps == 0 || a.length == Some(0) || a.batch_size == 0 {
+        anyhow::bail!("--batch-size, --steps and --length must be at least 1");
     }
     super::set_compute(&a.compute);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let (b, t) = (
-        a.batch_size.max(1),
-        a.length.unwrap_or(if tag { 14 } else { 19 }),
-    );
+    let (b, t) = (a.batch_size, a.length.unwrap_or(if tag { 14 } else { 19 }));
     let words = 20_000u32;
     let n_train = b * a.steps;
     let mut opt = Optimizer::new(OptimKind::named("adam", 0.0, None)?, 1e-3);

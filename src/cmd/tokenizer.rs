@@ -235,7 +235,8 @@ pub fn run_data(c: DataCmd) -> anyhow::Result<()> {
                 }
                 "vectors" => {
                     let v = corpus::read_vectors(f)?;
-                    serde_json::json!({"words": v.index.len(), "dim": v.dim})
+                    v.check_header(f)?;
+                    serde_json::json!({"words": v.index.len(), "rows": v.rows, "dim": v.dim})
                 }
                 other => anyhow::bail!("--format {other:?}: expected text, conll, parallel, parallel-tsv, labelled or vectors"),
             };

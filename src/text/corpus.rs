@@ -160,6 +160,28 @@ pub struct Vectors {
     pub index: HashMap<String, usize>,
     /// `[words, dim]`.
     pub data: Vec<f32>,
+    /// The `count dim` header's count, when the file has one.
+    pub header_rows: Option<usize>,
+    /// Vector lines read (a repeated word counts each time; the first vector is kept).
+    pub rows: usize,
+}
+
+impl Vectors {
+    /// Refuses a file whose header's count is not its number of vector lines (`data
+    /// check`; training takes a file cut short of its header's count, as `head -n` makes).
+    pub fn check_header(&self, path: &Path) -> Result<()> {
+        match self.header_rows {
+            Some(n) if n != self.rows => Err(Error::input(
+                path,
+                1,
+                format!(
+                    "the header says {n} vectors; the file has {} vector lines",
+                    self.rows
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 pub fn read_vectors(path: &Path) -> Result<Vectors> {
@@ -168,12 +190,15 @@ pub fn read_vectors(path: &Path) -> Result<Vectors> {
         dim: 0,
         index: HashMap::new(),
         data: Vec::new(),
+        header_rows: None,
+        rows: 0,
     };
     for l in numbered(path)? {
         let (i, l) = l?;
         if i == 1 {
             let f: Vec<&str> = l.split_whitespace().collect();
             if f.len() == 2 && f.iter().all(|x| x.parse::<usize>().is_ok()) {
+                v.header_rows = f[0].parse().ok();
                 dim = f[1].parse().ok();
                 continue;
             }
@@ -191,6 +216,18 @@ pub fn read_vectors(path: &Path) -> Result<Vectors> {
                 format!("{} numbers; expected {d}", vals.len()),
             ));
         }
+        if let Some(j) = vals.iter().position(|x| !x.is_finite()) {
+            return Err(Error::input(
+                path,
+                i,
+                format!(
+                    "value {} of {word:?} is {}; expected finite numbers",
+                    j + 1,
+                    vals[j]
+                ),
+            ));
+        }
+        v.rows += 1;
         v.index.entry(word.to_string()).or_insert(v.data.len() / d);
         if v.index[word] == v.data.len() / d {
             v.data.extend(vals);
@@ -267,6 +304,43 @@ mod tests {
             .to_string();
         assert!(e.contains("v3.txt:2:"), "{e}");
         assert!(read_vectors(&file("v4.txt", b"")).is_err());
+        // Every value must be finite: NaN and infinities are refused, naming the line.
+        for (i, bad) in ["nan", "inf", "-inf", "NaN", "1e39"].iter().enumerate() {
+            let body = format!("the 0.1 0.2\ncat 1 {bad}\n");
+            let e = read_vectors(&file(&format!("v5-{i}.txt"), body.as_bytes()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(":2:") && e.contains("finite"), "{bad}: {e}");
+        }
+        // The header's count is what `data check` compares with the rows.
+        let h = read_vectors(&file("v6.txt", b"3 2\nthe 0.1 0.2\ncat 1 2\n")).unwrap();
+        assert_eq!((h.header_rows, h.rows), (Some(3), 2));
+        let e = h.check_header(Path::new("v6.txt")).unwrap_err().to_string();
+        assert!(e.contains("v6.txt:1:") && e.contains("3 vectors"), "{e}");
+        assert!(a.check_header(Path::new("v1.txt")).is_ok());
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let p = file("bom.txt", b"\xef\xbb\xbfthe 0.1\ncat 1\n");
+        assert!(read_vectors(&p).unwrap().index.contains_key("the"));
+        assert_eq!(
+            super::super::read::read_text(&p).unwrap(),
+            "the 0.1\ncat 1\n"
+        );
+        let l = file("bom.tsv", b"\xef\xbb\xbfsentence\tlabel\ngood\t1\n");
+        assert_eq!(read_labelled(&l).unwrap().len(), 1);
+        // An invalid byte after the mark is still reported at its offset in the file.
+        let bad = file("bom-bad.txt", b"\xef\xbb\xbfok \xff\n");
+        let e = super::super::read::read_text(&bad).unwrap_err().to_string();
+        assert!(e.contains("byte offset 6"), "{e}");
+        let e = super::super::read::Lines::open(&bad)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("byte offset 6"), "{e}");
     }
 
     #[test]

@@ -74,15 +74,21 @@ fn open_source(path: &Path) -> Result<Box<dyn std::io::Read + Send>> {
     Ok(Box::new(std::io::Cursor::new(b)))
 }
 
-/// Reads a whole UTF-8 text file.
+/// The UTF-8 byte-order mark some editors write first; every reader skips it, as Python's
+/// `utf-8-sig` does.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Reads a whole UTF-8 text file (without a leading byte-order mark).
 pub fn read_text(path: &Path) -> Result<String> {
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut open_source(path)?, &mut bytes)
         .map_err(|e| Error::io(path, e))?;
+    let skip = if bytes.starts_with(BOM) { BOM.len() } else { 0 };
+    bytes.drain(..skip);
     String::from_utf8(bytes).map_err(|e| {
         let off = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..off].iter().filter(|&&b| b == b'\n').count() + 1;
-        utf8_error(path, line, off as u64)
+        utf8_error(path, line, (skip + off) as u64)
     })
 }
 
@@ -114,7 +120,8 @@ fn empty(path: &Path) -> Error {
 /// file) is refused at this size instead of filling the memory.
 pub const MAX_LINE: usize = 64 << 20;
 
-/// The lines of a UTF-8 file, each with its line terminator, read one at a time.
+/// The lines of a UTF-8 file, each with its line terminator, read one at a time (a leading
+/// byte-order mark skipped).
 ///
 /// Memory stays at one line whatever the file size. Each line is checked on its own, and an
 /// invalid byte is reported with its line and its offset from the start of the file. After
@@ -197,7 +204,11 @@ impl Iterator for Lines {
             }
         };
         let line = self.line;
-        let at = self.offset;
+        let mut at = self.offset;
+        if line == 1 && self.buf.starts_with(BOM) {
+            self.buf.drain(..BOM.len());
+            at += BOM.len() as u64;
+        }
         if n > MAX_LINE && self.buf.last() != Some(&b'\n') {
             self.done = true;
             return Some(Err(long_line(&self.path, line)));

@@ -19,6 +19,9 @@ pub const SPECIALS: [&str; 4] = [UNK, PAD, BOS, EOS];
 
 pub use super::vocab::Kind;
 
+/// The largest BPE vocabulary a tokenizer may be trained to (2^20 tokens).
+pub const MAX_BPE_VOCAB: usize = 1 << 20;
+
 /// Training options for [`Tokenizer::train`].
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
@@ -167,6 +170,13 @@ impl Tokenizer {
             PreTokenizerWrapper, TokenizerBuilder,
         };
         let err = |e: Box<dyn std::error::Error + Send + Sync>| Error::Tokenizer(e.to_string());
+        if let Some(n) = opt.max_size.filter(|&n| n > MAX_BPE_VOCAB) {
+            // The trainer sizes its tables by the vocabulary asked for: beyond this, the
+            // allocation itself aborts the process before a corpus could fill them.
+            return Err(Error::Usage(format!(
+                "vocabulary size {n}: BPE vocabularies go up to {MAX_BPE_VOCAB} (a corpus rarely gives more than a few hundred thousand merges)"
+            )));
+        }
         let mut trainer = BpeTrainerBuilder::new()
             .vocab_size(opt.max_size.unwrap_or(8000))
             .min_frequency(opt.min_freq.max(1) as u64)

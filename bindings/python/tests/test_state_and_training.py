@@ -106,6 +106,14 @@ def test_interrupt_saves_and_the_cli_resumes(tmp_path, corpus):
     assert "start" in seen
     out = last_json(cli("lm", "train", "--resume", str(folder), "--json", "--quiet").stdout)
     assert out["epochs_done"] == 3
+    # The interrupted and resumed run ends with the weights of an uninterrupted one.
+    whole = tmp_path / "whole"
+    rnnkit.train("lm", out=whole, bar=False, **opts)
+    a = rnnkit.load(folder / "model.safetensors").state_dict()
+    b = rnnkit.load(whole / "model.safetensors").state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     # And the same run, resumed from Python, trains on to a fourth epoch.
     more = rnnkit.train("lm", resume=folder, epochs=4, bar=False)
     assert more["epochs_done"] == 4

@@ -55,6 +55,18 @@ def test_score(models, corpus):
     assert lm.score(text) == pytest.approx(s[0])
 
 
+def test_score_equals_the_cli(models, runs, tmp_path):
+    """One text read as one sequence: `lm eval` with one row and a window as long as it."""
+    lm = models["lm"]
+    text = "the cat sat on the mat and the dog ran"
+    f = tmp_path / "t.txt"
+    f.write_text(text, encoding="utf-8")
+    out = cli("lm", "eval", "--model", str(runs["lm"][0] / "model.safetensors"), "--data", str(f),
+              "--batch-size", "1", "--bptt", "1000", "--json", "--threads", "1").stdout
+    theirs = last_json(out)
+    assert lm.score(text) == pytest.approx(theirs["loss"], abs=1e-6)
+
+
 def test_tag_equals_the_cli(models, runs, tmp_path):
     tagger = models["tag"]
     texts = ["Anna lives in Berlin .", "EU rejects German call to boycott British lamb .", ""]

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""What the Python binding adds to the work, against the CLI on the same model and input:
+tagging the CoNLL-2003 test file, and batch-1 generation's tokens per second. Rounds
+alternate CLI and Python; medians are printed, with the CPU.
+
+    python tools/python_overhead.py --bin target/release/rnnkit --tagger runs/ner/model.safetensors \
+        --lm runs/char/model.safetensors --data ../shared/data --rounds 5
+
+The CLI's time is its whole process (start, load, read, tag, write), measured outside; the
+Python time is load, read and tag in the interpreter (what a user's script does), so the
+comparison charges each side what a user waits for.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import rnnkit
+
+
+def conll_sentences(path):
+    out, words = [], []
+    for line in open(path, encoding="utf-8"):
+        if line.startswith("-DOCSTART-"):
+            continue
+        if not line.strip():
+            if words:
+                out.append(words)
+            words = []
+        else:
+            words.append(line.split()[0])
+    if words:
+        out.append(words)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--tagger", required=True)
+    ap.add_argument("--lm", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tokens", type=int, default=2000)
+    a = ap.parse_args()
+    test = Path(a.data) / "conll2003" / "test.txt"
+    rnnkit.set_threads(a.threads)
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    tag_cli, tag_py, gen_cli, gen_py, gen_stream = [], [], [], [], []
+    for r in range(a.rounds):
+        t0 = time.perf_counter()
+        subprocess.run([a.bin, "tag", "predict", "--model", a.tagger, "--input", str(test), "--format", "conll",
+                        "--threads", str(a.threads)], check=True, stdout=subprocess.DEVNULL)
+        tag_cli.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        tagger = rnnkit.load(a.tagger)
+        tagged = tagger.tag(conll_sentences(test))
+        tag_py.append(time.perf_counter() - t0)
+        assert len(tagged) == 3453, len(tagged)
+        out = subprocess.run([a.bin, "lm", "generate", "--model", a.lm, "--prompt", "ROMEO:", "--max-tokens",
+                              str(a.tokens), "--seed", str(r + 1), "--json", "--threads", "1"],
+                             check=True, capture_output=True, text=True).stdout
+        gen_cli.append(json.loads(out.strip().splitlines()[-1])["tokens_per_s"])
+        lm = rnnkit.load(a.lm)
+        rnnkit.set_threads(1)
+        t0 = time.perf_counter()
+        lm.generate("ROMEO:", max_tokens=a.tokens, seed=r + 1)
+        gen_py.append(a.tokens / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        n = sum(1 for _ in lm.stream("ROMEO:", max_tokens=a.tokens, seed=r + 1))
+        gen_stream.append(n / (time.perf_counter() - t0))
+        rnnkit.set_threads(a.threads)
+        print(f"round {r + 1}: tag CLI {tag_cli[-1]:.3f} s, Python {tag_py[-1]:.3f} s; generate tokens/s "
+              f"CLI {gen_cli[-1]:.0f}, Python {gen_py[-1]:.0f}, Python stream {gen_stream[-1]:.0f}", flush=True)
+    m = statistics.median
+    print(f"CPU: {cpu}; {a.threads} threads for tagging, 1 for generation; medians of {a.rounds} rounds")
+    print(f"tag the CoNLL-2003 test file: CLI {m(tag_cli):.3f} s, Python {m(tag_py):.3f} s, "
+          f"Python / CLI {m(tag_py) / m(tag_cli):.3f}")
+    print(f"generate {a.tokens} tokens: CLI {m(gen_cli):.0f} tokens/s, Python {m(gen_py):.0f} "
+          f"({m(gen_py) / m(gen_cli):.3f}), stream {m(gen_stream):.0f} ({m(gen_stream) / m(gen_cli):.3f})")
+
+
+if __name__ == "__main__":
+    main()
