@@ -41,4 +41,6 @@ pub mod fuzz;
 pub mod metrics;
 #[cfg(feature = "plot")]
 pub mod plot;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod train;

@@ -8,6 +8,7 @@ mod defaults;
 mod demo;
 mod lm;
 mod plot;
+mod serve;
 mod tag;
 mod tokenizer;
 mod translate;
@@ -54,6 +55,8 @@ pub enum Command {
     Bench(bench::BenchCmd),
     /// Rewrite a model checkpoint's tensors in bf16 (half the file) or f32.
     Convert(convert::ConvertArgs),
+    /// Serve models over HTTP: generate, tag, classify, translate, trace (docs/serve.md).
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Parses the command line, with each `train` option's default from the library's recipe
@@ -75,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(c) => bench::run(c),
         Command::Plot(a) => plot::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Serve(a) => serve::run(*a),
     }
 }
 

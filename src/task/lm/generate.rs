@@ -8,7 +8,7 @@ use rand::RngCore;
 
 /// How the next token is chosen during generation. The default samples from the model's
 /// distribution unchanged: temperature 1, no top-k or top-p cut.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
     /// Divides the logits (0: the most likely token, as `greedy`).
     pub temperature: f32,
