@@ -350,6 +350,19 @@ fn every_endpoint_answers_as_the_cli_does() {
                 >= t["stack"]["hidden"].as_u64().unwrap() as usize
         );
     }
+    // The page and its module are served from the binary (no key needed for them).
+    for (path, kind, needle) in [
+        ("/", "text/html", "app.js"),
+        ("/app.js", "text/javascript", "/v1/models"),
+        ("/style.css", "text/css", "body"),
+    ] {
+        let r = ureq::get(&format!("{}{path}", sv.url)).call().unwrap();
+        assert!(
+            r.header("content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert!(r.into_string().unwrap().contains(needle), "{path}");
+    }
     let (c, m) = sv.get("/metrics");
     assert_eq!(c, 200);
     assert!(
@@ -574,6 +587,7 @@ fn authentication() {
         .send_string(r#"{"inputs": ["a"]}"#);
     assert_eq!(respond(r).0, 200);
     assert_eq!(sv.get("/v1/health").0, 200);
+    assert_eq!(sv.get("/").0, 200);
     assert_eq!(sv.get("/metrics").0, 401);
     let o = run(&[
         "serve",

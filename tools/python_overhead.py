@@ -50,17 +50,20 @@ def main():
     test = Path(a.data) / "conll2003" / "test.txt"
     rnnkit.set_threads(a.threads)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    tag_cli, tag_py, gen_cli, gen_py, gen_stream = [], [], [], [], []
+    tag_cli, tag_py, tagp_cli, tagp_py, gen_cli, gen_py, gen_stream = [], [], [], [], [], [], []
     for r in range(a.rounds):
-        t0 = time.perf_counter()
-        subprocess.run([a.bin, "tag", "predict", "--model", a.tagger, "--input", str(test), "--format", "conll",
-                        "--threads", str(a.threads)], check=True, stdout=subprocess.DEVNULL)
-        tag_cli.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        tagger = rnnkit.load(a.tagger)
-        tagged = tagger.tag(conll_sentences(test))
-        tag_py.append(time.perf_counter() - t0)
-        assert len(tagged) == 3453, len(tagged)
+        # Tags only (the CLI's default), then with each tag's probability (--probs).
+        for probs, cli_t, py_t in ((False, tag_cli, tag_py), (True, tagp_cli, tagp_py)):
+            t0 = time.perf_counter()
+            subprocess.run([a.bin, "tag", "predict", "--model", a.tagger, "--input", str(test), "--format", "conll",
+                            "--threads", str(a.threads)] + (["--probs"] if probs else []),
+                           check=True, stdout=subprocess.DEVNULL)
+            cli_t.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            tagger = rnnkit.load(a.tagger)
+            tagged = tagger.tag(conll_sentences(test), probs=probs)
+            py_t.append(time.perf_counter() - t0)
+            assert len(tagged) == 3453, len(tagged)
         out = subprocess.run([a.bin, "lm", "generate", "--model", a.lm, "--prompt", "ROMEO:", "--max-tokens",
                               str(a.tokens), "--seed", str(r + 1), "--json", "--threads", "1"],
                              check=True, capture_output=True, text=True).stdout
@@ -74,12 +77,15 @@ def main():
         n = sum(1 for _ in lm.stream("ROMEO:", max_tokens=a.tokens, seed=r + 1))
         gen_stream.append(n / (time.perf_counter() - t0))
         rnnkit.set_threads(a.threads)
-        print(f"round {r + 1}: tag CLI {tag_cli[-1]:.3f} s, Python {tag_py[-1]:.3f} s; generate tokens/s "
+        print(f"round {r + 1}: tag CLI {tag_cli[-1]:.3f} s, Python {tag_py[-1]:.3f} s; with probabilities CLI "
+              f"{tagp_cli[-1]:.3f} s, Python {tagp_py[-1]:.3f} s; generate tokens/s "
               f"CLI {gen_cli[-1]:.0f}, Python {gen_py[-1]:.0f}, Python stream {gen_stream[-1]:.0f}", flush=True)
     m = statistics.median
     print(f"CPU: {cpu}; {a.threads} threads for tagging, 1 for generation; medians of {a.rounds} rounds")
     print(f"tag the CoNLL-2003 test file: CLI {m(tag_cli):.3f} s, Python {m(tag_py):.3f} s, "
           f"Python / CLI {m(tag_py) / m(tag_cli):.3f}")
+    print(f"  with probabilities: CLI {m(tagp_cli):.3f} s, Python {m(tagp_py):.3f} s, "
+          f"Python / CLI {m(tagp_py) / m(tagp_cli):.3f}")
     print(f"generate {a.tokens} tokens: CLI {m(gen_cli):.0f} tokens/s, Python {m(gen_py):.0f} "
           f"({m(gen_py) / m(gen_cli):.3f}), stream {m(gen_stream):.0f} ({m(gen_stream) / m(gen_cli):.3f})")
 

@@ -27,7 +27,8 @@ pub struct ServeArgs {
     /// Inputs gathered into one batch at most.
     #[arg(long, default_value_t = Config::default().max_batch)]
     pub max_batch: usize,
-    /// Milliseconds a batch waits for more requests after its first.
+    /// Milliseconds a batch waits for more requests after its first (0: it takes what is
+    /// queued, so a lone request is not delayed; under load batches form by themselves).
     #[arg(long, default_value_t = Config::default().max_wait.as_millis() as u64)]
     pub max_wait_ms: u64,
     /// Jobs waiting for a model at most (beyond: 503 with Retry-After).

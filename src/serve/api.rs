@@ -30,12 +30,37 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/models/{name}/{verb}", post(verb))
         .route("/metrics", get(metrics))
+        .route(
+            "/",
+            get(|| async { page("text/html; charset=utf-8", PAGE) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { page("text/javascript; charset=utf-8", APP) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { page("text/css; charset=utf-8", STYLE) }),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
 }
+
+/// The page, shipped inside the binary: plain HTML, CSS and a JavaScript module, no build
+/// step, nothing fetched from elsewhere.
+const PAGE: &str = include_str!("page/index.html");
+const APP: &str = include_str!("page/app.js");
+const STYLE: &str = include_str!("page/style.css");
+
+fn page(kind: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+/// Routes open without a key: the page itself (it asks for the key) and health.
+const OPEN: [&str; 4] = ["/", "/app.js", "/style.css", "/v1/health"];
 
 /// A refusal: status, a short code, the reason and the request field it is about.
 pub struct ApiError {
@@ -92,7 +117,7 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// With a key set, every route but `/v1/health` needs `Authorization: Bearer KEY`.
+/// With a key set, every route but [`OPEN`] needs `Authorization: Bearer KEY`.
 async fn auth(Axs(s): Axs<Shared>, req: Request, next: Next) -> Response {
     if let Some(key) = &s.api_key {
         let given = req
@@ -100,7 +125,7 @@ async fn auth(Axs(s): Axs<Shared>, req: Request, next: Next) -> Response {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if req.uri().path() != "/v1/health" && given != Some(key.as_str()) {
+        if !OPEN.contains(&req.uri().path()) && given != Some(key.as_str()) {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

@@ -59,7 +59,9 @@ pub struct Config {
     pub threads: Option<usize>,
     /// Inputs gathered into one batch at most.
     pub max_batch: usize,
-    /// How long a batch waits for more requests after its first.
+    /// How long a batch waits for more requests after its first. 0 (the default) takes
+    /// what is queued when the worker is free: a lone request runs at once, and under
+    /// load the queue fills while a batch runs, so batches form by themselves.
     pub max_wait: Duration,
     /// Jobs waiting for a model at most (then 503).
     pub queue: usize,
@@ -76,7 +78,7 @@ impl Default for Config {
             no_auth: false,
             threads: None,
             max_batch: 32,
-            max_wait: Duration::from_millis(5),
+            max_wait: Duration::ZERO,
             queue: 256,
             limits: Limits::default(),
         }

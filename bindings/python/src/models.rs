@@ -317,8 +317,15 @@ impl Tagger {
     /// them), or a list of token lists. Each result is a dict: `tokens`, `offsets`
     /// (character spans), `tags` (IOB2), `probs` (each tag's probability, float32 `[T]`)
     /// and `entities` (dicts with `type`, `start`, `end` (tokens), `char_start`,
-    /// `char_end`, `text`, `prob`).
-    fn tag<'py>(slf: &Bound<'py, Self>, inputs: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    /// `char_end`, `text`, `prob`). `probs=False` skips the probabilities (a second
+    /// pass, as the CLI's `tag predict` without `--probs`); `probs` is then empty and each
+    /// entity's `prob` None.
+    #[pyo3(signature = (inputs, probs=true))]
+    fn tag<'py>(
+        slf: &Bound<'py, Self>,
+        inputs: &Bound<'py, PyAny>,
+        probs: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let base = slf.as_super().get();
         let tokens: Option<Vec<Vec<String>>> = if inputs.is_instance_of::<PyList>()
@@ -336,10 +343,17 @@ impl Tagger {
             None
         };
         let (tagged, one) = match tokens {
-            Some(sentences) => (with!(py, base, Tag, |m| m.tag_tokens(&sentences))?, false),
+            Some(sentences) => (
+                with!(py, base, Tag, |m| {
+                    m.probs = probs;
+                    m.tag_tokens(&sentences)
+                })?,
+                false,
+            ),
             None => {
                 let (t, one) = texts(inputs, "inputs")?;
                 let tagged = with!(py, base, Tag, |m| {
+                    m.probs = probs;
                     let refs: Vec<&str> = t.iter().map(|s| s.as_str()).collect();
                     m.tag_texts(&refs)
                 })?;

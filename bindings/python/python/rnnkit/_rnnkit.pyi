@@ -115,11 +115,14 @@ class Tagger(Model):
     def labels(self) -> List[str]:
         """The tag names."""
     @overload
-    def tag(self, inputs: str) -> Dict[str, Any]: ...
+    def tag(self, inputs: str, probs: bool = True) -> Dict[str, Any]: ...
     @overload
-    def tag(self, inputs: Union[Sequence[str], Sequence[Sequence[str]]]) -> List[Dict[str, Any]]:
+    def tag(
+        self, inputs: Union[Sequence[str], Sequence[Sequence[str]]], probs: bool = True
+    ) -> List[Dict[str, Any]]:
         """Tags texts or token lists: tokens, offsets, tags (IOB2), probs float32 [T] and
-        entities (type, start, end, char_start, char_end, text, prob)."""
+        entities (type, start, end, char_start, char_end, text, prob); probs=False skips
+        the probabilities (a second pass)."""
 
 class Classifier(Model):
     """A sentence classifier."""
