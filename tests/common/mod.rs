@@ -4,6 +4,8 @@
 //! rnnkit's own README and sources).
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -78,7 +78,7 @@ const views = {
         }
       }
       await inside(name, text + generated, (t, i) => {
-        const next = t.task.next_tokens[i].map((tok, j) => [shown(tok), t.task.next_probs[i][j]]);
+        const next = t.task.next[i].map(([tok, p]) => [shown(tok), p]);
         return `after <b>${esc(shown(t.tokens[i]))}</b>, the next token:${probTable(next)}`;
       });
       out.replaceChildren(...tokenSpans(trace));
@@ -104,8 +104,9 @@ const views = {
         at = e.char_end;
       }
       out.append(chars.slice(at).join(""));
-      $("output").replaceChildren(el("h2", {}, "Entities"), out, el("h3", {}, "Tokens (hover or focus for the tag probabilities)"),
-        el("div", { class: "tokens" }, ...tokenSpans(t)));
+      const toks = el("div", { class: "tokens", id: "tag-tokens" }, ...tokenSpans(t));
+      $("output").replaceChildren(el("h2", {}, "Entities"), out, el("h3", {}, "Tokens (hover or focus for the tag probabilities)"), toks);
+      hook(toks, t);
       status(`${res.entities.length} entities`);
     },
   },
