@@ -290,6 +290,30 @@ pub trait TrainOptions: Args + Clone {
     fn optim_args(&self) -> &OptimArgs;
 }
 
+/// Implements [`TrainOptions`] for a task's `TrainArgs` (which has `run` and `optim`
+/// groups and an `apply(&self, &mut Recipe)`): `train_options!(LmRun, |a| LmRun::recipe(a.preset))`.
+macro_rules! train_options {
+    ($recipe:ty, |$a:ident| $start:expr) => {
+        impl $crate::task::options::TrainOptions for TrainArgs {
+            type Recipe = $recipe;
+            fn recipe(&self) -> $recipe {
+                let $a = self;
+                $start
+            }
+            fn apply(&self, recipe: &mut $recipe) -> $crate::error::Result<()> {
+                TrainArgs::apply(self, recipe)
+            }
+            fn run_args(&self) -> &$crate::task::options::RunArgs {
+                &self.run
+            }
+            fn optim_args(&self) -> &$crate::task::options::OptimArgs {
+                &self.optim
+            }
+        }
+    };
+}
+pub(crate) use train_options;
+
 /// Runs what a task's `train` options ask with the library's run: resumes `--resume DIR`
 /// (keeping its options but the budgets), or starts the recipe (from `--config`, or the
 /// task's) with the options applied, in `--out`. `opts` brings the caller's observer,

@@ -1,10 +1,11 @@
 //! `classify train`'s options: what the command line parses and the Python package takes as
-//! keyword arguments, and how they change the task's recipe ([`TrainOptions`]).
+//! keyword arguments, and how they change the task's recipe
+//! ([`crate::task::options::TrainOptions`]).
 
 use super::recipe::{ClsRun, Weights};
 use super::Pooling;
 use crate::error::Result;
-use crate::task::options::{EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs, TrainOptions};
+use crate::task::options::{EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
 use crate::text::corpus::Column;
 use clap::Args;
 use std::path::PathBuf;
@@ -105,18 +106,4 @@ impl TrainArgs {
     }
 }
 
-impl TrainOptions for TrainArgs {
-    type Recipe = ClsRun;
-    fn recipe(&self) -> ClsRun {
-        ClsRun::recipe()
-    }
-    fn apply(&self, recipe: &mut ClsRun) -> Result<()> {
-        TrainArgs::apply(self, recipe)
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn optim_args(&self) -> &OptimArgs {
-        &self.optim
-    }
-}
+crate::task::options::train_options!(ClsRun, |_a| ClsRun::recipe());

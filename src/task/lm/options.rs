@@ -1,11 +1,12 @@
 //! `lm train`'s options: what the command line parses and the Python package takes as
-//! keyword arguments, and how they change the task's recipe ([`TrainOptions`]).
+//! keyword arguments, and how they change the task's recipe
+//! ([`crate::task::options::TrainOptions`]).
 
 use super::recipe::{LmRun, Preset};
 use super::EmbedInit;
 use crate::engine::init::Init;
 use crate::error::Result;
-use crate::task::options::{EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs, TrainOptions};
+use crate::task::options::{EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
 use crate::text::tokenizer::Kind;
 use clap::Args;
 use std::path::PathBuf;
@@ -110,18 +111,4 @@ impl TrainArgs {
     }
 }
 
-impl TrainOptions for TrainArgs {
-    type Recipe = LmRun;
-    fn recipe(&self) -> LmRun {
-        LmRun::recipe(self.preset)
-    }
-    fn apply(&self, recipe: &mut LmRun) -> Result<()> {
-        TrainArgs::apply(self, recipe)
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn optim_args(&self) -> &OptimArgs {
-        &self.optim
-    }
-}
+crate::task::options::train_options!(LmRun, |a| LmRun::recipe(a.preset));

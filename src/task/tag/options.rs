@@ -1,10 +1,11 @@
 //! `tag train`'s options: what the command line parses and the Python package takes as
-//! keyword arguments, and how they change the task's recipe ([`TrainOptions`]).
+//! keyword arguments, and how they change the task's recipe
+//! ([`crate::task::options::TrainOptions`]).
 
 use super::recipe::{TagPreset, TagRun};
 use super::Output;
 use crate::error::Result;
-use crate::task::options::{EmbedArgs, OptimArgs, RunArgs, StackArgs, TrainOptions};
+use crate::task::options::{EmbedArgs, OptimArgs, RunArgs, StackArgs};
 use crate::text::conll::{Columns, Scheme};
 use clap::Args;
 use std::path::PathBuf;
@@ -122,18 +123,4 @@ impl TrainArgs {
     }
 }
 
-impl TrainOptions for TrainArgs {
-    type Recipe = TagRun;
-    fn recipe(&self) -> TagRun {
-        TagRun::recipe(self.preset)
-    }
-    fn apply(&self, recipe: &mut TagRun) -> Result<()> {
-        TrainArgs::apply(self, recipe)
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn optim_args(&self) -> &OptimArgs {
-        &self.optim
-    }
-}
+crate::task::options::train_options!(TagRun, |a| TagRun::recipe(a.preset));

@@ -1,11 +1,12 @@
 //! `translate train`'s options: what the command line parses and the Python package takes as
-//! keyword arguments, and how they change the task's recipe ([`TrainOptions`]).
+//! keyword arguments, and how they change the task's recipe
+//! ([`crate::task::options::TrainOptions`]).
 
 use super::recipe::TrRun;
 use crate::engine::attention::Score;
 use crate::engine::cell::CellKind;
 use crate::error::Result;
-use crate::task::options::{EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs, TrainOptions};
+use crate::task::options::{EmbedArgs, OptimArgs, RunArgs, StackArgs, TokArgs};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -90,18 +91,4 @@ impl TrainArgs {
     }
 }
 
-impl TrainOptions for TrainArgs {
-    type Recipe = TrRun;
-    fn recipe(&self) -> TrRun {
-        TrRun::recipe()
-    }
-    fn apply(&self, recipe: &mut TrRun) -> Result<()> {
-        TrainArgs::apply(self, recipe)
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn optim_args(&self) -> &OptimArgs {
-        &self.optim
-    }
-}
+crate::task::options::train_options!(TrRun, |_a| TrRun::recipe());
