@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=2000)
+    ap.add_argument("--settle", type=float, default=1.0, help="seconds of rest before timing generation")
     a = ap.parse_args()
     test = Path(a.data) / "conll2003" / "test.txt"
     rnnkit.set_threads(a.threads)
@@ -70,6 +71,9 @@ def main():
         gen_cli.append(json.loads(out.strip().splitlines()[-1])["tokens_per_s"])
         lm = rnnkit.load(a.lm)
         rnnkit.set_threads(1)
+        # The CLI is a fresh process; this one has just tagged on every core: let the pool's
+        # workers go idle first, so that they do not share the core with generation.
+        time.sleep(a.settle)
         t0 = time.perf_counter()
         lm.generate("ROMEO:", max_tokens=a.tokens, seed=r + 1)
         gen_py.append(a.tokens / (time.perf_counter() - t0))

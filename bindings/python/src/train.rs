@@ -2,7 +2,7 @@
 //! parses them, run by the library's run, with progress reported to a Python callback and
 //! Ctrl-C (KeyboardInterrupt) saving the state and stopping as it does in the CLI.
 
-use crate::{compute, convert};
+use crate::{compute_here, convert};
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -105,7 +105,7 @@ fn _train<'py>(
     };
     let task = task.to_string();
     let obs_ref = &mut obs;
-    let r = compute(py, move || match task.as_str() {
+    let r = compute_here(py, move || match task.as_str() {
         "lm" => run_task::<lm::options::TrainArgs>("lm train", &args, obs_ref, curves),
         "tag" => run_task::<tag::options::TrainArgs>("tag train", &args, obs_ref, curves),
         "classify" => {
