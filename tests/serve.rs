@@ -393,16 +393,12 @@ fn authentication() {
 /// Concurrent requests are batched; a full queue answers 503 with Retry-After, never grows.
 #[test]
 fn batching_and_a_full_queue() {
-    let sv = Server::start(&["--queue", "2", "--max-generate", "100000"], &[]);
-    // Keep the lm's worker busy with one long generation, then overflow its queue.
-    let url = sv.url.clone();
-    let long = std::thread::spawn(move || {
-        respond(
-            ureq::post(&format!("{url}/v1/models/lm/generate"))
-                .send_string(r#"{"inputs": ["the "], "max_tokens": 20000, "greedy": true}"#),
-        )
-        .0
-    });
+    let sv = Server::start(&["--queue", "2", "--max-generate", "1000000"], &[]);
+    // Hold the lm's worker: a stream of a million tokens that is never read fills its
+    // channel and the socket, and the worker waits on it until the client leaves.
+    let stream = ureq::post(&format!("{}/v1/models/lm/generate", sv.url))
+        .send_string(r#"{"inputs": ["the "], "max_tokens": 1000000, "stream": true}"#)
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let handles: Vec<_> = (0..8)
         .map(|_| {
@@ -420,19 +416,22 @@ fn batching_and_a_full_queue() {
             })
         })
         .collect();
+    // The queue holds two; the other six are refused at once. Then the stream's client
+    // leaves, the worker is free, and the two queued requests are answered.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stream);
     let codes: Vec<(u16, Option<String>)> =
         handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(
-        codes
-            .iter()
-            .any(|(c, r)| *c == 503 && r.as_deref() == Some("1")),
+    let busy = codes
+        .iter()
+        .filter(|(c, r)| *c == 503 && r.as_deref() == Some("1"))
+        .count();
+    assert_eq!(busy, 6, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|(c, _)| *c == 200).count(),
+        2,
         "{codes:?}"
     );
-    assert!(
-        codes.iter().all(|(c, _)| *c == 503 || *c == 200),
-        "{codes:?}"
-    );
-    assert_eq!(long.join().unwrap(), 200);
     drop(sv);
     // Classification requests sent at once run in shared batches (a queue with room; a
     // batch waits up to 50 ms for company).
@@ -493,7 +492,8 @@ fn a_client_leaving_a_stream_frees_the_model() {
         .find_map(|l| l.strip_prefix("rnnkit_generated_tokens_total{model=\"lm\"} "))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{m}"));
-    assert!((3..100_000).contains(&n), "{n} tokens generated");
+    // (Socket buffers let it run ahead of the client by some 10^4–10^5 tokens.)
+    assert!((3..900_000).contains(&n), "{n} tokens generated");
 }
 
 /// SIGTERM stops accepting, finishes the request in flight, and exits 0.
