@@ -351,8 +351,8 @@ fn a_panic_answers_500_and_the_server_goes_on() {
     assert_eq!(c, 200, "{v}");
 }
 
-/// With a key, requests need it (health does not); a public address needs a key or
-/// --no-auth.
+/// With a key, requests need it (health does not); a non-loopback address needs a key or
+/// --no-auth (192.0.2.1, TEST-NET-1: refused before any bind, and never bindable here).
 #[test]
 fn authentication() {
     let sv = Server::start(&["--api-key", "s3cret"], &[]);
@@ -373,7 +373,7 @@ fn authentication() {
         "--model",
         &format!("m={}", models()[2].1.display()),
         "--host",
-        "0.0.0.0",
+        "192.0.2.1",
         "--port",
         "0",
     ]);
