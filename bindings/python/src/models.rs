@@ -478,12 +478,6 @@ impl Translator {
             n_best,
             attention,
         };
-        if n_best == 0 || n_best > d.beam.max(1) {
-            return Err(RnnkitError::new_err(format!(
-                "n_best: expected 1 to the beam size {}, got {n_best}",
-                d.beam
-            )));
-        }
         let base = slf.as_super().get();
         let out = with!(py, base, Translate, |m| {
             let refs: Vec<&str> = t.iter().map(|s| s.as_str()).collect();

@@ -33,7 +33,7 @@ pub struct Decoding {
 
 impl Decoding {
     /// Refuses what cannot decode: a beam of 0, a negative or non-finite `alpha` or
-    /// `max_len_a`.
+    /// `max_len_a`, an `n_best` outside 1 to the beam size.
     pub fn check(&self) -> crate::error::Result<()> {
         if self.beam == 0
             || !(self.alpha.is_finite() && self.alpha >= 0.0)
@@ -42,6 +42,12 @@ impl Decoding {
             return Err(crate::error::Error::Usage(format!(
                 "decoding: beam must be at least 1, alpha and max_len_a finite and at least 0 (got beam {}, alpha {}, max_len_a {})",
                 self.beam, self.alpha, self.max_len_a
+            )));
+        }
+        if self.n_best == 0 || self.n_best > self.beam {
+            return Err(crate::error::Error::Usage(format!(
+                "decoding: n_best must be from 1 to the beam size {} (got {})",
+                self.beam, self.n_best
             )));
         }
         Ok(())
