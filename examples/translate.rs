@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     };
     let summary = run::start(recipe, &dir.join("run"), opts)?;
     println!(
-        "4 epochs on 6,000 pairs: validation BLEU {:.1} (greedy, lowercased text)",
+        "4 epochs on 6,000 pairs: validation BLEU {:.1} (greedy, cased text)",
         summary.values["valid_bleu"].as_f64().unwrap_or(0.0)
     );
 

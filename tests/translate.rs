@@ -158,6 +158,25 @@ fn train_eval_translate() {
         "1",
     ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3);
+    // --replace-unk leaves no <unk>: each is the source word its step attends to most.
+    let unknown = d.join("unknown.de");
+    std::fs::write(&unknown, "Ein Xylophon Quokka Zwölftonmusik.\n").unwrap();
+    for (flag, beam) in [("--replace-unk", "1"), ("--replace-unk", "3")] {
+        let o = run(&[
+            "translate",
+            "predict",
+            "--model",
+            &m,
+            "--input",
+            &s(&unknown),
+            "--beam",
+            beam,
+            flag,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(!out.contains("<unk>") && out.lines().count() == 1, "{out}");
+    }
     // A source over 1,024 tokens is cut to them, with a note naming the line.
     let longer = d.join("longer.de");
     std::fs::write(&longer, format!("Ein Hund.\n{}\n", "Ein Mann ".repeat(600))).unwrap();

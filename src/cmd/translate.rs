@@ -54,6 +54,10 @@ pub struct DecodeArgs {
     /// No <eos> before this many tokens (the cap still ends a translation).
     #[arg(long, default_value_t = Decoding::default().min_len)]
     pub min_len: usize,
+    /// Replace each <unk> in the output by the source word it attends to most (OpenNMT's
+    /// -replace_unk; word and char vocabularies).
+    #[arg(long)]
+    pub replace_unk: bool,
 }
 
 impl DecodeArgs {
@@ -66,6 +70,7 @@ impl DecodeArgs {
             n_best: n_best.clamp(1, self.beam.max(1)),
             attention: false,
             min_len: self.min_len,
+            replace_unk: self.replace_unk,
         }
         .checked()
         .context("--beam, --alpha, --max-len-a")

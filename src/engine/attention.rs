@@ -6,7 +6,11 @@
 //! ```
 //!
 //! with `sim(x, y)` one of ⟨x, y⟩ (dot; equal sizes), xᵀW y (bilinear, Luong's "general")
-//! or vᵀ tanh(W x + U y) (additive, Bahdanau et al. 2015). A decoder calls [`Attention::step`]
+//! or vᵀ tanh(W x + U y) (additive, Bahdanau et al. 2015). The dot and bilinear scores are
+//! scaled by 1/√Dk by default, as in Vaswani et al. 2017 ("Attention is all you need",
+//! §3.2.1): a dot product of Dk roughly unit-variance terms grows like √Dk, and unscaled
+//! (Luong et al. 2015's forms, kept as [`Score::Dot`] and [`Score::General`]) it saturates
+//! the softmax at one position (a mean max α of 0.99 on Multi30k, docs/results.md). A decoder calls [`Attention::step`]
 //! once per output step with its state `s [B, Dq]` against the same keys `y [T, B, Dk]`, so
 //! what depends on the keys alone (additive: U y) is computed once by [`Attention::prepare`],
 //! and its gradient is sent back once by [`Attention::finish`] after the last step's backward.
@@ -22,9 +26,28 @@ use crate::error::{Error, Result};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+/// The similarity. In a config: `scaled_dot`, `scaled_general`, `additive`, and the unscaled
+/// `dot_unscaled` and `general_unscaled` (saved as `dot` and `general` before the scaled
+/// forms existed, which still load as the unscaled ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Score {
+    /// ⟨s, y⟩, unscaled (Luong et al. 2015).
+    #[serde(rename = "dot_unscaled", alias = "dot")]
+    Dot,
+    /// sᵀW y, unscaled (Luong et al. 2015's "general").
+    #[serde(rename = "general_unscaled", alias = "general")]
+    General,
+    /// ⟨s, y⟩ / √Dk.
+    ScaledDot,
+    /// sᵀW y / √Dk.
+    ScaledGeneral,
+    Additive,
+}
+
+/// The three ways of computing a score; scaling is a factor on top.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
     Dot,
     General,
     Additive,
@@ -38,17 +61,48 @@ impl Score {
             s => s.parse().map(Some),
         }
     }
+
+    /// Whether the score is a dot product of the query with the keys themselves (no
+    /// weights, so the sizes must be equal).
+    pub fn is_dot(self) -> bool {
+        self.form() == Form::Dot
+    }
+
+    /// Whether the score has a bilinear weight W `[Dq, Dk]`.
+    pub fn is_general(self) -> bool {
+        self.form() == Form::General
+    }
+
+    fn form(self) -> Form {
+        match self {
+            Score::Dot | Score::ScaledDot => Form::Dot,
+            Score::General | Score::ScaledGeneral => Form::General,
+            Score::Additive => Form::Additive,
+        }
+    }
+
+    /// The factor on the raw score for keys `key_dim` wide: 1/√Dk when scaled, else 1.
+    pub fn scale(self, key_dim: usize) -> f32 {
+        match self {
+            Score::ScaledDot | Score::ScaledGeneral => 1.0 / (key_dim.max(1) as f32).sqrt(),
+            _ => 1.0,
+        }
+    }
 }
 
 impl std::str::FromStr for Score {
     type Err = Error;
+    /// The command line's names: `dot` and `general` (or `bilinear`) are the scaled forms,
+    /// `dot-unscaled` and `general-unscaled` Luong's; the config's names are accepted too.
     fn from_str(s: &str) -> Result<Score> {
-        match s {
-            "dot" => Ok(Score::Dot),
-            "general" | "bilinear" => Ok(Score::General),
+        match s.replace('-', "_").as_str() {
+            "dot" | "scaled_dot" => Ok(Score::ScaledDot),
+            "general" | "bilinear" | "scaled_general" => Ok(Score::ScaledGeneral),
+            "dot_unscaled" => Ok(Score::Dot),
+            "general_unscaled" | "bilinear_unscaled" => Ok(Score::General),
             "additive" | "bahdanau" => Ok(Score::Additive),
             _ => Err(Error::config(format!(
-                "{s:?}: expected dot, general or additive"
+                "{s:?}: expected dot, general, additive, dot-unscaled or general-unscaled"
             ))),
         }
     }
@@ -100,7 +154,7 @@ impl Attention {
         attn_dim: usize,
         rng: &mut dyn RngCore,
     ) -> Result<Attention> {
-        if score == Score::Dot && query_dim != key_dim {
+        if score.is_dot() && query_dim != key_dim {
             return Err(Error::config(format!(
                 "dot attention needs equal sizes, but the decoder state is {query_dim} wide and the encoder states {key_dim}; project the encoder states or use general or additive"
             )));
@@ -110,14 +164,14 @@ impl Attention {
             init::uniform(&mut w, 1.0 / (fan_in as f32).sqrt(), rng);
             w
         };
-        let (weight, key_weight, v) = match score {
-            Score::Dot => (None, None, None),
-            Score::General => (
+        let (weight, key_weight, v) = match score.form() {
+            Form::Dot => (None, None, None),
+            Form::General => (
                 Some(p("weight", &[query_dim, key_dim], key_dim, rng)),
                 None,
                 None,
             ),
-            Score::Additive => (
+            Form::Additive => (
                 Some(p("weight", &[attn_dim, query_dim], query_dim, rng)),
                 Some(p("key_weight", &[attn_dim, key_dim], key_dim, rng)),
                 Some(p("v", &[attn_dim], attn_dim, rng)),
@@ -169,15 +223,17 @@ impl Attention {
         let (t, b, dk) = (k.t, k.b, self.key_dim);
         let mut scores = vec![0.0f32; b * t];
         let mut proj = Vec::new();
-        match self.score {
-            Score::Dot => {
+        let scale = self.score.scale(dk);
+        match self.score.form() {
+            Form::Dot => {
                 for j in 0..b {
                     for i in 0..k.lengths[j] {
-                        scores[j * t + i] = dot(&q[j * dk..(j + 1) * dk], row(k.y, i, j, b, dk));
+                        scores[j * t + i] =
+                            scale * dot(&q[j * dk..(j + 1) * dk], row(k.y, i, j, b, dk));
                     }
                 }
             }
-            Score::General => {
+            Form::General => {
                 // xᵀW y = (Wᵀx)·y: project the query once, then one dot per position.
                 let w = &self.weight.as_ref().expect("general weight").w;
                 proj = vec![0.0; b * dk];
@@ -190,11 +246,12 @@ impl Attention {
                 );
                 for j in 0..b {
                     for i in 0..k.lengths[j] {
-                        scores[j * t + i] = dot(&proj[j * dk..(j + 1) * dk], row(k.y, i, j, b, dk));
+                        scores[j * t + i] =
+                            scale * dot(&proj[j * dk..(j + 1) * dk], row(k.y, i, j, b, dk));
                     }
                 }
             }
-            Score::Additive => {
+            Form::Additive => {
                 let a = self.attn_dim();
                 let w = &self.weight.as_ref().expect("additive weight").w;
                 let v = &self.v.as_ref().expect("additive v").w;
@@ -249,6 +306,7 @@ impl Attention {
         dy: &mut [f32],
     ) {
         let (t, b, dk, dq_dim) = (k.t, k.b, self.key_dim, self.query_dim);
+        let scale = self.score.scale(dk);
         // d = Σ α_i y_i: dy_i += α_i dd; dα_i = dd·y_i; ds_i = α_i (dα_i − Σ α dα).
         let mut ds = vec![0.0f32; b * t];
         for j in 0..b {
@@ -266,11 +324,12 @@ impl Attention {
                     .for_each(|(g, d)| *g += al * d);
             }
             for i in 0..n {
-                ds[j * t + i] = c.alpha[j * t + i] * (ds[j * t + i] - mean);
+                // The scale s in s·raw: d raw = s · d score.
+                ds[j * t + i] = scale * c.alpha[j * t + i] * (ds[j * t + i] - mean);
             }
         }
-        match self.score {
-            Score::Dot => {
+        match self.score.form() {
+            Form::Dot => {
                 for j in 0..b {
                     for i in 0..k.lengths[j] {
                         let g = ds[j * t + i];
@@ -286,7 +345,7 @@ impl Attention {
                     }
                 }
             }
-            Score::General => {
+            Form::General => {
                 // s_i = p·y_i with p = Wᵀq: dp = Σ ds_i y_i, dy_i += ds_i p.
                 let mut dp = vec![0.0; b * dk];
                 for j in 0..b {
@@ -308,7 +367,7 @@ impl Attention {
                 matmul(&mut w.g, [dq_dim, dk, b], Mat::t(&c.q), Mat::n(&dp), true);
                 matmul(dq, [b, dq_dim, dk], Mat::n(&dp), Mat::t(&w.w), true);
             }
-            Score::Additive => {
+            Form::Additive => {
                 let a = self.attn_dim();
                 let v = self.v.as_mut().expect("additive v");
                 // s_i = v·h_i, h_i = tanh(W q + U y_i): dv += Σ ds_i h_i;
@@ -490,7 +549,13 @@ mod tests {
     /// differences, for each similarity.
     #[test]
     fn attention_gradients_match_finite_differences() {
-        for (score, dq) in [(Score::Dot, 4), (Score::General, 3), (Score::Additive, 3)] {
+        for (score, dq) in [
+            (Score::Dot, 4),
+            (Score::ScaledDot, 4),
+            (Score::General, 3),
+            (Score::ScaledGeneral, 3),
+            (Score::Additive, 3),
+        ] {
             let (t, b, dk, steps) = (5, 3, 4, 2);
             let mut rng = rand::rngs::StdRng::seed_from_u64(8);
             let att = Attention::new("att", score, dq, dk, 6, &mut rng).unwrap();
@@ -558,12 +623,59 @@ mod tests {
         }
         assert!(Attention::new(
             "a",
-            Score::Dot,
+            Score::ScaledDot,
             3,
             4,
             0,
             &mut rand::rngs::StdRng::seed_from_u64(0)
         )
         .is_err());
+    }
+
+    /// The scaled scores are the unscaled ones over √Dk: scaled dot attention's weights α
+    /// equal unscaled dot attention's for the query divided by √Dk.
+    #[test]
+    fn scaled_scores_are_the_raw_ones_over_the_root_of_the_key_width() {
+        let (t, b, dk) = (4, 2, 9);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let y: Vec<f32> = (0..t * b * dk)
+            .map(|_| rng.random_range(-2.0..2.0))
+            .collect();
+        let q: Vec<f32> = (0..b * dk).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let lengths = [4, 3];
+        let alpha = |score: Score, q: &[f32]| {
+            let a = Attention::new(
+                "a",
+                score,
+                dk,
+                dk,
+                0,
+                &mut rand::rngs::StdRng::seed_from_u64(1),
+            )
+            .unwrap();
+            let keys = a.prepare(&y, t, b, &lengths);
+            a.step(q, &keys, false).1.alpha
+        };
+        // ⟨q/3, y⟩ = ⟨q, y⟩/√9.
+        let q3: Vec<f32> = q.iter().map(|v| v / 3.0).collect();
+        let (scaled, raw) = (alpha(Score::ScaledDot, &q), alpha(Score::Dot, &q3));
+        for (s, r) in scaled.iter().zip(&raw) {
+            assert!((s - r).abs() < 1e-6, "{s} vs {r}");
+        }
+        assert_eq!(Score::ScaledDot.scale(dk), 1.0 / 3.0);
+        assert_eq!(Score::General.scale(dk), 1.0);
+        // The command line's names, and the configs saved before the scaled forms.
+        assert_eq!("dot".parse::<Score>().unwrap(), Score::ScaledDot);
+        assert_eq!("general-unscaled".parse::<Score>().unwrap(), Score::General);
+        let old: Score = serde_json::from_str("\"dot\"").unwrap();
+        assert_eq!(old, Score::Dot);
+        assert_eq!(
+            serde_json::to_string(&Score::Dot).unwrap(),
+            "\"dot_unscaled\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Score::ScaledGeneral).unwrap(),
+            "\"scaled_general\""
+        );
     }
 }

@@ -283,6 +283,8 @@ struct TranslateReq {
     n_best: Option<usize>,
     #[serde(default)]
     attention: bool,
+    #[serde(default)]
+    replace_unk: bool,
 }
 
 #[derive(Deserialize)]
@@ -413,6 +415,7 @@ async fn run(
                 min_len: r.min_len.unwrap_or(d0.min_len),
                 n_best: r.n_best.unwrap_or(1),
                 attention: r.attention,
+                replace_unk: r.replace_unk,
             };
             if d.beam == 0 || d.beam > s.limits.max_beam {
                 return Err(bad_field(

@@ -301,6 +301,17 @@ impl Tokenizer {
         }
     }
 
+    /// The text's pieces as strings, one for each id [`Tokenizer::encode`] gives (`None`
+    /// for BPE, whose pieces are the tokenizers crate's).
+    pub fn pieces_of(&self, text: &str) -> Option<Vec<String>> {
+        if self.kind == Kind::Bpe {
+            return None;
+        }
+        let mut out = Vec::new();
+        Self::pieces(self.kind, text, |p| out.push(p.to_string()));
+        Some(out)
+    }
+
     pub fn len(&self) -> usize {
         self.vocab.len()
     }

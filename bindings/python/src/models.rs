@@ -452,8 +452,9 @@ impl Translator {
     /// options. Returns the best translation of each (a str for one str); with
     /// `n_best` > 1 or `attention=True`, a dict per sentence: `source_tokens` and
     /// `hypotheses` (dicts with `translation`, `tokens`, `score`, `log_prob` and, on
-    /// request, `attention` float32 `[U, S]`).
-    #[pyo3(signature = (sentences, beam=None, alpha=None, max_len_a=None, max_len_b=None, min_len=None, n_best=1, attention=false))]
+    /// request, `attention` float32 `[U, S]`). `replace_unk` replaces each `<unk>` by the
+    /// source word it attends to most (the CLI's `--replace-unk`).
+    #[pyo3(signature = (sentences, beam=None, alpha=None, max_len_a=None, max_len_b=None, min_len=None, n_best=1, attention=false, replace_unk=false))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments, as the CLI's options
     fn translate<'py>(
         slf: &Bound<'py, Self>,
@@ -465,6 +466,7 @@ impl Translator {
         min_len: Option<usize>,
         n_best: usize,
         attention: bool,
+        replace_unk: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let (t, one) = texts(sentences, "sentences")?;
@@ -477,6 +479,7 @@ impl Translator {
             min_len: min_len.unwrap_or(d0.min_len),
             n_best,
             attention,
+            replace_unk,
         };
         let base = slf.as_super().get();
         let out = with!(py, base, Translate, |m| {

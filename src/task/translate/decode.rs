@@ -29,6 +29,10 @@ pub struct Decoding {
     /// still ends a hypothesis.
     #[serde(default)]
     pub min_len: usize,
+    /// Replace each `<unk>` in the output by the source piece it attends to most
+    /// ([`super::TrTask::render`]; OpenNMT's `-replace_unk`). Needs attention.
+    #[serde(default)]
+    pub replace_unk: bool,
 }
 
 impl Decoding {
@@ -53,6 +57,14 @@ impl Decoding {
         Ok(())
     }
 
+    /// `self`, keeping attention rows when `replace_unk` needs them.
+    pub fn keeping_attention(&self) -> Decoding {
+        Decoding {
+            attention: self.attention || self.replace_unk,
+            ..*self
+        }
+    }
+
     /// `self` when it passes [`Decoding::check`].
     pub fn checked(self) -> crate::error::Result<Decoding> {
         self.check().map(|_| self)
@@ -69,6 +81,7 @@ impl Default for Decoding {
             n_best: 1,
             attention: false,
             min_len: 0,
+            replace_unk: false,
         }
     }
 }

@@ -47,7 +47,7 @@ impl Seq2SeqConfig {
     }
 
     pub(super) fn needs_projection(&self) -> bool {
-        self.attention == Some(Score::Dot) && self.encoder.output() != self.decoder_hidden
+        self.attention.is_some_and(Score::is_dot) && self.encoder.output() != self.decoder_hidden
     }
 
     pub(super) fn context_dim(&self) -> usize {

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 #[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
     /// Dataset name (multi30k) found under RNNKIT_DATA_DIR, with --src-lang and --tgt-lang.
+    /// The multi30k recipe follows pytorch-seq2seq's tutorial 3, which lowercases both sides
+    /// (--keep-case keeps the case).
     #[arg(long)]
     pub data: Option<String>,
     /// Source language of the dataset's files (multi30k: de or en).
@@ -27,7 +29,8 @@ pub struct TrainArgs {
     pub valid: Option<Vec<PathBuf>>,
     #[arg(long, num_args = 2, value_names = ["SRC", "TGT"])]
     pub test: Option<Vec<PathBuf>>,
-    /// Attention: additive, general, dot or none.
+    /// Attention: additive, general (sᵀW y/√d), dot (⟨s, y⟩/√d), general-unscaled,
+    /// dot-unscaled or none [default: additive]
     #[arg(long)]
     pub attention: Option<String>,
     /// Decoder cell: gru or lstm.
@@ -38,9 +41,12 @@ pub struct TrainArgs {
     pub decoder_hidden: Option<usize>,
     #[arg(long)]
     pub label_smoothing: Option<f32>,
-    /// Keep the text's case (default: lowercase both sides).
-    #[arg(long)]
+    /// Keep the text's case (the default for --train files; multi30k lowercases).
+    #[arg(long, conflicts_with = "lowercase")]
     pub keep_case: bool,
+    /// Lowercase both sides (the default for --data multi30k, after its anchor).
+    #[arg(long)]
+    pub lowercase: bool,
     #[arg(long)]
     pub batch_size: Option<usize>,
     #[command(flatten)]
@@ -64,6 +70,8 @@ impl TrainArgs {
         let d = &mut run.data;
         if let Some(n) = &self.data {
             d.dataset = Some(n.clone());
+            // The named recipe follows tutorial 3, which lowercases both sides.
+            d.lowercase = true;
         }
         d.src_lang = self.src_lang.clone().unwrap_or(d.src_lang.clone());
         d.tgt_lang = self.tgt_lang.clone().unwrap_or(d.tgt_lang.clone());
@@ -73,7 +81,7 @@ impl TrainArgs {
         d.tokenizer = self.tok.tokenizer.unwrap_or(d.tokenizer);
         d.vocab_size = self.tok.vocab_size.or(d.vocab_size);
         d.min_freq = self.tok.min_freq.unwrap_or(d.min_freq);
-        d.lowercase &= !self.keep_case;
+        d.lowercase = (d.lowercase || self.lowercase) && !self.keep_case;
         d.batch = self.batch_size.unwrap_or(d.batch);
         d.label_smoothing = self.label_smoothing.unwrap_or(d.label_smoothing);
         let m = &mut run.model;

@@ -52,12 +52,14 @@ impl TrTask {
             .filter(|e| !e.0.is_empty())
             .map(|e| e.0.clone())
             .collect();
-        let mut done = self.translate(&todo, d, 64)?.into_iter();
+        let mut done = self
+            .translate(&todo, &d.keeping_attention(), 64)?
+            .into_iter();
         let name = |tok: &crate::text::tokenizer::Tokenizer, i: u32| {
             tok.vocab.get(i as usize).cloned().unwrap_or_default()
         };
         let mut out = Vec::with_capacity(texts.len());
-        for (ids, full) in enc {
+        for (&text, (ids, full)) in texts.iter().zip(enc) {
             let hyps = if ids.is_empty() {
                 Vec::new()
             } else {
@@ -66,17 +68,18 @@ impl TrTask {
             let hypotheses = hyps
                 .into_iter()
                 .map(|h| {
-                    let mut tokens: Vec<String> =
-                        h.tokens.iter().map(|&i| name(&self.tgt_tok, i)).collect();
-                    if h.attention.len() > tokens.len() {
+                    let unk_from = d.replace_unk.then_some((text, &h.attention[..]));
+                    let (mut tokens, translation) = self.render(&h.tokens, unk_from);
+                    let attention = if d.attention { h.attention } else { Vec::new() };
+                    if attention.len() > tokens.len() {
                         tokens.push(EOS.into());
                     }
                     Hypothesis {
-                        translation: self.detok(&h.tokens),
+                        translation,
                         tokens,
                         score: h.score,
                         log_prob: h.log_prob,
-                        attention: h.attention,
+                        attention,
                     }
                 })
                 .collect();

@@ -12,11 +12,10 @@
 use super::TASK;
 use super::{Decoding, Seq2Seq, Seq2SeqConfig, Specials};
 use crate::checkpoint::{self, Checkpointed, Meta};
-use crate::engine::attention::Score;
 use crate::engine::param::Module;
 use crate::error::Result;
 use crate::task::{Eval, Selection, Stats, Task};
-use crate::text::tokenizer::{Kind, Tokenizer, BOS, EOS, PAD};
+use crate::text::tokenizer::{Kind, Tokenizer, BOS, EOS, PAD, UNK};
 use crate::text::vocab::Vocab;
 use rand::RngCore;
 use std::collections::BTreeMap;
@@ -118,19 +117,51 @@ impl TrTask {
 
     /// Target ids → text.
     pub fn detok(&self, ids: &[u32]) -> String {
-        if self.tgt_tok.kind == Kind::Bpe {
-            return self.tgt_tok.decode(ids);
-        }
-        let toks: Vec<&str> = ids
+        self.render(ids, None).1
+    }
+
+    /// Target ids → (their pieces, the text). With `unk_from` = (the source text, the
+    /// hypothesis's attention rows `[U][S]`), each `<unk>` becomes the source piece its row
+    /// weighs most: Luong et al. 2015's unknown-word replacement (OpenNMT's `-replace_unk`),
+    /// which copies the names and numbers a vocabulary lacks. The source pieces are the
+    /// text's own (its case kept when the model lowercases) when they line up with the
+    /// ids. BPE vocabularies have no `<unk>` to replace; their text is the BPE decoder's.
+    pub fn render(
+        &self,
+        ids: &[u32],
+        unk_from: Option<(&str, &[Vec<f32>])>,
+    ) -> (Vec<String>, String) {
+        let name = |i: u32| {
+            self.tgt_tok
+                .vocab
+                .get(i as usize)
+                .map_or(UNK.to_string(), |s| s.clone())
+        };
+        let unk = self.tgt_tok.id(UNK);
+        let src = unk_from.and_then(|(text, rows)| {
+            let n = self.encode_src(text).1;
+            let own = self.src_tok.pieces_of(text).filter(|p| p.len() == n);
+            let pieces = own.or_else(|| self.src_tok.pieces_of(&self.prep(text)))?;
+            Some((pieces, rows))
+        });
+        let pieces: Vec<String> = ids
             .iter()
-            .map(|&i| {
-                self.tgt_tok
-                    .vocab
-                    .get(i as usize)
-                    .map_or("<unk>", |s| s.as_str())
+            .enumerate()
+            .map(|(u, &i)| match &src {
+                Some((from, rows)) if Some(i) == unk => rows
+                    .get(u)
+                    .and_then(|row| from.get(super::decode::argmax(row, None) as usize))
+                    .cloned()
+                    .unwrap_or_else(|| name(i)),
+                _ => name(i),
             })
             .collect();
-        detokenize(&toks)
+        let text = if self.tgt_tok.kind == Kind::Bpe {
+            self.tgt_tok.decode(ids)
+        } else {
+            detokenize(&pieces.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+        };
+        (pieces, text)
     }
 
     /// Translations of sources (ids), in batches sorted by length.
@@ -189,8 +220,15 @@ impl TrTask {
             count += n;
         }
         let srcs: Vec<Vec<u32>> = pairs.iter().map(|p| self.encode_src(&p.0).0).collect();
-        let hyps = self.translate(&srcs, d, 64)?;
-        let text: Vec<String> = hyps.iter().map(|h| self.detok(&h[0].tokens)).collect();
+        let hyps = self.translate(&srcs, &d.keeping_attention(), 64)?;
+        let text: Vec<String> = hyps
+            .iter()
+            .zip(pairs)
+            .map(|(h, (src, _))| {
+                let unk_from = d.replace_unk.then_some((src.as_str(), &h[0].attention[..]));
+                self.render(&h[0].tokens, unk_from).1
+            })
+            .collect();
         let refs: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
         let b = crate::metrics::bleu(&text, &refs, false);
         let bl = crate::metrics::bleu(&text, &refs, true);
@@ -322,11 +360,10 @@ impl Checkpointed for Seq2Seq {
             cfg.context_dim(),
         );
         let att = match cfg.attention {
-            None | Some(Score::Dot) => 0,
-            Some(Score::General) => m(hd, cfg.key_dim())?,
-            Some(Score::Additive) => {
-                m(cfg.attn_dim, hd + cfg.key_dim())?.checked_add(cfg.attn_dim as u64)?
-            }
+            None => 0,
+            Some(s) if s.is_dot() => 0,
+            Some(s) if s.is_general() => m(hd, cfg.key_dim())?,
+            Some(_) => m(cfg.attn_dim, hd + cfg.key_dim())?.checked_add(cfg.attn_dim as u64)?,
         };
         m(cfg.src_vocab, e)?
             .checked_add(cfg.encoder.num_params()?)?

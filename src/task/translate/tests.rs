@@ -69,7 +69,12 @@ fn beam_of_one_is_greedy() {
         eos: 3,
     };
     let srcs: Vec<&[u32]> = vec![&[4, 5, 6, 7], &[8], &[5, 5, 4], &[]];
-    for att in [Some(Score::Additive), Some(Score::Dot), None] {
+    for att in [
+        Some(Score::Additive),
+        Some(Score::ScaledDot),
+        Some(Score::Dot),
+        None,
+    ] {
         let mut m = tiny(att, CellKind::Gru);
         let d = Decoding {
             beam: 1,
@@ -145,7 +150,7 @@ fn padding_never_changes_a_translation() {
         eos: 3,
     };
     let srcs: Vec<&[u32]> = vec![&[4, 5, 6, 7, 8, 4], &[8], &[5, 5, 4]];
-    for att in [Some(Score::Additive), Some(Score::General), None] {
+    for att in [Some(Score::Additive), Some(Score::ScaledGeneral), None] {
         let mut m = tiny(att, CellKind::Lstm);
         for beam in [1, 3] {
             let d = Decoding {
@@ -170,7 +175,7 @@ fn padding_never_changes_a_translation() {
 fn seq2seq_gradients_match_finite_differences() {
     for (att, cell) in [
         (Some(Score::Additive), CellKind::Gru),
-        (Some(Score::Dot), CellKind::Lstm),
+        (Some(Score::ScaledDot), CellKind::Lstm),
         (Some(Score::General), CellKind::Gru),
         (None, CellKind::Lstm),
     ] {
@@ -182,4 +187,87 @@ fn seq2seq_gradients_match_finite_differences() {
             l / n as f64
         });
     }
+}
+
+/// Case: a user's own files keep it, the multi30k recipe lowercases (its anchor does), and
+/// the two flags override either way.
+#[cfg(feature = "options")]
+#[test]
+fn case_is_kept_for_own_files_and_lowercased_for_multi30k() {
+    use crate::task::options::{parse, TrainOptions};
+    use crate::task::translate::options::TrainArgs;
+    let lower = |argv: &[&str]| -> crate::error::Result<bool> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let a: TrainArgs = parse("translate train", &argv)?;
+        let mut r = a.recipe();
+        a.apply(&mut r)?;
+        Ok(r.data.lowercase)
+    };
+    let own = ["--train", "a.de", "a.en", "--out", "x"];
+    assert!(!lower(&own).unwrap());
+    assert!(lower(&[&own[..], &["--lowercase"]].concat()).unwrap());
+    assert!(lower(&["--data", "multi30k", "--out", "x"]).unwrap());
+    assert!(!lower(&["--data", "multi30k", "--keep-case", "--out", "x"]).unwrap());
+    assert!(lower(&["--data", "multi30k", "--keep-case", "--lowercase"]).is_err());
+    // --attention names: dot and general are scaled; the unscaled ones by name.
+    let att = |name: &str| {
+        let a: TrainArgs = parse(
+            "translate train",
+            &["--attention".to_string(), name.to_string()],
+        )
+        .unwrap();
+        let mut r = a.recipe();
+        a.apply(&mut r).map(|_| r.model.attention)
+    };
+    assert_eq!(att("dot").unwrap(), Some(Score::ScaledDot));
+    assert_eq!(att("general-unscaled").unwrap(), Some(Score::General));
+    assert_eq!(att("none").unwrap(), None);
+    assert!(att("cosine").is_err());
+}
+
+/// `--replace-unk` on a case whose answer is known: the target vocabulary lacks "zebra",
+/// the source word attended most at that step is copied, with the source's own case even
+/// though the model lowercases; without replacement the `<unk>` stays.
+#[test]
+fn replace_unk_copies_the_most_attended_source_word() {
+    use super::recipe::TrRun;
+    let mut r = TrRun::recipe();
+    (r.data.min_freq, r.data.lowercase) = (1, true);
+    (
+        r.model.embed,
+        r.model.encoder.hidden,
+        r.model.decoder_hidden,
+        r.model.attn_dim,
+    ) = (4, 3, 4, 3);
+    r.model.encoder.input = 4;
+    let pair = |s: &str, t: &str| (s.to_string(), t.to_string());
+    let corpus = [
+        vec![
+            pair("ein hund läuft", "a dog runs"),
+            pair("ein mann", "a man"),
+        ],
+        Vec::new(),
+        Vec::new(),
+    ];
+    let task = r.build(&corpus, &mut |_| {}).unwrap();
+    let id = |w: &str| task.tgt_tok.id(w).unwrap();
+    let unk = task.tgt_tok.unk();
+    let ids = [id("a"), unk, id("runs")];
+    // Rows over the 3 source words (+ the <eos> row decoding keeps): step 1 looks at "Zebra".
+    let rows = vec![
+        vec![0.8, 0.1, 0.1],
+        vec![0.1, 0.7, 0.2],
+        vec![0.1, 0.2, 0.7],
+        vec![0.3, 0.3, 0.4],
+    ];
+    let (pieces, text) = task.render(&ids, Some(("Ein Zebra läuft", &rows)));
+    assert_eq!(pieces, ["a", "Zebra", "runs"]);
+    assert_eq!(text, "a Zebra runs");
+    assert_eq!(task.render(&ids, None).1, "a <unk> runs");
+    assert_eq!(task.detok(&ids), "a <unk> runs");
+    // A row missing (a hypothesis without attention) leaves the <unk>.
+    assert_eq!(
+        task.render(&ids, Some(("Ein Zebra läuft", &rows[..1]))).1,
+        "a <unk> runs"
+    );
 }

@@ -149,7 +149,9 @@ class Translator(Model):
         min_len: Optional[int] = None,
         n_best: int = 1,
         attention: bool = False,
+        replace_unk: bool = False,
     ) -> Any:
         """The best translation of each sentence (a str for one str); with n_best > 1 or
         attention=True a dict per sentence: source_tokens and hypotheses (translation,
-        tokens, score, log_prob, attention float32 [U, S])."""
+        tokens, score, log_prob, attention float32 [U, S]). replace_unk replaces each
+        <unk> by the source word it attends to most (the CLI's --replace-unk)."""
