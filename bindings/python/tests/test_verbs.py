@@ -125,6 +125,14 @@ def test_translate_equals_the_cli(models, runs, corpus, tmp_path):
         theirs = cli("translate", "predict", "--model", path, "--input", str(f), "--beam", str(beam),
                      "--threads", "1").stdout.splitlines()
         assert mine == theirs
+    # Unknown words replaced from the source, as the CLI's --replace-unk does.
+    odd = ["Ein Xylophon Quokka Zwölftonmusik ."]
+    f2 = tmp_path / "odd.txt"
+    f2.write_text(odd[0] + "\n", encoding="utf-8")
+    mine = tr.translate(odd, beam=1, replace_unk=True)
+    theirs = cli("translate", "predict", "--model", path, "--input", str(f2), "--beam", "1",
+                 "--replace-unk", "--threads", "1").stdout.splitlines()
+    assert mine == theirs and "<unk>" not in mine[0]
     full = tr.translate(src[:2], beam=3, n_best=2, attention=True)
     for t in full:
         assert len(t["hypotheses"]) == 2
