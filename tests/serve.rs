@@ -465,6 +465,54 @@ fn batching_and_a_full_queue() {
     assert!(batches < 16.0, "{batches} batches for 16 requests");
 }
 
+/// `--timeout-ms`: a request not answered in time gets 504 with a JSON error, and its work
+/// is dropped: a queued job is skipped, a running generation stops at its next token.
+#[test]
+fn a_request_past_its_timeout_answers_504_and_its_work_stops() {
+    let sv = Server::start(&["--timeout-ms", "400", "--max-generate", "1000000"], &[]);
+    // A generation far longer than the timeout: 504, and the worker stops it.
+    let (c, body) = sv.post(
+        "/v1/models/lm/generate",
+        r#"{"inputs": ["the "], "max_tokens": 1000000}"#,
+    );
+    assert_eq!(c, 504, "{body}");
+    assert_eq!(body["error"]["code"], "timeout", "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("400 ms"));
+    // Held by an unread stream (streams are not timed), the worker cannot take the next
+    // request; it times out in the queue and is skipped once the worker is free.
+    let stream = ureq::post(&format!("{}/v1/models/lm/generate", sv.url))
+        .send_string(r#"{"inputs": ["the "], "max_tokens": 1000000, "stream": true}"#)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (c, body) = sv.post(
+        "/v1/models/lm/generate",
+        r#"{"inputs": ["a"], "max_tokens": 3}"#,
+    );
+    assert_eq!(c, 504, "{body}");
+    drop(stream);
+    let (c, _) = sv.post(
+        "/v1/models/lm/generate",
+        r#"{"inputs": ["a"], "max_tokens": 3}"#,
+    );
+    assert_eq!(c, 200);
+    let (_, m) = sv.get("/metrics");
+    let value = |prefix: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {m}"))
+    };
+    assert_eq!(
+        value("rnnkit_abandoned_jobs_total{model=\"lm\"} "),
+        1,
+        "{m}"
+    );
+    assert!(value("rnnkit_generated_tokens_total{model=\"lm\"} ") < 900_000);
+}
+
 /// A client that leaves mid-stream frees the model at once: the next request does not wait
 /// for the abandoned generation.
 #[test]

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Beam size at most.
     #[arg(long, default_value_t = Limits::default().max_beam)]
     pub max_beam: usize,
+    /// Milliseconds a request may queue and run before it is answered 504 and its work
+    /// dropped (0: no limit; streams are not timed).
+    #[arg(long, default_value_t = Limits::default().timeout.as_millis() as u64)]
+    pub timeout_ms: u64,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -77,6 +81,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             max_input_chars: a.max_input_chars,
             max_generate: a.max_generate,
             max_beam: a.max_beam,
+            timeout: std::time::Duration::from_millis(a.timeout_ms),
         },
     };
     rnnkit::serve::serve(cfg, |addr| {

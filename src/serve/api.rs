@@ -322,7 +322,24 @@ async fn ask<T>(
 ) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     submit(s, name, job(tx))?;
-    match rx.await {
+    // On a timeout `rx` is dropped, so the worker skips the job if it has not started, and
+    // a generation stops at its next token.
+    let limit = s.limits.timeout;
+    let answer = if limit.is_zero() {
+        rx.await
+    } else {
+        tokio::time::timeout(limit, rx).await.map_err(|_| {
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "not answered within {} ms (--timeout-ms); send fewer or shorter inputs",
+                    limit.as_millis()
+                ),
+            )
+        })?
+    };
+    match answer {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(msg)) if msg.starts_with("internal error") => {
             Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg))

@@ -30,6 +30,9 @@ pub struct Limits {
     /// `max_tokens` of one generation.
     pub max_generate: usize,
     pub max_beam: usize,
+    /// How long a request (not a stream) may wait and run before it is answered 504;
+    /// zero: no limit.
+    pub timeout: Duration,
 }
 
 impl Default for Limits {
@@ -40,6 +43,7 @@ impl Default for Limits {
             max_input_chars: 10_000,
             max_generate: 1_000,
             max_beam: 10,
+            timeout: Duration::from_secs(60),
         }
     }
 }

@@ -56,6 +56,20 @@ impl Job {
         }
     }
 
+    /// Whether nobody waits for the answer any more (the client left, or the request timed
+    /// out): the worker drops such a job instead of running it.
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Classify(_, r) => r.is_closed(),
+            Job::Tag(_, r) => r.is_closed(),
+            Job::ClassifyWeights(_, r) => r.is_closed(),
+            Job::Translate(_, _, r) => r.is_closed(),
+            Job::Generate(_, _, r) => r.is_closed(),
+            Job::Stream(_, _, tx) => tx.is_closed(),
+            Job::Trace(_, r) => r.is_closed(),
+        }
+    }
+
     /// Can `other` run in the same library call as `self`?
     fn joins(&self, other: &Job) -> bool {
         match (self, other) {
@@ -127,6 +141,10 @@ fn run(
             },
         };
         depth.fetch_sub(1, Ordering::Relaxed);
+        if first.abandoned() {
+            metrics.abandoned(&name);
+            continue;
+        }
         let mut n = first.inputs();
         let mut batch = vec![first];
         let deadline = Instant::now() + b.max_wait;
@@ -135,6 +153,10 @@ fn run(
             match rx.recv_timeout(left) {
                 Ok(j) => {
                     depth.fetch_sub(1, Ordering::Relaxed);
+                    if j.abandoned() {
+                        metrics.abandoned(&name);
+                        continue;
+                    }
                     if batch[0].joins(&j) && n + j.inputs() <= b.max_batch {
                         n += j.inputs();
                         batch.push(j);
@@ -296,7 +318,7 @@ fn execute(model: &mut Model, mut batch: Vec<Job>) -> u64 {
                     .map(|p| {
                         m.generate(p, g.max_tokens, &g.sampling, g.seed, |_| {
                             tokens += 1;
-                            true
+                            !r.is_closed()
                         })
                     })
                     .collect()
