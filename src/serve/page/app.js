@@ -292,13 +292,19 @@ async function init() {
   $("text").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) run(); });
   for (const id of ["layer", "quantity", "cell"]) $(id).addEventListener("input", drawInside);
   $("find").addEventListener("click", findCells);
-  // A link may name a model, a text and whether to run: #model=ner&text=...&run
+  // A link may name a model, a text, the view's options, whether to run, and what the
+  // inside view shows: #model=lm&text=...&temperature=0.5&run&layer=1&quantity=c&cell=42
   const h = new URLSearchParams(location.hash.slice(1));
   if (h.get("model") && models.some((m) => m.name === h.get("model"))) $("model").value = h.get("model");
   setup();
   if (h.get("text")) $("text").value = h.get("text");
+  for (const [k] of views[current.task].controls) if (h.has(k)) $(`opt-${k}`).value = h.get(k);
   status("ready: Run (or Ctrl+Enter)");
-  if (h.has("run")) await run();
+  if (h.has("run")) {
+    await run();
+    for (const id of ["layer", "quantity", "cell"]) if (h.has(id)) $(id).value = h.get(id);
+    drawInside();
+  }
 }
 
 init();
