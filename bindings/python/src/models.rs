@@ -6,6 +6,7 @@ use crate::convert::{self, array, one_or_list, texts};
 use crate::{compute, RnnkitError};
 use numpy::IntoPyArray;
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use rnnkit::error::{Error, Result};
@@ -360,27 +361,38 @@ impl Tagger {
                 (tagged, one)
             }
         };
+        // Tags and entity types repeat: one Python str each, shared (a file of 50,000
+        // tokens makes 50,000 list items but a dozen strings); the keys are interned.
+        let mut names: std::collections::HashMap<String, Bound<'py, PyString>> =
+            std::collections::HashMap::new();
+        let mut name = |s: String| {
+            names
+                .entry(s)
+                .or_insert_with_key(|k| PyString::new(py, k))
+                .clone()
+        };
         let mut items = Vec::with_capacity(tagged.len());
         for t in tagged {
             let d = PyDict::new(py);
-            d.set_item("tokens", t.tokens)?;
-            d.set_item("offsets", t.offsets)?;
-            d.set_item("tags", t.tags)?;
+            d.set_item(intern!(py, "tokens"), t.tokens)?;
+            d.set_item(intern!(py, "offsets"), t.offsets)?;
+            let tags = PyList::new(py, t.tags.into_iter().map(&mut name))?;
+            d.set_item(intern!(py, "tags"), tags)?;
             let n = t.probs.len();
-            d.set_item("probs", array(py, t.probs, &[n])?)?;
+            d.set_item(intern!(py, "probs"), array(py, t.probs, &[n])?)?;
             let ents = PyList::empty(py);
             for e in t.entities {
                 let ed = PyDict::new(py);
-                ed.set_item("type", e.kind)?;
-                ed.set_item("start", e.start)?;
-                ed.set_item("end", e.end)?;
-                ed.set_item("char_start", e.char_start)?;
-                ed.set_item("char_end", e.char_end)?;
-                ed.set_item("text", e.text)?;
-                ed.set_item("prob", e.prob)?;
+                ed.set_item(intern!(py, "type"), name(e.kind))?;
+                ed.set_item(intern!(py, "start"), e.start)?;
+                ed.set_item(intern!(py, "end"), e.end)?;
+                ed.set_item(intern!(py, "char_start"), e.char_start)?;
+                ed.set_item(intern!(py, "char_end"), e.char_end)?;
+                ed.set_item(intern!(py, "text"), e.text)?;
+                ed.set_item(intern!(py, "prob"), e.prob)?;
                 ents.append(ed)?;
             }
-            d.set_item("entities", ents)?;
+            d.set_item(intern!(py, "entities"), ents)?;
             items.push(d.into_any());
         }
         one_or_list(py, items, one)
