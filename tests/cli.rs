@@ -461,6 +461,14 @@ fn help_shows_the_librarys_defaults() {
     assert_eq!(num(&h, "hidden"), tr_r.model.encoder.hidden as f32);
     assert_eq!(num(&h, "decoder-hidden"), tr_r.model.decoder_hidden as f32);
     assert_eq!(num(&h, "batch-size"), tr_r.data.batch as f32);
+    assert_eq!(
+        help_default(&h, "attention").as_deref(),
+        tr_r.model
+            .attention
+            .map(|a| serde_json::to_value(a).unwrap())
+            .as_ref()
+            .and_then(|v| v.as_str())
+    );
     let d = translate::Decoding::default();
     let h = help(&["translate", "predict", "--help"]);
     assert_eq!(num(&h, "beam"), d.beam as f32);

@@ -62,6 +62,9 @@ const TRANSLATE: &[(&str, &str)] = &[
     ("layers", "/model/encoder/layers"),
     ("hidden", "/model/encoder/hidden"),
     ("decoder_hidden", "/model/decoder_hidden"),
+    ("decoder_cell", "/model/decoder_cell"),
+    ("attention", "/model/attention"),
+    ("label_smoothing", "/data/label_smoothing"),
 ];
 
 /// A recipe as JSON, its floats as written (serialised as text first, so an f32 learning

@@ -30,7 +30,7 @@ pub struct TrainArgs {
     #[arg(long, num_args = 2, value_names = ["SRC", "TGT"])]
     pub test: Option<Vec<PathBuf>>,
     /// Attention: additive, general (sᵀW y/√d), dot (⟨s, y⟩/√d), general-unscaled,
-    /// dot-unscaled or none [default: additive]
+    /// dot-unscaled or none.
     #[arg(long)]
     pub attention: Option<String>,
     /// Decoder cell: gru or lstm.
@@ -39,6 +39,7 @@ pub struct TrainArgs {
     /// Decoder hidden size.
     #[arg(long)]
     pub decoder_hidden: Option<usize>,
+    /// Label smoothing of the target distribution in the loss (0: none).
     #[arg(long)]
     pub label_smoothing: Option<f32>,
     /// Keep the text's case (the default for --train files; multi30k lowercases).
