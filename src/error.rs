@@ -22,6 +22,10 @@ pub enum Error {
     /// A bad option or combination of options.
     #[error("{0}")]
     Usage(String),
+    /// A bad value of one named option (as a Python keyword or a JSON field names it:
+    /// `temperature`, `n_best`), so a front end can point at it.
+    #[error("{name}: {msg}")]
+    Invalid { name: &'static str, msg: String },
     /// A model or training configuration that cannot work (sizes that disagree, values
     /// out of range), with the reason.
     #[error("{0}")]
@@ -64,6 +68,13 @@ impl Error {
         Error::Io {
             file: file.to_path_buf(),
             source,
+        }
+    }
+
+    pub fn invalid(name: &'static str, msg: impl Into<String>) -> Error {
+        Error::Invalid {
+            name,
+            msg: msg.into(),
         }
     }
 

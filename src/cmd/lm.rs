@@ -122,7 +122,7 @@ fn gen_cmd(a: GenArgs) -> anyhow::Result<()> {
         top_p: a.top_p,
         greedy: a.greedy,
     };
-    s.check().context("--temperature, --top-p")?;
+    s.check().map_err(super::option_error)?;
     let mut lm = rnnkit::task::lm::Loaded::load(&a.model)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

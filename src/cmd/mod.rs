@@ -83,6 +83,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Prints `v` as the last line of stdout when `--json` is given.
+/// A library error about one option, named as the command line spells it (`--top-p`).
+pub fn option_error(e: rnnkit::error::Error) -> anyhow::Error {
+    match e {
+        rnnkit::error::Error::Invalid { name, msg } => {
+            anyhow::anyhow!("--{}: {msg}", name.replace('_', "-"))
+        }
+        e => e.into(),
+    }
+}
+
 pub fn print_json(v: &serde_json::Value) {
     println!("{v}");
 }

@@ -1,7 +1,7 @@
 //! `rnnkit translate train | eval | predict | score`.
 
 use super::common::{self, ComputeArgs};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use rnnkit::error::Error;
 use rnnkit::task::translate::Decoding;
@@ -73,7 +73,7 @@ impl DecodeArgs {
             replace_unk: self.replace_unk,
         }
         .checked()
-        .context("--beam, --alpha, --max-len-a")
+        .map_err(super::option_error)
     }
 }
 

@@ -3,8 +3,8 @@
 
 use super::worker::{Gen, Job};
 use super::State;
-use crate::task::lm::Sampling;
-use crate::task::translate::Decoding;
+use crate::task::lm::SamplingOptions;
+use crate::task::translate::DecodingOptions;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State as Axs};
@@ -76,6 +76,14 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
         code,
         message: message.into(),
         field: None,
+    }
+}
+
+/// A library error about one option (its name is the request's field), or any other.
+fn field_error(e: crate::error::Error) -> ApiError {
+    match e {
+        crate::error::Error::Invalid { name, msg } => bad_field(name, msg),
+        e => error(StatusCode::BAD_REQUEST, "refused", e.to_string()),
     }
 }
 
@@ -423,18 +431,19 @@ async fn run(
         ("translate", "translate") => {
             let r: TranslateReq = parse(body)?;
             check_inputs(s, &r.inputs, false)?;
-            let d0 = Decoding::default();
-            let d = Decoding {
-                beam: r.beam.unwrap_or(d0.beam),
-                alpha: r.alpha.unwrap_or(d0.alpha),
-                max_len_a: r.max_len_a.unwrap_or(d0.max_len_a),
-                max_len_b: r.max_len_b.unwrap_or(d0.max_len_b),
-                min_len: r.min_len.unwrap_or(d0.min_len),
-                n_best: r.n_best.unwrap_or(1),
+            let d = DecodingOptions {
+                beam: r.beam,
+                alpha: r.alpha,
+                max_len_a: r.max_len_a,
+                max_len_b: r.max_len_b,
+                min_len: r.min_len,
+                n_best: r.n_best,
                 attention: r.attention,
                 replace_unk: r.replace_unk,
-            };
-            if d.beam == 0 || d.beam > s.limits.max_beam {
+            }
+            .resolve()
+            .map_err(field_error)?;
+            if d.beam > s.limits.max_beam {
                 return Err(bad_field(
                     "beam",
                     format!(
@@ -443,13 +452,6 @@ async fn run(
                     ),
                 ));
             }
-            if d.n_best == 0 || d.n_best > d.beam {
-                return Err(bad_field(
-                    "n_best",
-                    format!("expected 1 to the beam size {}, got {}", d.beam, d.n_best),
-                ));
-            }
-            d.check().map_err(|e| bad_field("alpha", e.to_string()))?;
             // The length cap a·|x| + b bounds each translation's compute.
             if d.max_len_a > 10.0 {
                 return Err(bad_field(
@@ -472,17 +474,19 @@ async fn run(
         ("generate", "lm") => {
             let r: GenerateReq = parse(body)?;
             check_inputs(s, &r.inputs, true)?;
-            let d = Sampling::default();
+            let sampling = SamplingOptions {
+                temperature: r.temperature,
+                top_k: r.top_k,
+                top_p: r.top_p,
+                greedy: r.greedy,
+            }
+            .resolve()
+            .map_err(field_error)?;
             let g = Gen {
                 max_tokens: r
                     .max_tokens
                     .unwrap_or(crate::task::lm::MAX_TOKENS.min(s.limits.max_generate)),
-                sampling: Sampling {
-                    temperature: r.temperature.unwrap_or(d.temperature),
-                    top_k: r.top_k.unwrap_or(d.top_k),
-                    top_p: r.top_p.unwrap_or(d.top_p),
-                    greedy: r.greedy,
-                },
+                sampling,
                 seed: r.seed.unwrap_or(crate::task::lm::SEED),
             };
             if g.max_tokens > s.limits.max_generate {
@@ -494,16 +498,6 @@ async fn run(
                     ),
                 ));
             }
-            g.sampling.check().map_err(|e| {
-                bad_field(
-                    if g.sampling.temperature.is_finite() && g.sampling.temperature >= 0.0 {
-                        "top_p"
-                    } else {
-                        "temperature"
-                    },
-                    e.to_string(),
-                )
-            })?;
             if r.stream {
                 if r.inputs.len() != 1 {
                     return Err(bad_field("inputs", "a stream takes exactly one input"));

@@ -11,8 +11,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use rnnkit::error::{Error, Result};
 use rnnkit::task::any;
-use rnnkit::task::lm::Sampling;
-use rnnkit::task::translate::Decoding;
+use rnnkit::task::lm::SamplingOptions;
+use rnnkit::task::translate::DecodingOptions;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -163,24 +163,6 @@ impl Model {
 #[pyclass(extends = Model, frozen, module = "rnnkit")]
 pub struct LanguageModel;
 
-/// The sampling options, each the library's default unless given.
-fn sampling(
-    temperature: Option<f32>,
-    top_k: Option<usize>,
-    top_p: Option<f32>,
-    greedy: bool,
-) -> Result<Sampling> {
-    let d = Sampling::default();
-    let s = Sampling {
-        temperature: temperature.unwrap_or(d.temperature),
-        top_k: top_k.unwrap_or(d.top_k),
-        top_p: top_p.unwrap_or(d.top_p),
-        greedy,
-    };
-    s.check()?;
-    Ok(s)
-}
-
 #[pymethods]
 impl LanguageModel {
     /// Continues each prompt by up to `max_tokens` tokens (default 200), sampled with
@@ -201,7 +183,14 @@ impl LanguageModel {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let (prompts, one) = texts(prompts, "prompts")?;
-        let s = sampling(temperature, top_k, top_p, greedy).map_err(crate::err)?;
+        let s = SamplingOptions {
+            temperature,
+            top_k,
+            top_p,
+            greedy,
+        }
+        .resolve()
+        .map_err(crate::err)?;
         let n = max_tokens.unwrap_or(rnnkit::task::lm::MAX_TOKENS);
         let seed = seed.unwrap_or(rnnkit::task::lm::SEED);
         let base = slf.as_super().get();
@@ -230,7 +219,14 @@ impl LanguageModel {
         greedy: bool,
         seed: Option<u64>,
     ) -> PyResult<GenerateStream> {
-        let s = sampling(temperature, top_k, top_p, greedy).map_err(crate::err)?;
+        let s = SamplingOptions {
+            temperature,
+            top_k,
+            top_p,
+            greedy,
+        }
+        .resolve()
+        .map_err(crate::err)?;
         let n = max_tokens.unwrap_or(rnnkit::task::lm::MAX_TOKENS);
         let seed = seed.unwrap_or(rnnkit::task::lm::SEED);
         let inner = slf.as_super().get().inner.clone();
@@ -482,17 +478,18 @@ impl Translator {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let (t, one) = texts(sentences, "sentences")?;
-        let d0 = Decoding::default();
-        let d = Decoding {
-            beam: beam.unwrap_or(d0.beam),
-            alpha: alpha.unwrap_or(d0.alpha),
-            max_len_a: max_len_a.unwrap_or(d0.max_len_a),
-            max_len_b: max_len_b.unwrap_or(d0.max_len_b),
-            min_len: min_len.unwrap_or(d0.min_len),
-            n_best,
+        let d = DecodingOptions {
+            beam,
+            alpha,
+            max_len_a,
+            max_len_b,
+            min_len,
+            n_best: Some(n_best),
             attention,
             replace_unk,
-        };
+        }
+        .resolve()
+        .map_err(crate::err)?;
         let base = slf.as_super().get();
         let out = with!(py, base, Translate, |m| {
             let refs: Vec<&str> = t.iter().map(|s| s.as_str()).collect();

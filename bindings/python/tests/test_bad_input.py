@@ -33,7 +33,7 @@ def test_empty_lists_and_bad_numbers(models):
             call()
     with pytest.raises(rnnkit.RnnkitError, match="temperature"):
         lm.generate("x", temperature=float("nan"))
-    with pytest.raises(rnnkit.RnnkitError, match="top-p"):
+    with pytest.raises(rnnkit.RnnkitError, match="top_p"):
         lm.generate("x", top_p=1.5)
     with pytest.raises(rnnkit.RnnkitError, match="max tokens"):
         lm.generate("x", max_tokens=10**12)

@@ -31,17 +31,48 @@ impl Default for Sampling {
 }
 
 impl Sampling {
-    /// Refuses a temperature that is negative or not finite, or a top-p outside (0, 1].
+    /// Refuses a temperature that is negative or not finite, or a top-p outside (0, 1]; the
+    /// error names the option ([`crate::error::Error::Invalid`]).
     pub fn check(&self) -> crate::error::Result<()> {
-        let temperature_ok = self.temperature.is_finite() && self.temperature >= 0.0;
-        let top_p_ok = self.top_p > 0.0 && self.top_p <= 1.0;
-        if !temperature_ok || !top_p_ok {
-            return Err(crate::error::Error::Usage(format!(
-                "sampling: temperature must be a number ≥ 0 and top-p in (0, 1] (got {} and {})",
-                self.temperature, self.top_p
-            )));
+        use crate::error::Error;
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(Error::invalid(
+                "temperature",
+                format!("expected a number ≥ 0, got {}", self.temperature),
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::invalid(
+                "top_p",
+                format!("expected a number in (0, 1], got {}", self.top_p),
+            ));
         }
         Ok(())
+    }
+}
+
+/// [`Sampling`] as optional values, each `None` taking the default: what a Python call's
+/// keywords and a server request's fields carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SamplingOptions {
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub greedy: bool,
+}
+
+impl SamplingOptions {
+    /// The sampling these options ask for, checked ([`Sampling::check`]).
+    pub fn resolve(&self) -> crate::error::Result<Sampling> {
+        let d = Sampling::default();
+        let s = Sampling {
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            greedy: self.greedy,
+        };
+        s.check()?;
+        Ok(s)
     }
 }
 

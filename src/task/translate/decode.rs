@@ -37,22 +37,30 @@ pub struct Decoding {
 
 impl Decoding {
     /// Refuses what cannot decode: a beam of 0, a negative or non-finite `alpha` or
-    /// `max_len_a`, an `n_best` outside 1 to the beam size.
+    /// `max_len_a`, an `n_best` outside 1 to the beam size; the error names the option
+    /// ([`crate::error::Error::Invalid`]).
     pub fn check(&self) -> crate::error::Result<()> {
-        if self.beam == 0
-            || !(self.alpha.is_finite() && self.alpha >= 0.0)
-            || !(self.max_len_a.is_finite() && self.max_len_a >= 0.0)
-        {
-            return Err(crate::error::Error::Usage(format!(
-                "decoding: beam must be at least 1, alpha and max_len_a finite and at least 0 (got beam {}, alpha {}, max_len_a {})",
-                self.beam, self.alpha, self.max_len_a
-            )));
+        use crate::error::Error;
+        let non_negative = |x: f32| x.is_finite() && x >= 0.0;
+        if self.beam == 0 {
+            return Err(Error::invalid("beam", "expected at least 1, got 0"));
+        }
+        if !non_negative(self.alpha) {
+            let msg = format!("expected a number ≥ 0, got {}", self.alpha);
+            return Err(Error::invalid("alpha", msg));
+        }
+        if !non_negative(self.max_len_a) {
+            let msg = format!("expected a number ≥ 0, got {}", self.max_len_a);
+            return Err(Error::invalid("max_len_a", msg));
         }
         if self.n_best == 0 || self.n_best > self.beam {
-            return Err(crate::error::Error::Usage(format!(
-                "decoding: n_best must be from 1 to the beam size {} (got {})",
-                self.beam, self.n_best
-            )));
+            return Err(Error::invalid(
+                "n_best",
+                format!(
+                    "expected 1 to the beam size {}, got {}",
+                    self.beam, self.n_best
+                ),
+            ));
         }
         Ok(())
     }
@@ -68,6 +76,38 @@ impl Decoding {
     /// `self` when it passes [`Decoding::check`].
     pub fn checked(self) -> crate::error::Result<Decoding> {
         self.check().map(|_| self)
+    }
+}
+
+/// [`Decoding`] as optional values, each `None` taking the default (`n_best` 1): what a
+/// Python call's keywords and a server request's fields carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DecodingOptions {
+    pub beam: Option<usize>,
+    pub alpha: Option<f32>,
+    pub max_len_a: Option<f32>,
+    pub max_len_b: Option<usize>,
+    pub min_len: Option<usize>,
+    pub n_best: Option<usize>,
+    pub attention: bool,
+    pub replace_unk: bool,
+}
+
+impl DecodingOptions {
+    /// The decoding these options ask for, checked ([`Decoding::check`]).
+    pub fn resolve(&self) -> crate::error::Result<Decoding> {
+        let d = Decoding::default();
+        Decoding {
+            beam: self.beam.unwrap_or(d.beam),
+            alpha: self.alpha.unwrap_or(d.alpha),
+            max_len_a: self.max_len_a.unwrap_or(d.max_len_a),
+            max_len_b: self.max_len_b.unwrap_or(d.max_len_b),
+            min_len: self.min_len.unwrap_or(d.min_len),
+            n_best: self.n_best.unwrap_or(1),
+            attention: self.attention,
+            replace_unk: self.replace_unk,
+        }
+        .checked()
     }
 }
 
