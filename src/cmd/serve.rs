@@ -72,6 +72,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         api_key: a.api_key.filter(|k| !k.is_empty()),
         no_auth: a.no_auth,
         threads: a.compute.threads,
+        precision: a.compute.precision,
         max_batch: a.max_batch,
         max_wait: std::time::Duration::from_millis(a.max_wait_ms),
         queue: a.queue,

@@ -61,6 +61,9 @@ pub struct Config {
     /// Serve on a non-loopback address without a key (explicitly asked for).
     pub no_auth: bool,
     pub threads: Option<usize>,
+    /// The products' number format (`--precision bf16`: AMX or AVX512-BF16 where the CPU
+    /// has them), as in every other command.
+    pub precision: Option<crate::engine::bf16::Precision>,
     /// Inputs gathered into one batch at most.
     pub max_batch: usize,
     /// How long a batch waits for more requests after its first. 0 (the default) takes
@@ -81,6 +84,7 @@ impl Default for Config {
             api_key: None,
             no_auth: false,
             threads: None,
+            precision: None,
             max_batch: 32,
             max_wait: Duration::ZERO,
             queue: 256,
@@ -194,7 +198,7 @@ pub fn serve(cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     cfg.check()?;
     crate::run::Compute {
         threads: cfg.threads,
-        precision: None,
+        precision: cfg.precision,
     }
     .apply();
     let metrics = Arc::new(metrics::Metrics::default());
