@@ -14,7 +14,7 @@ deployment does (a sync endpoint on the server's thread pool; no batching across
 Texts are split into words as rnnkit's word tokenizer splits them and lowercased when the
 vocabulary says so; the tagger is tools/torch_tagger.py's module (CRF decoding by pytorch-crf,
 so it returns tags and entities but not marginals); the translator decodes as rnnkit does (beam
-search ranked by log p / |y|^alpha, at most 1.5·|x| + 10 tokens).
+search ranked by log p / |y|^alpha, at most 1.5·|x| + 10 tokens, the same stopping rule).
 
 Usage: fastapi_server.py --model sst=/tmp/sst-bench/model.safetensors --model ner=... \
          [--host 127.0.0.1] [--port 8090] [--threads 2]
@@ -138,16 +138,19 @@ class Translator(nn.Module):
 
     def beam(self, src, k, bos, eos, alpha=1.0):
         """One sentence: the best hypothesis (ids without <eos>) by log p / |y|^alpha (|y|
-        counting <eos>), at most 1.5·|x| + 10 tokens; ends when k hypotheses have ended."""
+        counting <eos>), at most 1.5·|x| + 10 tokens, stopping as rnnkit's beam search does:
+        when k hypotheses have ended and no live one can still beat the best of them."""
         y, s, uy = self.encode(torch.tensor(src).unsqueeze(1))
-        max_len = int(1.5 * len(src)) + 10
+        cap = int(1.5 * len(src)) + 10
+        norm = lambda lp, n: lp / n ** alpha  # noqa: E731
         live, states, finished = [([], 0.0)], s, []
-        for t in range(max_len + 1):
+        for t in range(cap):
             toks = torch.tensor([seq[-1] if seq else bos for seq, _ in live])
             logp, states = self.step(toks, states, y, uy)
-            if t == max_len:  # the cap ends every live hypothesis
+            if t + 1 >= cap:  # the last place: every live hypothesis ends here
                 for i, (seq, lp) in enumerate(live):
-                    finished.append(((lp + logp[i, eos].item()) / (len(seq) + 1) ** alpha, seq))
+                    lp += logp[i, eos].item()
+                    finished.append((norm(lp, len(seq) + 1), seq))
                 break
             total = torch.tensor([lp for _, lp in live]).unsqueeze(1) + logp
             vals, idx = total.view(-1).topk(min(2 * k, total.numel()))
@@ -155,11 +158,15 @@ class Translator(nn.Module):
             for v, ix in zip(vals.tolist(), idx.tolist()):
                 i, j = divmod(ix, total.shape[1])
                 if j == eos:
-                    finished.append((v / (len(live[i][0]) + 1) ** alpha, live[i][0]))
-                elif len(nxt) < k:
-                    nxt.append((live[i][0] + [j], v))
-                    rows.append(i)
-            if len(finished) >= k or not nxt:
+                    finished.append((norm(v, len(live[i][0]) + 1), live[i][0]))
+                    continue
+                nxt.append((live[i][0] + [j], v))
+                rows.append(i)
+                if len(nxt) == k:
+                    break
+            best_done = max((f[0] for f in finished), default=float("-inf"))
+            best_live = max(max(norm(lp, cap), norm(lp, len(q) + 1)) for q, lp in nxt)
+            if len(finished) >= k and best_done >= best_live:
                 break
             live, states = nxt, states[torch.tensor(rows)]
         return max(finished, key=lambda f: f[0])[1] if finished else []

@@ -2,7 +2,8 @@
 # Load on `rnnkit serve` with oha, on loopback, bounded in requests: requests/s and p50/p99
 # latency for classify, tag and translate (beam 5) with 1, 8 and 32 concurrent clients, one
 # input a request (so that the server's batching gathers concurrent requests).
-# Usage: tools/serve_load.sh URL [N]   (a server with models named sst, ner and de-en)
+# Usage: tools/serve_load.sh URL [N]   (a server with models named sst, ner and de-en;
+#        ONLY=translate runs one verb)
 set -euo pipefail
 url=${1:?URL}; n=${2:-200}
 lscpu | grep -m1 "Model name"
@@ -11,6 +12,7 @@ for spec in \
   'ner tag {"inputs": ["EU rejects German call to boycott British lamb ."]}' \
   'de-en translate {"inputs": ["Ein Mann fährt auf einem Fahrrad die Straße hinunter."], "beam": 5}'; do
   read -r model verb body <<<"$spec"
+  [ -n "${ONLY:-}" ] && [ "$verb" != "$ONLY" ] && continue
   for c in 1 8 32; do
     k=$n; [ "$verb" = translate ] && k=$((n / 2))
     oha -n "$k" -c "$c" --worker-threads 1 -m POST -T application/json -d "$body" --no-tui \
