@@ -100,6 +100,33 @@ fn every_endpoint_answers_as_the_cli_does() {
         .sum();
     assert!((p - 1.0).abs() < 1e-5);
     assert_eq!(k["results"][0]["weights"].as_array().unwrap().len(), 3);
+    // The same labels and probabilities as without weights; each text's weights sum to 1.
+    let (_, plain) = sv.post(
+        "/v1/models/sst/classify",
+        r#"{"inputs": ["a great film", "a awful film"]}"#,
+    );
+    for i in 0..2 {
+        let (a, b) = (&k["results"][i], &plain["results"][i]);
+        assert_eq!(a["label"], b["label"]);
+        for (x, y) in a["probs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(b["probs"].as_array().unwrap())
+        {
+            assert!(
+                (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-6,
+                "{a} {b}"
+            );
+        }
+        let w: f64 = a["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!((w - 1.0).abs() < 1e-4, "{a}");
+    }
     let (c, tr) = sv.post(
         "/v1/models/de-en/translate",
         r#"{"inputs": ["Ein Hund läuft."], "beam": 2, "n_best": 2, "attention": true}"#,

@@ -270,16 +270,7 @@ fn execute(model: &mut Model, mut batch: Vec<Job>) -> u64 {
         (Model::Classify(m), Job::ClassifyWeights(t, r)) => {
             let out = guarded(|| {
                 test_panic(&t);
-                let preds = m.predict(&refs(&t));
-                let mut out = Vec::with_capacity(t.len());
-                for (p, text) in preds.into_iter().zip(&t) {
-                    let w = match m.trace(text)?.task {
-                        crate::task::trace::TaskTrace::Pooling { weights, .. } => weights,
-                        _ => Vec::new(),
-                    };
-                    out.push((p, w));
-                }
-                Ok(out)
+                m.predict_with_weights(&refs(&t))
             });
             let _ = r.send(out);
         }

@@ -62,6 +62,29 @@ impl Loaded {
             .collect()
     }
 
+    /// [`Loaded::predict`] with each token's share of the pooled vector (the weights of
+    /// [`crate::task::trace::TaskTrace::Pooling`]), from one forward pass a text. A text
+    /// without tokens is an error.
+    pub fn predict_with_weights(&mut self, texts: &[&str]) -> Result<Vec<(Prediction, Vec<f32>)>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for ids in self.encode(texts) {
+            if ids.is_empty() {
+                return Err(crate::error::Error::Usage(
+                    "a text has no tokens to weigh".into(),
+                ));
+            }
+            let (_, weights, probs) = self.model.trace_ids(&ids);
+            let y = argmax(&probs) as usize;
+            let p = Prediction {
+                label: self.labels.tokens[y].clone(),
+                prob: probs[y],
+                probs,
+            };
+            out.push((p, weights));
+        }
+        Ok(out)
+    }
+
     /// Mean loss and scores on labelled rows (text, label); a label the model does not
     /// know is an error naming its row of `path`.
     pub fn evaluate(&mut self, rows: &[(String, String)], path: &Path) -> Result<(f64, ClsScores)> {
