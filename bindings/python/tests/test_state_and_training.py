@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import signal
 import json
 import pickle
+import signal
 import struct
 import subprocess
 import sys
