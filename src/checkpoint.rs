@@ -168,7 +168,43 @@ pub struct Loaded {
 
 /// Reads the file and its `rnnkit` metadata; checks the format version.
 pub fn open(path: &Path) -> Result<Loaded> {
-    // A device or a pipe (`--model /dev/zero`) would be read without end.
+    regular_file(path)?;
+    let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, md) = safetensors::SafeTensors::read_metadata(&buf)
+        .map_err(|e| Error::format(path, format!("not a safetensors file ({e})")))?;
+    Ok(Loaded {
+        meta: rnnkit_meta(path, &md)?,
+        buf,
+        path: path.to_path_buf(),
+    })
+}
+
+/// The `rnnkit` metadata of a checkpoint, read from its header alone (what a caller needs
+/// to choose the task's loader, without reading the tensors twice). The tensors are
+/// checked when the model is loaded.
+pub fn read_meta(path: &Path) -> Result<serde_json::Value> {
+    use std::io::Read;
+    let len = regular_file(path)?;
+    let bad = |why: String| Error::format(path, format!("not a safetensors file ({why})"));
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)
+        .map_err(|_| bad("shorter than its 8-byte header length".into()))?;
+    let n = u64::from_le_bytes(n);
+    // safetensors' own bound on a header, and the file's length.
+    if n > 100_000_000 || n > len.saturating_sub(8) {
+        return Err(bad(format!("a header of {n} bytes in a file of {len}")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    let md: safetensors::tensor::Metadata =
+        serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+    rnnkit_meta(path, &md)
+}
+
+/// The file's length, refusing a device or a pipe (`--model /dev/zero` would be read
+/// without end).
+fn regular_file(path: &Path) -> Result<u64> {
     let m = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !m.is_file() {
         return Err(Error::format(
@@ -176,17 +212,19 @@ pub fn open(path: &Path) -> Result<Loaded> {
             "not a regular file; expected a .safetensors checkpoint",
         ));
     }
-    let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (_, md) = safetensors::SafeTensors::read_metadata(&buf)
-        .map_err(|e| Error::format(path, format!("not a safetensors file ({e})")))?;
+    Ok(m.len())
+}
+
+/// The `rnnkit` entry of a safetensors header, parsed, its format version checked and
+/// version 1 upgraded.
+fn rnnkit_meta(path: &Path, md: &safetensors::tensor::Metadata) -> Result<serde_json::Value> {
     let meta_s = md
         .metadata()
         .as_ref()
         .and_then(|m| m.get(META_KEY))
         .ok_or_else(|| Error::format(path, "no `rnnkit` metadata: not an rnnkit checkpoint"))?;
-    let meta: serde_json::Value = serde_json::from_str(meta_s)
+    let mut meta: serde_json::Value = serde_json::from_str(meta_s)
         .map_err(|e| Error::format(path, format!("bad `rnnkit` metadata: {e}")))?;
-    let mut meta: serde_json::Value = meta;
     match meta.get("format_version").and_then(|v| v.as_u64()) {
         Some(2) => {}
         Some(1) => upgrade_v1(&mut meta),
@@ -197,11 +235,7 @@ pub fn open(path: &Path) -> Result<Loaded> {
             ))
         }
     }
-    Ok(Loaded {
-        meta,
-        buf,
-        path: path.to_path_buf(),
-    })
+    Ok(meta)
 }
 
 impl Loaded {
@@ -386,7 +420,9 @@ pub fn load<M: Checkpointed>(path: &Path) -> Result<(M, Meta<M::Config>)> {
             ),
         ));
     }
-    let mut model = M::build(meta.model.clone());
+    // Every parameter is overwritten from the file (a missing one is an error), so the
+    // model is built without drawing its random initial weights.
+    let mut model = crate::engine::init::without_draws(|| M::build(meta.model.clone()));
     ck.load_into(&mut model, &[])?;
     Ok((model, meta))
 }

@@ -13,9 +13,7 @@ impl Embedding {
     /// N(0, 1) rows, PyTorch's default; callers re-initialise for other schemes.
     pub fn new(name: &str, vocab: usize, dim: usize, rng: &mut dyn RngCore) -> Embedding {
         let mut weight = Param::zeros(name, &[vocab, dim]);
-        for v in &mut weight.w {
-            *v = super::init::normal(rng);
-        }
+        super::init::fill_normal(&mut weight.w, rng);
         Embedding { weight }
     }
 

@@ -3,6 +3,32 @@
 use super::param::Param;
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+
+thread_local! {
+    /// Set while [`without_draws`] runs.
+    static NO_DRAWS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `build` with every initialiser here leaving its weights as they are (zeros):
+/// for a model whose every weight is about to be overwritten from a checkpoint. The
+/// draws are most of a load's time otherwise (a tagger's 2 million embedding values
+/// each cost a logarithm and a cosine).
+pub fn without_draws<R>(build: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_DRAWS.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(NO_DRAWS.with(|c| c.replace(true)));
+    build()
+}
+
+/// False inside [`without_draws`].
+fn drawing() -> bool {
+    !NO_DRAWS.with(|c| c.get())
+}
 
 /// How recurrent and projection weights start.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -42,14 +68,28 @@ impl std::str::FromStr for Init {
     }
 }
 
+/// Every weight U(−a, a).
 pub fn uniform(p: &mut Param, a: f32, rng: &mut dyn RngCore) {
+    if !drawing() {
+        return;
+    }
     for v in &mut p.w {
         *v = rng.random_range(-a..=a);
     }
 }
 
+/// Every value N(0, 1).
+pub fn fill_normal(w: &mut [f32], rng: &mut dyn RngCore) {
+    if !drawing() {
+        return;
+    }
+    for v in w {
+        *v = normal(rng);
+    }
+}
+
 /// A standard normal sample by Box–Muller (rand's normal lives in another crate).
-pub fn normal(rng: &mut dyn RngCore) -> f32 {
+fn normal(rng: &mut dyn RngCore) -> f32 {
     let u1: f64 = rng.random::<f64>().max(1e-300);
     let u2: f64 = rng.random::<f64>();
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
@@ -66,6 +106,9 @@ pub fn xavier_blocks(p: &mut Param, blocks: usize, rng: &mut dyn RngCore) {
 /// Fills each square-ish `[rows_per_block, cols]` block of `p` with an orthogonal matrix
 /// (modified Gram–Schmidt on a Gaussian sample), as torch.nn.init.orthogonal_ does.
 pub fn orthogonal_blocks(p: &mut Param, blocks: usize, rng: &mut dyn RngCore) {
+    if !drawing() {
+        return;
+    }
     let cols = p.shape[1];
     let rows = p.shape[0] / blocks;
     for blk in 0..blocks {
@@ -95,5 +138,29 @@ pub fn orthogonal_blocks(p: &mut Param, blocks: usize, rng: &mut dyn RngCore) {
             let (r, c) = (idx / cols, idx % cols);
             *w = if transpose { m[c][r] } else { m[r][c] };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Inside `without_draws` every initialiser leaves zeros; after it (even after a
+    /// panic inside it) they draw again.
+    #[test]
+    fn without_draws_leaves_zeros_and_is_undone() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut p = Param::zeros("w", &[8, 4]);
+        without_draws(|| {
+            uniform(&mut p, 1.0, &mut rng);
+            xavier_blocks(&mut p, 2, &mut rng);
+            orthogonal_blocks(&mut p, 2, &mut rng);
+            fill_normal(&mut p.w, &mut rng);
+        });
+        assert!(p.w.iter().all(|&v| v == 0.0));
+        let _ = std::panic::catch_unwind(|| without_draws(|| panic!("inside")));
+        fill_normal(&mut p.w, &mut rng);
+        assert!(p.w.iter().all(|&v| v != 0.0));
     }
 }

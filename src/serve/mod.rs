@@ -165,7 +165,7 @@ pub struct State {
 /// `/v1/models`' entry of a model: task, checkpoint, config, vocabulary sizes, and the
 /// run's config.json when it sits beside the checkpoint.
 fn info(name: &str, path: &std::path::Path, model: &Model) -> Result<serde_json::Value> {
-    let meta = crate::checkpoint::open(path)?.meta;
+    let meta = crate::checkpoint::read_meta(path)?;
     let vocabs: serde_json::Map<String, serde_json::Value> = meta["vocabs"]
         .as_object()
         .map(|o| {

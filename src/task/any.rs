@@ -29,8 +29,13 @@ pub const TRACE_TOP_K: usize = 10;
 impl Model {
     /// Loads a checkpoint of any task, checked as each task's loader checks its own.
     pub fn load(path: &Path) -> Result<Model> {
-        let meta = checkpoint::open(path)?.meta;
-        Ok(match meta["task"].as_str().unwrap_or("") {
+        Ok(Model::load_with_meta(path)?.0)
+    }
+
+    /// [`Model::load`], with the checkpoint's metadata ([`checkpoint::read_meta`]).
+    pub fn load_with_meta(path: &Path) -> Result<(Model, serde_json::Value)> {
+        let meta = checkpoint::read_meta(path)?;
+        let model = match meta["task"].as_str().unwrap_or("") {
             lm::TASK => Model::Lm(Box::new(lm::Loaded::load(path)?)),
             tag::TASK => Model::Tag(Box::new(tag::Loaded::load(path)?)),
             classify::TASK => Model::Classify(Box::new(classify::Loaded::load(path)?)),
@@ -41,7 +46,8 @@ impl Model {
                     format!("unknown task {other:?} (expected lm, tag, classify or translate)"),
                 ))
             }
-        })
+        };
+        Ok((model, meta))
     }
 
     /// The task's name as checkpoints and configs record it.
@@ -132,10 +138,11 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/torch_lm.safetensors"
         ));
-        let m = Model::load(&path).unwrap();
+        let (m, meta) = Model::load_with_meta(&path).unwrap();
         assert_eq!(m.task(), "lm");
+        // The header alone gives what reading the whole file gives.
+        assert_eq!(meta, checkpoint::open(&path).unwrap().meta);
         let sd = m.state_dict();
-        let meta = checkpoint::open(&path).unwrap().meta;
         let back = from_state_dict(&sd, &meta, &dir.join("back.safetensors")).unwrap();
         assert_eq!(back.state_dict(), sd);
         let mut bad = sd.clone();

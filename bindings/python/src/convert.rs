@@ -4,6 +4,7 @@
 
 use numpy::{IntoPyArray, PyArrayMethods};
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use rnnkit::task::trace::{TaskTrace, Trace};
@@ -46,6 +47,23 @@ pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
 }
 
 /// One result, or the list of them when a batch was given.
+/// Runs `build` with Python's cyclic garbage collector paused (if it was running), for
+/// code that makes tens of thousands of dicts, lists and tuples at once, as tagging a
+/// file does: each 700 of them would otherwise start a collection, and some of those
+/// walk every object the program holds, while none of the new ones can be garbage yet.
+pub fn gc_paused<'py, R>(py: Python<'py>, build: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+    let gc = py.import(intern!(py, "gc"))?;
+    let was = gc.call_method0(intern!(py, "isenabled"))?.is_truthy()?;
+    if was {
+        gc.call_method0(intern!(py, "disable"))?;
+    }
+    let r = build();
+    if was {
+        gc.call_method0(intern!(py, "enable"))?;
+    }
+    r
+}
+
 pub fn one_or_list<'py>(
     py: Python<'py>,
     mut items: Vec<Bound<'py, PyAny>>,

@@ -79,10 +79,7 @@ fn unwrap<T>(r: std::thread::Result<rnnkit::error::Result<T>>) -> PyResult<T> {
 #[pyfunction]
 fn load(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
     let p = path.clone();
-    let (model, meta) = compute(py, move || {
-        let meta = rnnkit::checkpoint::open(&p)?.meta;
-        Ok((any::Model::load(&p)?, meta))
-    })?;
+    let (model, meta) = compute(py, move || any::Model::load_with_meta(&p))?;
     models::wrap(py, model, meta, Some(path))
 }
 

@@ -367,30 +367,33 @@ impl Tagger {
                 .or_insert_with_key(|k| PyString::new(py, k))
                 .clone()
         };
-        let mut items = Vec::with_capacity(tagged.len());
-        for t in tagged {
-            let d = PyDict::new(py);
-            d.set_item(intern!(py, "tokens"), t.tokens)?;
-            d.set_item(intern!(py, "offsets"), t.offsets)?;
-            let tags = PyList::new(py, t.tags.into_iter().map(&mut name))?;
-            d.set_item(intern!(py, "tags"), tags)?;
-            let n = t.probs.len();
-            d.set_item(intern!(py, "probs"), array(py, t.probs, &[n])?)?;
-            let ents = PyList::empty(py);
-            for e in t.entities {
-                let ed = PyDict::new(py);
-                ed.set_item(intern!(py, "type"), name(e.kind))?;
-                ed.set_item(intern!(py, "start"), e.start)?;
-                ed.set_item(intern!(py, "end"), e.end)?;
-                ed.set_item(intern!(py, "char_start"), e.char_start)?;
-                ed.set_item(intern!(py, "char_end"), e.char_end)?;
-                ed.set_item(intern!(py, "text"), e.text)?;
-                ed.set_item(intern!(py, "prob"), e.prob)?;
-                ents.append(ed)?;
+        let items = convert::gc_paused(py, || {
+            let mut items = Vec::with_capacity(tagged.len());
+            for t in tagged {
+                let d = PyDict::new(py);
+                d.set_item(intern!(py, "tokens"), t.tokens)?;
+                d.set_item(intern!(py, "offsets"), t.offsets)?;
+                let tags = PyList::new(py, t.tags.into_iter().map(&mut name))?;
+                d.set_item(intern!(py, "tags"), tags)?;
+                let n = t.probs.len();
+                d.set_item(intern!(py, "probs"), array(py, t.probs, &[n])?)?;
+                let ents = PyList::empty(py);
+                for e in t.entities {
+                    let ed = PyDict::new(py);
+                    ed.set_item(intern!(py, "type"), name(e.kind))?;
+                    ed.set_item(intern!(py, "start"), e.start)?;
+                    ed.set_item(intern!(py, "end"), e.end)?;
+                    ed.set_item(intern!(py, "char_start"), e.char_start)?;
+                    ed.set_item(intern!(py, "char_end"), e.char_end)?;
+                    ed.set_item(intern!(py, "text"), e.text)?;
+                    ed.set_item(intern!(py, "prob"), e.prob)?;
+                    ents.append(ed)?;
+                }
+                d.set_item(intern!(py, "entities"), ents)?;
+                items.push(d.into_any());
             }
-            d.set_item(intern!(py, "entities"), ents)?;
-            items.push(d.into_any());
-        }
+            Ok(items)
+        })?;
         one_or_list(py, items, one)
     }
 
