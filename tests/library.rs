@@ -93,9 +93,11 @@ fn language_model_runs_resumes_and_traces() {
     let tr = lm::trace(&mut model, &tok, "the cat sat", 5).unwrap();
     let ids = tok.encode("the cat sat");
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-    let (y, _, _) = model
-        .enc
-        .forward(&ids, ids.len(), 1, None, None, false, false, &mut rng);
+    let (y, _, _) = model.enc.forward(
+        &ids,
+        rnnkit::engine::rnn::Pass::eval(ids.len(), 1),
+        &mut rng,
+    );
     check_stack(&tr, 2, 1, &y);
     let TaskTrace::NextTokens { next } = &tr.task else {
         panic!("an LM traces next tokens")
@@ -277,10 +279,11 @@ fn translator_runs_resumes_and_traces() {
     let trace = task.trace("der hund und der baum", &d).unwrap();
     let (ids, _) = task.encode_src("der hund und der baum");
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-    let (y, _, _) = task
-        .model
-        .enc
-        .forward(&ids, ids.len(), 1, None, None, false, false, &mut rng);
+    let (y, _, _) = task.model.enc.forward(
+        &ids,
+        rnnkit::engine::rnn::Pass::eval(ids.len(), 1),
+        &mut rng,
+    );
     let enc_cfg = &task.model.cfg.encoder;
     check_stack(&trace, enc_cfg.layers, enc_cfg.dirs(), &y);
     let rnnkit::task::trace::TaskTrace::Attention {

@@ -11,7 +11,7 @@ use rnnkit::engine::loss::{cross_entropy_backward, Reduction, IGNORE};
 use rnnkit::engine::norm::LayerNorm;
 use rnnkit::engine::optim::{OptimKind, Optimizer};
 use rnnkit::engine::param::{Module, Param};
-use rnnkit::engine::rnn::{Rnn, RnnConfig, State};
+use rnnkit::engine::rnn::{Pass, Rnn, RnnConfig, State};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
 use std::path::Path;
@@ -122,8 +122,8 @@ fn recurrent_layers_match_pytorch() {
                         },
                     };
                     let lens = (var == "var").then_some(&lengths[..]);
-                    let (y, fin, cache) =
-                        rnn.forward(f.get("x"), t, b, lens, Some(&st), true, true, &mut rng);
+                    let pass = Pass::train(t, b).lengths(lens).state(&st);
+                    let (y, fin, cache) = rnn.forward(f.get("x"), pass, &mut rng);
                     close(&format!("{name} y"), &y, f.get("y"));
                     close(&format!("{name} h_n"), &fin.h, f.get("h_n"));
                     let ds = State {

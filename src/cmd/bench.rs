@@ -179,10 +179,11 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         let n = a.steps.unwrap_or(steps);
         (b * t * n) as f64
             / time_steps(n, || {
-                let (_, _, cache) = model
-                    .enc
-                    .rnn
-                    .forward(&x, t, b, None, None, true, true, &mut rng);
+                let (_, _, cache) =
+                    model
+                        .enc
+                        .rnn
+                        .forward(&x, rnnkit::engine::rnn::Pass::train(t, b), &mut rng);
                 model.enc.rnn.backward(cache, &dy, None);
             })
     } else if gen {

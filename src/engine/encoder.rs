@@ -8,7 +8,7 @@
 use super::dropout::{self, DropoutKind, Mask};
 use super::embedding::Embedding;
 use super::param::{Module, Param};
-use super::rnn::{Rnn, RnnCache, State};
+use super::rnn::{Pass, Rnn, RnnCache, State};
 use rand::RngCore;
 
 pub struct Encoder {
@@ -27,29 +27,20 @@ pub struct EncoderCache {
 }
 
 impl Encoder {
-    /// ids `[T, B]` → (output `[T, B, D·H]`, final state, cache). `lengths` as in
-    /// [`Rnn::forward`] (padding never changes a real position's result); `state` is the
-    /// initial state (`None`: zeros). With `keep = false` nothing is cached.
-    #[allow(clippy::too_many_arguments)]
+    /// ids `[T, B]` → (output `[T, B, D·H]`, final state, cache), run as `pass` says
+    /// ([`Pass`]: lengths, initial state, training, caching).
     pub fn forward(
         &mut self,
         ids: &[u32],
-        t: usize,
-        b: usize,
-        lengths: Option<&[usize]>,
-        state: Option<&State>,
-        train: bool,
-        keep: bool,
+        pass: Pass,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, State, EncoderCache) {
-        let e = self.embedding.dim();
+        let (b, e) = (pass.b, self.embedding.dim());
         let mut emb = vec![0.0; ids.len() * e];
         self.embedding.forward(ids, &mut emb);
-        let (p, kind) = (self.dropout, self.dropout_kind);
+        let (p, kind, train) = (self.dropout, self.dropout_kind, pass.train);
         let emb_mask = dropout::forward(&mut emb, b * e, p, kind, train, rng);
-        let (mut out, st, rnn) = self
-            .rnn
-            .forward(&emb, t, b, lengths, state, train, keep, rng);
+        let (mut out, st, rnn) = self.rnn.forward(&emb, pass, rng);
         let h = self.rnn.cfg.output();
         let out_mask = dropout::forward(&mut out, b * h, p, kind, train, rng);
         let cache = EncoderCache {

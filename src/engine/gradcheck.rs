@@ -13,7 +13,7 @@ use super::linear::Linear;
 use super::loss::{cross_entropy, cross_entropy_backward, Reduction, IGNORE};
 use super::norm::{BatchNorm, LayerNorm, NormKind};
 use super::param::{Module, Param};
-use super::rnn::{Rnn, RnnConfig, State};
+use super::rnn::{Pass, Rnn, RnnConfig, State};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -123,16 +123,11 @@ fn run_rnn(h: &mut RnnHarness, backward: bool) -> f64 {
             Vec::new()
         },
     });
-    let (y, fin, cache) = h.rnn.forward(
-        &h.x.w,
-        t,
-        b,
-        h.lengths.as_deref(),
-        st.as_ref(),
-        true,
-        true,
-        &mut rng,
-    );
+    let pass = Pass {
+        state: st.as_ref(),
+        ..Pass::train(t, b).lengths(h.lengths.as_deref())
+    };
+    let (y, fin, cache) = h.rnn.forward(&h.x.w, pass, &mut rng);
     let ry = pseudo(y.len(), 5);
     let rh = pseudo(fin.h.len(), 6);
     let rc = pseudo(fin.c.len(), 7);
@@ -276,14 +271,12 @@ fn padding_steps_leave_state_and_output_alone() {
     let mut rng = StdRng::seed_from_u64(0);
     let (y, fin, _) = h
         .rnn
-        .forward(&h.x.w, 5, 2, Some(&[5, 2]), None, false, false, &mut rng);
+        .forward(&h.x.w, Pass::eval(5, 2).lengths(Some(&[5, 2])), &mut rng);
     // The short sequence alone, with T = 2, must give the same outputs and final state.
     let x_short: Vec<f32> = (0..2)
         .flat_map(|t| h.x.w[(t * 2 + 1) * 3..(t * 2 + 2) * 3].to_vec())
         .collect();
-    let (y2, fin2, _) = h
-        .rnn
-        .forward(&x_short, 2, 1, None, None, false, false, &mut rng);
+    let (y2, fin2, _) = h.rnn.forward(&x_short, Pass::eval(2, 1), &mut rng);
     for t in 0..2 {
         for j in 0..8 {
             assert!((y[(t * 2 + 1) * 8 + j] - y2[t * 8 + j]).abs() < 1e-6);
@@ -449,25 +442,19 @@ fn stepping_one_timestep_at_a_time_matches_the_sequence_call() {
                 Vec::new()
             },
         };
-        let (y, fin, cache) =
-            seq.rnn
-                .forward(&seq.x.w, t, b, None, Some(&st0), true, true, &mut rng);
+        let (y, fin, cache) = seq
+            .rnn
+            .forward(&seq.x.w, Pass::train(t, b).state(&st0), &mut rng);
         let dy = pseudo(y.len(), 11);
         let (dx, d0) = seq.rnn.backward(cache, &dy, None);
         let mut st = st0.clone();
         let mut caches = Vec::new();
         let w = 3 * b;
         for k in 0..t {
-            let (yk, s2, c) = stp.rnn.forward(
-                &stp.x.w[k * w..(k + 1) * w],
-                1,
-                b,
-                None,
-                Some(&st),
-                true,
-                true,
-                &mut rng,
-            );
+            let pass = Pass::train(1, b).state(&st);
+            let (yk, s2, c) = stp
+                .rnn
+                .forward(&stp.x.w[k * w..(k + 1) * w], pass, &mut rng);
             assert!(yk
                 .iter()
                 .zip(&y[k * 5 * b..(k + 1) * 5 * b])

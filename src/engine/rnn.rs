@@ -5,7 +5,7 @@
 //! states `[L·D, B, H]`.
 
 use super::cell::CellKind;
-pub use super::dir::{active_mask, DirCache, DirInput, RnnDir, State};
+pub use super::dir::{active_mask, Cols, DirCache, DirInput, Dx, RnnDir, State, Steps};
 use super::dropout::{self, DropoutKind, Mask};
 use super::init::Init;
 use super::lnlstm::CellNorm;
@@ -252,6 +252,70 @@ impl RnnCache {
     }
 }
 
+/// How one pass of a stack over a batch runs: the batch `[T, B]` with each sequence's
+/// length (`None`: all `T`; padding never changes a real position's result), the initial
+/// state (`None`: zeros), whether it trains (dropout on) and whether it keeps the cache
+/// that backward needs (`keep = false` for evaluation and decoding).
+#[derive(Clone, Copy, Debug)]
+pub struct Pass<'a> {
+    pub t: usize,
+    pub b: usize,
+    pub lengths: Option<&'a [usize]>,
+    pub state: Option<&'a State>,
+    pub train: bool,
+    pub keep: bool,
+}
+
+impl<'a> Pass<'a> {
+    /// Inference over `[T, B]`: no dropout, nothing cached, zero initial state.
+    pub fn eval(t: usize, b: usize) -> Pass<'a> {
+        Pass {
+            t,
+            b,
+            lengths: None,
+            state: None,
+            train: false,
+            keep: false,
+        }
+    }
+
+    /// Training over `[T, B]`: dropout on, the cache kept for backward.
+    pub fn train(t: usize, b: usize) -> Pass<'a> {
+        Pass {
+            train: true,
+            keep: true,
+            ..Pass::eval(t, b)
+        }
+    }
+
+    /// With each sequence's length.
+    pub fn lengths(self, lengths: Option<&'a [usize]>) -> Pass<'a> {
+        Pass { lengths, ..self }
+    }
+
+    /// From an initial state.
+    pub fn state(self, state: &'a State) -> Pass<'a> {
+        Pass {
+            state: Some(state),
+            ..self
+        }
+    }
+
+    /// Keeping the cache (or not), whatever `train` says: a trace reads it at inference.
+    pub fn keep(self, keep: bool) -> Pass<'a> {
+        Pass { keep, ..self }
+    }
+
+    /// Training or not; `keep` follows unless set after.
+    pub fn training(self, train: bool) -> Pass<'a> {
+        Pass {
+            train,
+            keep: train,
+            ..self
+        }
+    }
+}
+
 impl Rnn {
     /// Parameter names are `{prefix}.weight_ih_l{k}[_reverse]` etc. as in PyTorch.
     pub fn new(
@@ -307,21 +371,15 @@ impl Rnn {
         self.cfg.residual && l > 0 && input == self.cfg.output()
     }
 
-    /// x `[T, B, I]` → (y `[T, B, D·H]`, final state, cache). `state` is the initial state
-    /// (`None`: zeros). With `keep = false` nothing is cached (evaluation, decoding).
-    #[allow(clippy::too_many_arguments)]
+    /// x `[T, B, I]` → (y `[T, B, D·H]`, final state, cache), run as `pass` says (its
+    /// shape, lengths, initial state, and whether it trains and caches for backward).
     pub fn forward(
         &mut self,
         x: &[f32],
-        t: usize,
-        b: usize,
-        lengths: Option<&[usize]>,
-        state: Option<&State>,
-        train: bool,
-        keep: bool,
+        pass: Pass,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, State, RnnCache) {
-        self.forward_from(First::Seq(x), t, b, lengths, state, train, keep, rng)
+        self.forward_from(First::Seq(x), pass, rng)
     }
 
     /// [`Self::forward`] at inference with layer 0's input projections taken from `proj`:
@@ -338,25 +396,33 @@ impl Rnn {
         // Unused: no dropout at inference.
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
         let first = First::Tokens(&proj.tables, rows);
-        let (y, st, _) = self.forward_from(first, t, b, lengths, None, false, false, &mut rng);
+        let pass = Pass::eval(t, b).lengths(lengths);
+        let (y, st, _) = self.forward_from(first, pass, &mut rng);
         (y, st)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn forward_from(
         &mut self,
         first: First,
-        t: usize,
-        b: usize,
-        lengths: Option<&[usize]>,
-        state: Option<&State>,
-        train: bool,
-        keep: bool,
+        pass: Pass,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, State, RnnCache) {
+        let Pass {
+            t,
+            b,
+            lengths,
+            state,
+            train,
+            keep,
+        } = pass;
         let cfg = self.cfg.clone();
         let (hs, nd, out) = (cfg.hidden, cfg.dirs(), cfg.output());
         let active = active_mask(t, b, lengths);
+        let steps = Steps {
+            t,
+            b,
+            active: &active,
+        };
         let mut st = state.cloned().unwrap_or_else(|| self.zero_state(b));
         let lstm = cfg.cell.has_cell_state();
         let mut cur = match first {
@@ -395,11 +461,11 @@ impl Rnn {
                     (&mut [][..], &mut [][..])
                 };
                 let mut y1 = vec![0.0; t * b * hs];
-                let (dirs, act, y0) = (&self.dirs, &active, &mut y);
+                let (dirs, y0) = (&self.dirs, &mut y[..]);
                 let (x0, x1) = (dir_input(0), dir_input(1));
                 let (dc0, dc1) = join_single(
-                    || dirs[k].forward(x0, t, b, act, h0, c0, y0, out, 0, keep),
-                    || dirs[k + 1].forward(x1, t, b, act, h1, c1, &mut y1, hs, 0, keep),
+                    || dirs[k].forward(x0, steps, h0, c0, Cols::of(y0, out, 0), keep),
+                    || dirs[k + 1].forward(x1, steps, h1, c1, Cols::of(&mut y1, hs, 0), keep),
                 );
                 for (row, r1) in y.chunks_exact_mut(out).zip(y1.chunks_exact(hs)) {
                     row[hs..].copy_from_slice(r1);
@@ -414,18 +480,8 @@ impl Rnn {
                     } else {
                         &mut [][..]
                     };
-                    let dc = self.dirs[k].forward(
-                        dir_input(d),
-                        t,
-                        b,
-                        &active,
-                        &mut st.h[sl],
-                        c,
-                        &mut y,
-                        out,
-                        d * hs,
-                        keep,
-                    );
+                    let y = Cols::of(&mut y[..], out, d * hs);
+                    let dc = self.dirs[k].forward(dir_input(d), steps, &mut st.h[sl], c, y, keep);
                     dcs.push(dc);
                 }
             }
@@ -511,8 +567,8 @@ impl Rnn {
                 let (dy, dx0, mut dx1) = (&dcur, &mut dx, vec![0.0; t * b * input_w]);
                 let dx1_ref = &mut dx1;
                 join_single(
-                    || d0[0].backward(&lc.dirs[0], dy, out, 0, h0, c0, dx0, false),
-                    || d1[0].backward(&lc.dirs[1], dy, out, hs, h1, c1, dx1_ref, false),
+                    || d0[0].backward(&lc.dirs[0], Cols::of(dy, out, 0), h0, c0, Dx::set(dx0)),
+                    || d1[0].backward(&lc.dirs[1], Cols::of(dy, out, hs), h1, c1, Dx::set(dx1_ref)),
                 );
                 dx.iter_mut().zip(&dx1).for_each(|(a, v)| *a += v);
             } else {
@@ -524,16 +580,12 @@ impl Rnn {
                     } else {
                         &mut [][..]
                     };
-                    self.dirs[k].backward(
-                        &lc.dirs[d],
-                        &dcur,
-                        out,
-                        d * hs,
-                        &mut ds.h[sl],
-                        dc,
-                        &mut dx,
-                        d > 0,
-                    );
+                    let dx = Dx {
+                        data: &mut dx,
+                        accumulate: d > 0,
+                    };
+                    let dy = Cols::of(&dcur[..], out, d * hs);
+                    self.dirs[k].backward(&lc.dirs[d], dy, &mut ds.h[sl], dc, dx);
                 }
             }
             dropout::backward(&mut dx, lc.mask.as_ref());
@@ -608,7 +660,7 @@ mod tests {
                             .collect();
                         let lengths = [4, 2, 3];
                         let (want, st, _) =
-                            rnn.forward(&x, t, b, Some(&lengths), None, false, false, &mut rng);
+                            rnn.forward(&x, Pass::eval(t, b).lengths(Some(&lengths)), &mut rng);
                         let rows = proj.rows(&rnn, &ids, |w, row| {
                             row.copy_from_slice(&emb[w as usize * i..][..i])
                         });
@@ -650,7 +702,7 @@ mod tests {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(0);
                 let mut rnn = Rnn::new("rnn", cfg.clone(), Init::Pytorch, 1.0, &mut rng);
                 let (y, st, cache) =
-                    rnn.forward(&x, t, b, Some(&lengths), None, true, true, &mut rng);
+                    rnn.forward(&x, Pass::train(t, b).lengths(Some(&lengths)), &mut rng);
                 let (dx, ds) = rnn.backward(cache, &dy, Some(&st));
                 let mut grads = Vec::new();
                 rnn.visit(&mut |p| grads.extend_from_slice(&p.g));

@@ -455,7 +455,7 @@ mod tests {
     use crate::engine::cell::CellKind;
     use crate::engine::init::Init;
     use crate::engine::norm::NormKind;
-    use crate::engine::rnn::RnnConfig;
+    use crate::engine::rnn::{Pass, RnnConfig};
     use rand::{Rng, SeedableRng};
 
     /// Stepping T times equals one sequence call, for B > 1, every cell, residual
@@ -487,7 +487,7 @@ mod tests {
                     .iter_mut()
                     .for_each(|v| *v = rng.random_range(-0.5..0.5));
                 let (want, want_state, _) =
-                    rnn.forward(&x, t, batch, None, Some(&init), false, false, &mut rng);
+                    rnn.forward(&x, Pass::eval(t, batch).state(&init), &mut rng);
                 let mut st = init.clone();
                 let mut s = Stepper::new(&rnn).unwrap();
                 for tau in 0..t {
@@ -552,7 +552,7 @@ mod tests {
             let mut init = seq.zero_state(b);
             init.h = rand_vec(init.h.len(), &mut rng);
             init.c = rand_vec(init.c.len(), &mut rng);
-            let (y, fin, cache) = seq.forward(&x, t, b, None, Some(&init), true, true, &mut rng);
+            let (y, fin, cache) = seq.forward(&x, Pass::train(t, b).state(&init), &mut rng);
             let (dx, dinit) = seq.backward(cache, &dy, None);
             let mut st = init.clone();
             let mut s = Stepper::new(&stp).unwrap();

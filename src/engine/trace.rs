@@ -9,7 +9,7 @@
 use super::cell::CellKind;
 use super::encoder::Encoder;
 use super::par::Split;
-use super::rnn::{Rnn, RnnCache};
+use super::rnn::{Pass, Rnn, RnnCache};
 use serde::Serialize;
 
 /// One direction of one layer over a sequence of T tokens, in time order.
@@ -57,7 +57,7 @@ impl Rnn {
     /// norm in evaluation mode).
     pub fn trace(&mut self, x: &[f32], t: usize) -> StackTrace {
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-        let (output, _, cache) = self.forward(x, t, 1, None, None, false, true, &mut rng);
+        let (output, _, cache) = self.forward(x, Pass::eval(t, 1).keep(true), &mut rng);
         self.trace_cache(&cache, output)
     }
 
@@ -151,7 +151,7 @@ mod tests {
                     (cfg.bidirectional, cfg.cell_norm) = (bidir, cell_norm);
                     let mut rnn = Rnn::new("rnn", cfg, Init::Pytorch, 0.0, &mut rng);
                     let x: Vec<f32> = (0..t * i).map(|_| rng.random_range(-1.0..1.0)).collect();
-                    let (y, _, _) = rnn.forward(&x, t, 1, None, None, false, false, &mut rng);
+                    let (y, _, _) = rnn.forward(&x, Pass::eval(t, 1), &mut rng);
                     let tr = rnn.trace(&x, t);
                     assert_eq!(tr.output, y, "{cell:?} bidir {bidir}");
                     let nd = if bidir { 2 } else { 1 };

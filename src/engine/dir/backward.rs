@@ -8,36 +8,31 @@ use crate::engine::ops::{matmul, sum_rows_into};
 use crate::engine::par::{run_parts, Shared, SpinBarrier, Split};
 
 impl RnnDir {
-    /// dy `[T, B, ·]` read with stride/offset as in forward; `dh`, `dc` `[B, H]` hold
-    /// dL/d(final state) on entry and dL/d(initial state) on return. Accumulates the weight
-    /// gradients and writes (or adds, when `dx_accumulate`) dx `[T, B, I]`.
-    #[allow(clippy::too_many_arguments)]
+    /// dy `[T, B, ·]` read in this direction's columns, as forward wrote them; `dh`, `dc`
+    /// `[B, H]` hold dL/d(final state) on entry and dL/d(initial state) on return.
+    /// Accumulates the weight gradients and writes (or adds to) dx `[T, B, I]`.
     pub fn backward(
         &mut self,
         cache: &DirCache,
-        dy: &[f32],
-        dy_stride: usize,
-        dy_off: usize,
+        dy: Cols<&[f32]>,
         dh: &mut [f32],
         dc: &mut [f32],
-        dx: &mut [f32],
-        dx_accumulate: bool,
+        dx: Dx,
     ) {
         if let Some(mut ln) = self.ln.take() {
-            self.backward_ln(
-                &mut ln,
-                cache,
-                dy,
-                dy_stride,
-                dy_off,
-                dh,
-                dc,
-                dx,
-                dx_accumulate,
-            );
+            self.backward_ln(&mut ln, cache, dy, dh, dc, dx);
             self.ln = Some(ln);
             return;
         }
+        let Cols {
+            data: dy,
+            stride: dy_stride,
+            off: dy_off,
+        } = dy;
+        let Dx {
+            data: dx,
+            accumulate: dx_accumulate,
+        } = dx;
         let (t, b) = (cache.t, cache.b);
         let (hs, gates, i) = (self.hidden, self.kind.gates(), self.input());
         let g = gates * hs;

@@ -9,24 +9,20 @@ use crate::engine::panel32::{lstm_step, LstmStep};
 use crate::engine::par::{loop_threads, run_parts, Shared, SpinBarrier, Split};
 
 impl RnnDir {
-    /// Input (x `[T, B, I]` or looked-up rows, see [`DirInput`]) → y `[T, B, H]` written
-    /// with row stride `y_stride` at column `y_off` (so two directions can fill one
+    /// Input (x `[T, B, I]` or looked-up rows, see [`DirInput`]) over `steps` → y
+    /// `[T, B, H]` written into its columns `y` (so two directions can fill one
     /// concatenated output). `h`, `c` `[B, H]` (c empty unless LSTM) hold the initial state
     /// and receive the final one.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         input: DirInput,
-        t: usize,
-        b: usize,
-        active: &[bool],
+        steps: Steps,
         h: &mut [f32],
         c: &mut [f32],
-        y: &mut [f32],
-        y_stride: usize,
-        y_off: usize,
+        y: Cols<&mut [f32]>,
         keep: bool,
     ) -> DirCache {
+        let Steps { t, b, active } = steps;
         let x = match input {
             DirInput::Seq(x) => x,
             DirInput::Rows { .. } => {
@@ -38,8 +34,13 @@ impl RnnDir {
             }
         };
         if self.ln.is_some() {
-            return self.forward_ln(x, t, b, active, h, c, y, y_stride, y_off);
+            return self.forward_ln(x, steps, h, c, y);
         }
+        let Cols {
+            data: y,
+            stride: y_stride,
+            off: y_off,
+        } = y;
         let (hs, gates, i) = (self.hidden, self.kind.gates(), self.input());
         let g = gates * hs;
         let lstm = self.kind.has_cell_state();

@@ -8,19 +8,20 @@ use crate::engine::ops::{add_bias_rows, matmul, sum_rows_into};
 
 impl RnnDir {
     /// [`RnnDir::forward`] for a layer-normalised LSTM (same arguments and results).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_ln(
         &self,
         x: &[f32],
-        t: usize,
-        b: usize,
-        active: &[bool],
+        steps: Steps,
         h: &mut [f32],
         c: &mut [f32],
-        y: &mut [f32],
-        y_stride: usize,
-        y_off: usize,
+        y: Cols<&mut [f32]>,
     ) -> DirCache {
+        let Steps { t, b, active } = steps;
+        let Cols {
+            data: y,
+            stride: y_stride,
+            off: y_off,
+        } = y;
         let ln = self.ln.as_ref().expect("LN-LSTM norms");
         let (hs, i) = (self.hidden, self.input());
         let (g, bh) = (4 * hs, b * hs);
@@ -89,19 +90,24 @@ impl RnnDir {
     }
 
     /// [`RnnDir::backward`] for a layer-normalised LSTM.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward_ln(
         &mut self,
         ln: &mut CellNorm,
         cache: &DirCache,
-        dy: &[f32],
-        dy_stride: usize,
-        dy_off: usize,
+        dy: Cols<&[f32]>,
         dh: &mut [f32],
         dc: &mut [f32],
-        dx: &mut [f32],
-        dx_accumulate: bool,
+        dx: Dx,
     ) {
+        let Cols {
+            data: dy,
+            stride: dy_stride,
+            off: dy_off,
+        } = dy;
+        let Dx {
+            data: dx,
+            accumulate: dx_accumulate,
+        } = dx;
         let (t, b) = (cache.t, cache.b);
         let (hs, i) = (self.hidden, self.input());
         let (g, bh) = (4 * hs, b * hs);

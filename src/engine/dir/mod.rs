@@ -66,6 +66,46 @@ pub enum DirInput<'a> {
     Rows { table: &'a [f32], rows: &'a [u32] },
 }
 
+/// The steps a direction runs over: `[T, B]`, and which (step, sequence) positions are
+/// real (`active [T·B]`, from [`active_mask`]).
+#[derive(Clone, Copy)]
+pub struct Steps<'a> {
+    pub t: usize,
+    pub b: usize,
+    pub active: &'a [bool],
+}
+
+/// One direction's columns of a row-major buffer: columns `off..off + H` of rows `stride`
+/// wide, so that two directions fill (or read) one concatenated `[T, B, D·H]`.
+pub struct Cols<S> {
+    pub data: S,
+    pub stride: usize,
+    pub off: usize,
+}
+
+impl<S> Cols<S> {
+    pub fn of(data: S, stride: usize, off: usize) -> Cols<S> {
+        Cols { data, stride, off }
+    }
+}
+
+/// Where backward writes dL/dx `[T, B, I]`: over what is there, or added to it
+/// (`accumulate`: a layer's second direction adds to the first's).
+pub struct Dx<'a> {
+    pub data: &'a mut [f32],
+    pub accumulate: bool,
+}
+
+impl<'a> Dx<'a> {
+    /// Overwriting dx.
+    pub fn set(data: &'a mut [f32]) -> Dx<'a> {
+        Dx {
+            data,
+            accumulate: false,
+        }
+    }
+}
+
 /// `[T, B]` activity mask from per-sequence lengths (`None`: all T steps are real).
 pub fn active_mask(t: usize, b: usize, lengths: Option<&[usize]>) -> Vec<bool> {
     let mut m = vec![true; t * b];

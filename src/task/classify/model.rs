@@ -9,7 +9,7 @@ use crate::engine::init::Init;
 use crate::engine::linear::Linear;
 use crate::engine::loss::softmax_in_place;
 use crate::engine::param::{Module, Param};
-use crate::engine::rnn::{Rnn, RnnCache, RnnConfig, State, TokenProjections};
+use crate::engine::rnn::{Pass, Rnn, RnnCache, RnnConfig, State, TokenProjections};
 use crate::error::{Error, Result};
 use crate::text::tokenizer::Tokenizer;
 use crate::text::vocab::Vocab;
@@ -157,9 +157,14 @@ impl Classifier {
                 let mut x = vec![0.0; t * b * e];
                 self.emb.forward(&p.ids, &mut x);
                 let mask = dropout::forward(&mut x, b * e, pd, DropoutKind::Standard, train, rng);
-                let (y, st, rnn) =
-                    self.rnn
-                        .forward(&x, t, b, Some(&p.lengths), None, train, train || keep, rng);
+                let (y, st, rnn) = self.rnn.forward(
+                    &x,
+                    Pass::eval(t, b)
+                        .lengths(Some(&p.lengths))
+                        .training(train)
+                        .keep(train || keep),
+                    rng,
+                );
                 (y, st, Some(rnn), mask)
             }
         };

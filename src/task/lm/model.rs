@@ -10,7 +10,7 @@ use crate::engine::init::{self, Init};
 use crate::engine::linear;
 use crate::engine::loss::{cross_entropy, cross_entropy_backward, CeOut, Reduction};
 use crate::engine::param::{Module, Param};
-use crate::engine::rnn::{Rnn, RnnConfig, State};
+use crate::engine::rnn::{Pass, Rnn, RnnConfig, State};
 use crate::error::{Error, Result};
 use crate::text::tokenizer::Tokenizer;
 use crate::text::vocab::Vocab;
@@ -180,25 +180,21 @@ impl LanguageModel {
         logits
     }
 
-    /// Forward + backward over one window: inputs and targets `[L, B]` time-major.
-    /// Gradients accumulate; the loss is the per-token mean times `scale` (Zaremba's
-    /// recipe sums over the unrolled steps: scale = L).
-    #[allow(clippy::too_many_arguments)]
+    /// Forward + backward over one window: inputs and targets `[L, B]` time-major (L is
+    /// their length over `b`). Gradients accumulate; the loss is the per-token mean times
+    /// `scale` (Zaremba's recipe sums over the unrolled steps: scale = L).
     pub fn train_window(
         &mut self,
         x: &[u32],
         y: &[u32],
-        l: usize,
         b: usize,
         state: &State,
         scale: f32,
         rng: &mut dyn RngCore,
     ) -> WindowOut {
         let (v, h) = (self.cfg.vocab, self.cfg.rnn.output());
-        let n = l * b;
-        let (out, st, cache) = self
-            .enc
-            .forward(x, l, b, None, Some(state), true, true, rng);
+        let (n, l) = (x.len(), x.len() / b.max(1));
+        let (out, st, cache) = self.enc.forward(x, Pass::train(l, b).state(state), rng);
         // The decoder's bias is added, and its gradient summed, inside the loss pass.
         let mut logits = std::mem::take(&mut self.logits_buf);
         logits.resize(n * v, 0.0);
@@ -236,9 +232,7 @@ impl LanguageModel {
         state: &State,
         rng: &mut dyn RngCore,
     ) -> (Vec<f32>, State) {
-        let (out, st, _) = self
-            .enc
-            .forward(x, l, b, None, Some(state), false, false, rng);
+        let (out, st, _) = self.enc.forward(x, Pass::eval(l, b).state(state), rng);
         let logits = self.decode(&out);
         (logits, st)
     }

@@ -98,7 +98,7 @@ impl Task for LmTask {
         let state = std::mem::take(&mut self.state);
         let o = self
             .model
-            .train_window(x, y, l, self.train.batch, &state, scale, rng);
+            .train_window(x, y, self.train.batch, &state, scale, rng);
         // Truncated BPTT: the state's values carry over, its gradient does not.
         self.state = o.state;
         Stats {

@@ -104,7 +104,7 @@ fn language_model_window() {
         check(&mut m, |m: &mut LanguageModel, backward| {
             let mut rng = StdRng::seed_from_u64(0);
             let out = if backward {
-                m.train_window(&x, &y, l, b, &state, 1.0, &mut rng)
+                m.train_window(&x, &y, b, &state, 1.0, &mut rng)
             } else {
                 m.eval_window(&x, &y, l, b, &state, &mut rng)
             };

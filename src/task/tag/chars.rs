@@ -2,7 +2,7 @@
 //! spelling, and the per-file tables that compute each distinct word once at inference.
 
 use crate::engine::embedding::Embedding;
-use crate::engine::rnn::{Rnn, RnnCache, TokenProjections};
+use crate::engine::rnn::{Pass, Rnn, RnnCache, TokenProjections};
 use rand::RngCore;
 use std::collections::HashMap;
 
@@ -30,9 +30,13 @@ impl CharEncoder {
         let d = self.emb.dim();
         let mut x = vec![0.0; p.ids.len() * d];
         self.emb.forward(&p.ids, &mut x);
-        let (_, st, cache) =
-            self.rnn
-                .forward(&x, p.t, p.b, Some(&p.lengths), None, train, train, rng);
+        let (_, st, cache) = self.rnn.forward(
+            &x,
+            Pass::eval(p.t, p.b)
+                .lengths(Some(&p.lengths))
+                .training(train),
+            rng,
+        );
         let hc = self.rnn.cfg.hidden;
         let n = words.len();
         let mut feat = vec![0.0; n * 2 * hc];

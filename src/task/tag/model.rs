@@ -10,7 +10,7 @@ use crate::engine::init::Init;
 use crate::engine::linear::Linear;
 use crate::engine::loss::{cross_entropy_backward, Reduction, IGNORE};
 use crate::engine::param::{Module, Param};
-use crate::engine::rnn::{Rnn, RnnCache, RnnConfig, TokenProjections};
+use crate::engine::rnn::{Pass, Rnn, RnnCache, RnnConfig, TokenProjections};
 use crate::error::{Error, Result};
 use crate::text::conll::Scheme;
 use crate::text::vocab::Vocab;
@@ -342,9 +342,14 @@ impl Tagger {
         }
         let p = self.cfg.dropout;
         let in_mask = dropout::forward(&mut x, b * dim, p, DropoutKind::Standard, train, rng);
-        let (mut out, _, rnn) =
-            self.rnn
-                .forward(&x, t, b, Some(&lengths), None, train, train || keep, rng);
+        let (mut out, _, rnn) = self.rnn.forward(
+            &x,
+            Pass::eval(t, b)
+                .lengths(Some(&lengths))
+                .training(train)
+                .keep(train || keep),
+            rng,
+        );
         let rnn = Some(rnn);
         let h = self.cfg.rnn.output();
         let out_mask = dropout::forward(&mut out, b * h, p, DropoutKind::Standard, train, rng);

@@ -10,7 +10,7 @@ use crate::engine::init::Init;
 use crate::engine::linear::Linear;
 use crate::engine::loss::softmax_in_place;
 use crate::engine::param::{Module, Param};
-use crate::engine::rnn::{Rnn, RnnConfig, State};
+use crate::engine::rnn::{Pass, Rnn, RnnConfig, State};
 use crate::engine::step::{StepTrace, Stepper};
 use crate::error::{Error, Result};
 use rand::RngCore;
@@ -238,9 +238,11 @@ impl Seq2Seq {
 
     pub(super) fn encode(&mut self, bt: &Batch, train: bool, rng: &mut dyn RngCore) -> Encoded {
         let (s, b) = (bt.s, bt.b);
-        let (y, st, cache) =
-            self.enc
-                .forward(&bt.src, s, b, Some(&bt.src_len), None, train, train, rng);
+        let (y, st, cache) = self.enc.forward(
+            &bt.src,
+            Pass::eval(s, b).lengths(Some(&bt.src_len)).training(train),
+            rng,
+        );
         let keys = match &self.key_proj {
             Some(p) => {
                 let mut k = vec![0.0; s * b * self.cfg.decoder_hidden];
