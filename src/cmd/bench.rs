@@ -11,6 +11,10 @@ use rnnkit::engine::optim::{OptimKind, Optimizer};
 use rnnkit::engine::param::Module;
 use rnnkit::task::lm::recipe::{LmRun, Preset};
 use rnnkit::task::lm::{LanguageModel, Sampling};
+use rnnkit::task::Task;
+use rnnkit::text::tokenizer::{Kind, Tokenizer, TrainOptions};
+use rnnkit::text::vocab::Vocab;
+use rnnkit::train::step;
 use std::time::Instant;
 
 #[derive(Subcommand)]
@@ -213,23 +217,18 @@ pub fn run(c: BenchCmd) -> anyhow::Result<()> {
         let ids: Vec<u32> = (0..b * t * windows + 1)
             .map(|_| rng.random_range(0..vocab as u32))
             .collect();
-        let tok = rnnkit::text::tokenizer::Tokenizer::train(
-            &["bench"],
-            &rnnkit::text::tokenizer::TrainOptions {
-                kind: rnnkit::text::tokenizer::Kind::Char,
-                min_freq: 1,
-                max_size: None,
-            },
-        )?;
-        let mut task = rnnkit::task::lm::LmTask::new(model, tok, &ids, None, b, t, false);
+        let mut task = rnnkit::task::lm::LmTask::new(
+            model,
+            bench_tokenizer(Kind::Char)?,
+            &ids,
+            None,
+            b,
+            t,
+            false,
+        );
         let mut opt = Optimizer::new(OptimKind::Sgd { momentum: 0.0 }, 1.0);
         rnnkit::train::Task::model(&mut task).zero_grad();
-        let mut i = 0;
-        (b * t * n) as f64
-            / time_steps(n, || {
-                rnnkit::train::step(&mut task, &mut opt, 5.0, i % windows, &mut rng);
-                i += 1;
-            })
+        (b * t * n) as f64 / time_train(&mut task, &mut opt, 5.0, n, &mut rng)?
     };
     let rss = peak_rss_mib();
     let threads = rnnkit::engine::ops::threads();
@@ -264,7 +263,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
         let mut cfg = tagger::recipe::TagRun::recipe(None).model;
         (cfg.words, cfg.chars, cfg.labels) = (words as usize, 80, 17);
         cfg.rnn.input = cfg.token_dim();
-        let mut m = tagger::Tagger::new(cfg, &mut rng);
+        let m = tagger::Tagger::new(cfg, &mut rng);
         let sent = |rng: &mut rand::rngs::StdRng| tagger::Encoded {
             words: (0..t).map(|_| rng.random_range(2..words)).collect(),
             chars: (0..t)
@@ -273,14 +272,19 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
             casing: (0..t).map(|_| rng.random_range(1..8)).collect(),
             labels: (0..t).map(|_| rng.random_range(0..17)).collect(),
         };
+        // The trainer's own step (`train::step`) on one batch of the task, as `tag train`
+        // runs it (rare words replaced by <unk> included).
         let sents: Vec<tagger::Encoded> = (0..b).map(|_| sent(&mut rng)).collect();
-        let refs: Vec<&tagger::Encoded> = sents.iter().collect();
-        m.zero_grad();
-        train_rate = (b * a.steps) as f64
-            / time_steps(a.steps, || {
-                m.train_batch(&refs, 1.0, &mut rng);
-                opt.step(&mut m, 5.0);
-            });
+        let names = |p: &str, n: u32| (0..n).map(|i| format!("{p}{i}")).collect();
+        let vocabs = tagger::TagVocabs {
+            words: Vocab::labels(names("w", words)),
+            chars: Vocab::labels(names("c", 80)),
+            labels: Vocab::labels(names("t", 17)),
+        };
+        let mut task = tagger::TagTask::new(m, vocabs, sents, Vec::new(), b, 0.5);
+        train_rate =
+            (b * a.steps) as f64 / time_train(&mut task, &mut opt, 5.0, a.steps, &mut rng)?;
+        let m = &mut task.model;
         // Tagging a file, as `tag predict` does: no gold labels, so no loss to compute.
         let test: Vec<tagger::Encoded> = (0..n_train)
             .map(|_| tagger::Encoded {
@@ -289,7 +293,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
             })
             .collect();
         infer = infer_rate(n_train, || {
-            tagger::tag_all(&mut m, &test, 64);
+            tagger::tag_all(m, &test, 64);
         });
         (name, params) = ("tagger-bilstm-crf", m.num_params());
         if let Some(path) = &a.file {
@@ -313,22 +317,21 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
     } else {
         let mut run = classify::recipe::ClsRun::recipe();
         (run.model.vocab, run.model.classes) = (words as usize, 2);
-        let mut m = classify::Classifier::new(run.model, &mut rng);
+        let m = classify::Classifier::new(run.model, &mut rng);
         let sent = |rng: &mut rand::rngs::StdRng| -> Vec<u32> {
             (0..t).map(|_| rng.random_range(2..words)).collect()
         };
-        let sents: Vec<Vec<u32>> = (0..b).map(|_| sent(&mut rng)).collect();
-        let refs: Vec<&[u32]> = sents.iter().map(|s| &s[..]).collect();
-        let labels: Vec<u32> = (0..b).map(|i| (i % 2) as u32).collect();
-        m.zero_grad();
-        train_rate = (b * a.steps) as f64
-            / time_steps(a.steps, || {
-                m.train_batch(&refs, &labels, None, 1.0, &mut rng);
-                opt.step(&mut m, 5.0);
-            });
+        // The trainer's own step on one batch of the task, as `classify train` runs it.
+        let train: Vec<(Vec<u32>, u32)> =
+            (0..b).map(|i| (sent(&mut rng), (i % 2) as u32)).collect();
+        let labels = Vocab::labels(vec!["0".into(), "1".into()]);
+        let mut task = classify::ClsTask::new(m, bench_tokenizer(Kind::Word)?, labels, train, b);
+        train_rate =
+            (b * a.steps) as f64 / time_train(&mut task, &mut opt, 5.0, a.steps, &mut rng)?;
+        let m = &mut task.model;
         let test: Vec<Vec<u32>> = (0..n_train).map(|_| sent(&mut rng)).collect();
         infer = infer_rate(n_train, || {
-            classify::classify_all(&mut m, &test, 64);
+            classify::classify_all(m, &test, 64);
         });
         (name, params) = ("classifier-bilstm-max", m.num_params());
         if let Some(path) = &a.file {
@@ -380,7 +383,7 @@ fn task_bench(tag: bool, a: TaskBenchArgs) -> anyhow::Result<()> {
 }
 
 fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
-    use rnnkit::task::translate::{recipe::TrRun, Batch, Decoding, Seq2Seq, Specials};
+    use rnnkit::task::translate::{recipe::TrRun, Decoding, Seq2Seq, TrTask};
     if [
         a.batch_size,
         a.length,
@@ -399,12 +402,7 @@ fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
     let mut cfg = TrRun::recipe().model;
     (cfg.src_vocab, cfg.tgt_vocab) = (7882, 5898);
     cfg.attention = rnnkit::engine::attention::Score::parse_option(&a.attention)?;
-    let mut m = Seq2Seq::new(cfg.clone(), &mut rng)?;
-    let sp = Specials {
-        pad: 0,
-        bos: 2,
-        eos: 3,
-    };
+    let m = Seq2Seq::new(cfg.clone(), &mut rng)?;
     let sent = |rng: &mut rand::rngs::StdRng, v: usize| -> Vec<u32> {
         (0..a.length)
             .map(|_| rng.random_range(4..v as u32))
@@ -413,20 +411,18 @@ fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
     let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..a.batch_size)
         .map(|_| (sent(&mut rng, cfg.src_vocab), sent(&mut rng, cfg.tgt_vocab)))
         .collect();
-    let refs: Vec<(&[u32], &[u32])> = pairs.iter().map(|(x, y)| (&x[..], &y[..])).collect();
-    let bt = Batch::new(&refs, sp);
+    // The trainer's own step on one batch of the task, as `translate train` runs it.
+    let mut task = TrTask::new(
+        m,
+        bench_tokenizer(Kind::Word)?,
+        bench_tokenizer(Kind::Word)?,
+        pairs,
+        a.batch_size,
+    );
+    let sp = task.specials();
     let mut opt = Optimizer::new(OptimKind::named("adam", 0.0, None)?, 1e-3);
-    m.zero_grad();
-    let mut failed = None;
-    let secs = time_steps(a.steps, || {
-        if let Err(e) = m.loss(&bt, 0.0, true, &mut rng) {
-            failed = Some(e);
-        }
-        opt.step(&mut m, 1.0);
-    });
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
+    let secs = time_train(&mut task, &mut opt, 1.0, a.steps, &mut rng)?;
+    let m = &mut task.model;
     let train_rate = (a.batch_size * (a.length + 1) * a.steps) as f64 / secs;
     let srcs: Vec<Vec<u32>> = (0..a.sentences)
         .map(|_| sent(&mut rng, cfg.src_vocab))
@@ -476,6 +472,18 @@ fn translate_bench(a: TrBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A tokenizer for a task's bookkeeping in a bench (its special ids: `<pad>` 0, `<bos>`
+/// 2, `<eos>` 3, as the random sentences' ids from 4 assume); the model's vocabulary is
+/// set by the bench.
+fn bench_tokenizer(kind: Kind) -> anyhow::Result<Tokenizer> {
+    let opts = TrainOptions {
+        kind,
+        min_freq: 1,
+        max_size: None,
+    };
+    Ok(Tokenizer::train(&["bench"], &opts)?)
+}
+
 /// Timed passes over the inference set of `bench tag` and `bench classify` (after the three
 /// warm-up passes): one pass is a fraction of a second, which this kind of shared machine
 /// moves by ±40%. tools/torch_tag_bench.py times the same number.
@@ -488,6 +496,31 @@ fn infer_rate(sentences: usize, pass: impl FnMut()) -> f64 {
 }
 
 /// Seconds for `n` calls of `step` after 3 untimed warm-up calls (as torch_lm_bench.py).
+/// Seconds of `n` steps of the trainer (`train::step`, gradients clipped to `clip`) over
+/// the task's batches in turn, after three warm-up steps: the speed its `train` runs at.
+/// Fails if a step's loss is not finite (a bench of a diverging model measures nothing).
+fn time_train(
+    task: &mut dyn Task,
+    opt: &mut Optimizer,
+    clip: f32,
+    n: usize,
+    rng: &mut rand::rngs::StdRng,
+) -> anyhow::Result<f64> {
+    let batches = task.steps_per_epoch().max(1);
+    let (mut i, mut failed) = (0, false);
+    let secs = time_steps(n, || {
+        failed |= !step(task, opt, clip, i % batches, rng)
+            .0
+            .loss_sum
+            .is_finite();
+        i += 1;
+    });
+    if failed {
+        anyhow::bail!("a training step's loss was not finite");
+    }
+    Ok(secs)
+}
+
 fn time_steps(n: usize, mut step: impl FnMut()) -> f64 {
     for _ in 0..3 {
         step();

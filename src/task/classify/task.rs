@@ -111,6 +111,36 @@ pub struct ClsTask {
 }
 
 impl ClsTask {
+    /// A task over `train` (token ids, label id) in batches of `batch`, its other settings
+    /// as a recipe leaves them by default: no lowercasing, no validation set, no class
+    /// weights, the best checkpoint chosen by accuracy. `rnnkit bench classify` times its
+    /// training step.
+    pub fn new(
+        model: Classifier,
+        tokenizer: Tokenizer,
+        labels: Vocab,
+        train: Vec<(Vec<u32>, u32)>,
+        batch: usize,
+    ) -> ClsTask {
+        let mut task = ClsTask {
+            model,
+            tokenizer,
+            lowercase: false,
+            labels,
+            train,
+            valid: Vec::new(),
+            batch,
+            weights: None,
+            select: Selection {
+                metric: "accuracy",
+                higher_is_better: true,
+            },
+            batches: Vec::new(),
+        };
+        crate::task::Task::begin_epoch(&mut task, 1, 0);
+        task
+    }
+
     pub fn meta(&self) -> Meta<ClsConfig> {
         let mut tokens = self.tokenizer.to_vocab();
         tokens.lowercase = self.lowercase;

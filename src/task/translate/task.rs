@@ -72,6 +72,33 @@ pub struct TrTask {
 }
 
 impl TrTask {
+    /// A task over `train` (source ids, target ids) in batches of `batch`, its other
+    /// settings as a recipe leaves them by default: no lowercasing, no label smoothing,
+    /// default decoding, no validation set. `rnnkit bench translate` times its training step.
+    pub fn new(
+        model: Seq2Seq,
+        src_tok: Tokenizer,
+        tgt_tok: Tokenizer,
+        train: IdPairs,
+        batch: usize,
+    ) -> TrTask {
+        let mut task = TrTask {
+            model,
+            src_tok,
+            tgt_tok,
+            lowercase: false,
+            label_smoothing: 0.0,
+            decoding: Decoding::default(),
+            batch,
+            train,
+            valid: Vec::new(),
+            valid_refs: Vec::new(),
+            batches: Vec::new(),
+        };
+        Task::begin_epoch(&mut task, 1, 0);
+        task
+    }
+
     pub fn specials(&self) -> Specials {
         specials(&self.tgt_tok)
     }
