@@ -373,9 +373,12 @@ impl Attention {
                 // s_i = v·h_i, h_i = tanh(W q + U y_i): dv += Σ ds_i h_i;
                 // dpre_i = ds_i v ∘ (1 − h_i²), summed over i for W q, kept per i for U y.
                 let mut dwq = vec![0.0; b * a];
-                additive_backward(
-                    &mut dwq, &mut k.duy, &mut v.g, &v.w, &c.proj, &ds, k.lengths, t,
-                );
+                let grads = AdditiveGrads {
+                    dwq: &mut dwq,
+                    duy: &mut k.duy,
+                    dv: &mut v.g,
+                };
+                additive_backward(grads, &v.w, &c.proj, &ds, k.lengths, t);
                 let w = self.weight.as_mut().expect("additive weight");
                 // W q (W [A, Dq]): dW += dwqᵀ q, dq += dwq W.
                 matmul(&mut w.g, [a, dq_dim, b], Mat::t(&dwq), Mat::n(&c.q), true);
@@ -446,9 +449,7 @@ crate::multiversion!(
     /// Backward of [`additive_scores`] given `ds [B, T]`: `dv += Σ ds_ji h_ji`, and
     /// `dpre = ds_ji v ∘ (1 − h_ji²)` summed over i into `dwq [B, A]`, kept per i in `duy`.
     fn additive_backward(
-        dwq: &mut [f32],
-        duy: &mut [f32],
-        dv: &mut [f32],
+        grads: AdditiveGrads<'_>,
         v: &[f32],
         proj: &[f32],
         ds: &[f32],
@@ -457,12 +458,16 @@ crate::multiversion!(
     ) => additive_backward_body
 );
 
-#[allow(clippy::too_many_arguments)]
+/// Where [`additive_backward`] adds its gradients: `dwq [B, A]`, `duy [T, B, A]`, `dv [A]`.
+struct AdditiveGrads<'a> {
+    dwq: &'a mut [f32],
+    duy: &'a mut [f32],
+    dv: &'a mut [f32],
+}
+
 #[inline(always)]
 fn additive_backward_body(
-    dwq: &mut [f32],
-    duy: &mut [f32],
-    dv: &mut [f32],
+    AdditiveGrads { dwq, duy, dv }: AdditiveGrads<'_>,
     v: &[f32],
     proj: &[f32],
     ds: &[f32],

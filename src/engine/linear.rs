@@ -73,10 +73,8 @@ impl Linear {
             x,
             dy,
             &self.weight.w,
-            &mut self.weight.g,
-            self.bias.as_mut().map(|b| &mut b.g[..]),
-            i,
-            o,
+            (&mut self.weight.g, self.bias.as_mut().map(|b| &mut b.g[..])),
+            [i, o],
             dx,
         );
     }
@@ -92,16 +90,14 @@ pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, i: usize, o: usize, y: &
     }
 }
 
-/// Gradient of [`forward`]: dw += dyᵀ x, db += Σ dy, dx = dy · w.
-#[allow(clippy::too_many_arguments)]
+/// Gradient of [`forward`] (`[i, o]` its input and output widths): dw += dyᵀ x,
+/// db += Σ dy, dx = dy · w.
 pub fn backward(
     x: &[f32],
     dy: &[f32],
     w: &[f32],
-    dw: &mut [f32],
-    db: Option<&mut [f32]>,
-    i: usize,
-    o: usize,
+    (dw, db): (&mut [f32], Option<&mut [f32]>),
+    [i, o]: [usize; 2],
     dx: Option<&mut [f32]>,
 ) {
     let n = x.len() / i;

@@ -84,17 +84,15 @@ pub fn step(
     cache
 }
 
-/// [`step`] for inference: `cn` `[B, H]` and `scratch` are caller-owned buffers, so a
-/// decoder step allocates nothing.
-#[allow(clippy::too_many_arguments)]
+/// [`step`] for inference: `(cn [B, H], scratch)` are caller-owned buffers, so a decoder
+/// step allocates nothing.
 pub fn step_eval(
     ln_c: &LayerNorm,
     pre: &mut [f32],
     c: &mut [f32],
     h: &mut [f32],
     tc: &mut [f32],
-    cn: &mut Vec<f32>,
-    scratch: &mut Vec<f32>,
+    (cn, scratch): (&mut Vec<f32>, &mut Vec<f32>),
     active: &[bool],
 ) {
     cn.resize(c.len(), 0.0);

@@ -8,6 +8,8 @@
 //! operand is read in place: an `MR × 32` block of c lives in `2·MR` registers while k runs,
 //! each step loading two vectors of the panel and broadcasting `MR` values of a.
 
+use crate::engine::ops::{Out, Strided};
+
 /// Columns per panel: two 16-float vectors.
 pub const NR: usize = 32;
 /// The tallest register block: 28 accumulators, two panel vectors and a broadcast fit in
@@ -83,28 +85,15 @@ fn cpu_has_avx512f() -> bool {
     }
 }
 
-/// `c[m, n] (+)= a[m, k] · b`, with `b` from [`pack`] and row strides `c_rs`, `a_rs`.
+/// `c[m, n] (+)= a[m, k] · b`, with `b` from [`pack`] and `a`'s rows contiguous.
 /// One thread. Panics unless [`supported`].
-#[allow(clippy::too_many_arguments)]
-pub fn left_mul(
-    m: usize,
-    n: usize,
-    k: usize,
-    c: &mut [f32],
-    c_rs: usize,
-    a: &[f32],
-    a_rs: usize,
-    b: &[f32],
-    accumulate: bool,
-) {
+pub fn left_mul([m, n, k]: [usize; 3], c: Out, a: Strided, b: &[f32], accumulate: bool) {
     assert!(supported(), "panel32 needs AVX-512F");
     if m == 0 || n == 0 {
         return;
     }
     assert!(
-        b.len() >= n.div_ceil(NR) * k * NR
-            && c.len() > (m - 1) * c_rs + n - 1
-            && (k == 0 || a.len() > (m - 1) * a_rs + k - 1),
+        a.cs == 1 && b.len() >= n.div_ceil(NR) * k * NR && c.holds(m, n) && a.holds(m, k),
         "panel32 shapes"
     );
     // Row blocks of near-equal height ≤ MR_MAX: 64 rows are 13+13+13+13+12, not 14·4+8.
@@ -119,21 +108,26 @@ pub fn left_mul(
             // SAFETY: the CPU has AVX-512F (asserted); the assert above bounds rows
             // i0..i0+mr of a and c, columns j0..j0+w of c and the panel's k·32 values.
             unsafe {
-                avx512::block(
-                    mr,
-                    k,
-                    a.as_ptr().add(i0 * a_rs),
-                    a_rs,
-                    panel.as_ptr(),
-                    c.as_mut_ptr().add(i0 * c_rs + j0),
-                    c_rs,
-                    w,
-                    accumulate,
-                )
+                let a = Rows {
+                    p: a.data.as_ptr().add(i0 * a.rs),
+                    rs: a.rs,
+                };
+                let c = Rows {
+                    p: c.data.as_mut_ptr().add(i0 * c.rs + j0),
+                    rs: c.rs,
+                };
+                avx512::block(mr, k, a, panel.as_ptr(), c, w, accumulate)
             };
             i0 += mr;
         }
     }
+}
+
+/// A kernel's view of a matrix: row i starts at `p + i·rs`.
+#[derive(Clone, Copy)]
+struct Rows<P> {
+    p: P,
+    rs: usize,
 }
 
 /// `f::<mr>(args)` for a run-time `mr` among the listed heights: each height is its own
@@ -150,35 +144,29 @@ macro_rules! by_height {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::NR;
+    use super::{Rows, NR};
     use std::arch::x86_64::*;
 
     /// A block of `mr ≤ 14` rows, on the kernel compiled for that height.
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn block(
         mr: usize,
         k: usize,
-        a: *const f32,
-        a_rs: usize,
+        a: Rows<*const f32>,
         b: *const f32,
-        c: *mut f32,
-        c_rs: usize,
+        c: Rows<*mut f32>,
         w: usize,
         acc: bool,
     ) {
-        by_height!(mr, kernel(k, a, a_rs, b, c, c_rs, w, acc), 1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+        by_height!(mr, kernel(k, a, b, c, w, acc), 1 2 3 4 5 6 7 8 9 10 11 12 13 14)
     }
 
     /// `c[MR, w] (+)= a[MR, k] · panel[k, 32]` (columns past `w` masked off).
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn kernel<const MR: usize>(
         k: usize,
-        a: *const f32,
-        a_rs: usize,
+        Rows { p: a, rs: a_rs }: Rows<*const f32>,
         b: *const f32,
-        c: *mut f32,
-        c_rs: usize,
+        Rows { p: c, rs: c_rs }: Rows<*mut f32>,
         w: usize,
         accumulate: bool,
     ) {
@@ -464,7 +452,11 @@ mod tests {
             for accumulate in [false, true] {
                 let mut c: Vec<f32> = (0..m * c_rs).map(|i| i as f32 * 0.01).collect();
                 let before = c.clone();
-                left_mul(m, n, k, &mut c, c_rs, &a, a_rs, &packed, accumulate);
+                let out = Out {
+                    data: &mut c,
+                    rs: c_rs,
+                };
+                left_mul([m, n, k], out, Strided::rows(&a, a_rs), &packed, accumulate);
                 for i in 0..m {
                     for j in 0..c_rs {
                         let got = c[i * c_rs + j];

@@ -214,8 +214,7 @@ impl Stepper {
                     c,
                     &mut self.out,
                     &mut self.tc,
-                    &mut self.cn,
-                    &mut self.scratch,
+                    (&mut self.cn, &mut self.scratch),
                     &self.active,
                 );
             } else {

@@ -16,19 +16,21 @@ use std::cell::RefCell;
 ///
 /// # Safety
 /// `c` must be valid for writes at `i·c_rs + j` for every i < m, j < n in the ranges.
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn run(
     path: Path,
-    m: usize,
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
     a: &[u16],
     b: &PackedB,
-    c: *mut f32,
-    c_rs: usize,
-    n: usize,
+    c_out: COut,
     start: Start,
 ) {
+    let COut {
+        p: c,
+        rs: c_rs,
+        m,
+        n,
+    } = c_out;
     let kp = b.kp;
     // Strips and column blocks as start + index·32: `run` is called at every step of a
     // time loop, which should not allocate.
@@ -104,12 +106,22 @@ pub(super) unsafe fn run(
                 for (q, cb) in cbuf.iter().enumerate() {
                     let (i0, j0) = at(q);
                     if !whole(i0, j0) {
-                        store_block(cb, i0, j0, m, n, c, c_rs, matches!(start, Start::C));
+                        store_block(cb, i0, j0, c_out, matches!(start, Start::C));
                     }
                 }
             }
         }
     });
+}
+
+/// The result of a product as the kernels write it: element (i, j) of its `m × n` at
+/// `p[i·rs + j]`.
+#[derive(Clone, Copy)]
+pub(super) struct COut {
+    pub p: *mut f32,
+    pub rs: usize,
+    pub m: usize,
+    pub n: usize,
 }
 
 /// A 32×32 fp32 block of partial sums, row-major, one 4 KB aligned piece.
@@ -150,17 +162,13 @@ pub(super) const MC: usize = 256;
 ///
 /// # Safety
 /// As for [`run`].
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn store_block(
-    blk: &CBlock,
-    i0: usize,
-    j0: usize,
-    m: usize,
-    n: usize,
-    c: *mut f32,
-    c_rs: usize,
-    accumulate: bool,
-) {
+pub(super) unsafe fn store_block(blk: &CBlock, i0: usize, j0: usize, c: COut, accumulate: bool) {
+    let COut {
+        p: c,
+        rs: c_rs,
+        m,
+        n,
+    } = c;
     let (ri, cj) = ((m - i0).min(TILE), (n - j0).min(TILE));
     for r in 0..ri {
         let dst = std::slice::from_raw_parts_mut(c.add((i0 + r) * c_rs + j0), cj);

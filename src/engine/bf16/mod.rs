@@ -22,6 +22,7 @@
 //! and the right one, pass by pass over k (see `run`), in 16-column blocks of k-pairs
 //! `[k'/KC][n'/16][KC/2][16][2]` (the "VNNI" order both instructions want), with m' and n' rounded up to 32 and k' to 32, zero padded.
 
+use super::ops::{Out, Strided};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -245,20 +246,9 @@ impl Start<'_> {
     }
 }
 
-/// `c[m, n]` (row stride `c_rs`) (+)= a · b, with a's element (i, p) at `a[i·a_rs + p·a_cs]`
-/// and `b` packed, on one thread, through `path` (which must be available).
-#[allow(clippy::too_many_arguments)]
-pub fn left_mul_packed(
-    path: Path,
-    m: usize,
-    a: &[f32],
-    a_rs: usize,
-    a_cs: usize,
-    b: &PackedB,
-    c: &mut [f32],
-    c_rs: usize,
-    accumulate: bool,
-) {
+/// `c[m, n]` (+)= a · b with `b` packed, on one thread, through `path` (which must be
+/// available).
+pub fn left_mul_packed(path: Path, m: usize, a: Strided, b: &PackedB, c: Out, accumulate: bool) {
     let (n, k) = (b.n, b.k);
     if m == 0 || n == 0 {
         return;
@@ -268,24 +258,24 @@ pub fn left_mul_packed(
         "{} is not available on this CPU",
         path.name()
     );
-    assert!(
-        (m - 1) * c_rs + n <= c.len() && (k == 0 || (m - 1) * a_rs + (k - 1) * a_cs < a.len()),
-        "bf16 product shapes"
-    );
+    assert!(c.holds(m, n) && a.holds(m, k), "bf16 product shapes");
     A_BUF.with_borrow_mut(|buf| {
-        pack_a(1, m, k, b.kp, a, a_rs, a_cs, buf);
+        pack_a(1, m, k, b.kp, a, buf);
+        let c = COut {
+            p: c.data.as_mut_ptr(),
+            rs: c.rs,
+            m,
+            n,
+        };
         // SAFETY: the assert above bounds every element of c the kernel writes.
         unsafe {
             run(
                 path,
-                m,
                 0..round_up(m),
                 0..round_up(n),
                 buf,
                 b,
-                c.as_mut_ptr(),
-                c_rs,
-                n,
+                c,
                 Start::accumulating(accumulate),
             )
         }
@@ -295,18 +285,13 @@ pub fn left_mul_packed(
 /// `c[m, n]` = start + op(a) · op(b) in bf16 on `threads` threads, with the strides of
 /// `ops::matmul`. Both operands are packed once, then the product runs as
 /// [`matmul_packed`].
-#[allow(clippy::too_many_arguments)]
 pub fn matmul(
     path: Path,
     threads: usize,
-    m: usize,
-    n: usize,
-    k: usize,
+    [m, n, k]: [usize; 3],
     c: &mut [f32],
-    a: &[f32],
-    a_st: (usize, usize),
-    b: &[f32],
-    (b_rs, b_cs): (usize, usize),
+    a: Strided,
+    b: Strided,
     start: Start,
 ) {
     if m == 0 || n == 0 {
@@ -330,67 +315,50 @@ pub fn matmul(
     // The packed operands' storage is the thread's, reused from call to call: fresh
     // megabytes would cost a page fault every 4 KB.
     let (pa, pb_buf) = PACKED.with_borrow_mut(std::mem::take);
-    let pb = PackedB::new_on(threads, k, n, b, b_rs, b_cs, pb_buf);
-    let pa = matmul_packed_with(path, threads, m, c, a, a_st, &pb, start, pa);
+    let pb = PackedB::new_on(threads, k, n, b, pb_buf);
+    let pa = matmul_packed_with(path, threads, &mut c[..m * n], a, &pb, start, pa);
     PACKED.set((pa, pb.data));
 }
 
 /// `c[m, n]` (+)= op(a) · b with b packed beforehand (a weight that many products share,
-/// such as decoding's output layer at every step), on `threads` threads.
-#[allow(clippy::too_many_arguments)]
+/// such as decoding's output layer at every step), on `threads` threads; `c` is exactly
+/// `[m, n]`.
 pub fn matmul_packed(
     path: Path,
     threads: usize,
-    m: usize,
     c: &mut [f32],
-    a: &[f32],
-    a_st: (usize, usize),
+    a: Strided,
     b: &PackedB,
     accumulate: bool,
 ) {
     let pa = PACKED.with_borrow_mut(|(pa, _)| std::mem::take(pa));
-    let pa = matmul_packed_with(
-        path,
-        threads,
-        m,
-        c,
-        a,
-        a_st,
-        b,
-        Start::accumulating(accumulate),
-        pa,
-    );
+    let pa = matmul_packed_with(path, threads, c, a, b, Start::accumulating(accumulate), pa);
     PACKED.with_borrow_mut(|(slot, _)| *slot = pa);
 }
 
 /// [`matmul_packed`] with `pa` as the storage of the packed left operand, returned for
 /// reuse. The 32×32 blocks of c are split among the threads along c's longer side.
-#[allow(clippy::too_many_arguments)]
 fn matmul_packed_with(
     path: Path,
     threads: usize,
-    m: usize,
     c: &mut [f32],
-    a: &[f32],
-    (a_rs, a_cs): (usize, usize),
+    a: Strided,
     pb: &PackedB,
     start: Start,
     mut pa: Buf,
 ) -> Buf {
     let (n, k) = (pb.n, pb.k);
-    if m == 0 || n == 0 {
+    if c.is_empty() || n == 0 {
         return pa;
     }
+    let m = c.len() / n;
     assert!(
         path.available(),
         "{} is not available on this CPU",
         path.name()
     );
-    assert!(
-        (m - 1) * n + n <= c.len() && (k == 0 || (m - 1) * a_rs + (k - 1) * a_cs < a.len()),
-        "bf16 product shapes"
-    );
-    pack_a(threads, m, k, pb.kp, a, a_rs, a_cs, &mut pa);
+    assert!(c.len() == m * n && a.holds(m, k), "bf16 product shapes");
+    pack_a(threads, m, k, pb.kp, a, &mut pa);
     let (mp, np) = (round_up(m), round_up(n));
     let split_m = mp >= np;
     let blocks = if split_m { mp } else { np } / TILE;
@@ -410,7 +378,13 @@ fn matmul_packed_with(
         };
         // SAFETY: part p writes only its own rows (or columns) of c, inside m × n, which
         // the assert above bounds.
-        unsafe { run(path, m, rows, cols, pa_ref, pb, cp as *mut f32, n, n, start) }
+        let c = COut {
+            p: cp as *mut f32,
+            rs: n,
+            m,
+            n,
+        };
+        unsafe { run(path, rows, cols, pa_ref, pb, c, start) }
     };
     if t == 1 {
         part(0);

@@ -2,6 +2,7 @@
 //! both padded to 32 rows, columns and depth.
 
 use super::*;
+use std::ops::Range;
 
 /// Rows, columns and depth are padded to this: two 16-row tiles by two 16-column tiles,
 /// and one 32-deep tile of k.
@@ -62,25 +63,17 @@ impl std::ops::DerefMut for Buf {
 impl PackedB {
     /// From element (p, j) at `b[p·rs + j·cs]`, on one thread.
     pub fn new(k: usize, n: usize, b: &[f32], rs: usize, cs: usize) -> PackedB {
-        PackedB::new_on(1, k, n, b, rs, cs, Buf::default())
+        PackedB::new_on(1, k, n, Strided { data: b, rs, cs }, Buf::default())
     }
 
     /// As [`PackedB::new`], the passes over k shared among `threads` threads.
     /// `data` is storage to reuse.
-    pub(super) fn new_on(
-        threads: usize,
-        k: usize,
-        n: usize,
-        b: &[f32],
-        rs: usize,
-        cs: usize,
-        mut data: Buf,
-    ) -> PackedB {
+    pub(super) fn new_on(threads: usize, k: usize, n: usize, b: Strided, mut data: Buf) -> PackedB {
         let (kp, np) = (round_up(k), round_up(n));
         data.reset(kp * np);
         let pack = |(pass, dst): (usize, &mut [u16])| {
             let k0 = pass * KC;
-            pack_b_pass(k, k0, KC.min(kp - k0), n, b, rs, cs, dst);
+            pack_b_pass([k, n], b, k0..k0 + KC.min(kp - k0), dst);
         };
         if threads > 1 && kp > KC && k * n >= 1 << 16 {
             use rayon::prelude::*;
@@ -114,19 +107,11 @@ impl PackedB {
     }
 }
 
-/// Packs rows `k0..k0+kw` of the right operand (element (p, j) at `b[p·rs + j·cs]`,
-/// zero past `k`) into `dst`, that pass's zeroed `[n'/16][kw/2][16][2]` part of the layout.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn pack_b_pass(
-    k: usize,
-    k0: usize,
-    kw: usize,
-    n: usize,
-    b: &[f32],
-    rs: usize,
-    cs: usize,
-    dst: &mut [u16],
-) {
+/// Packs rows `pass` (k0..k0+kw) of the right operand `b [k, n]` (zero past `k`) into
+/// `dst`, that pass's zeroed `[n'/16][kw/2][16][2]` part of the layout.
+pub(super) fn pack_b_pass([k, n]: [usize; 2], b: Strided, pass: Range<usize>, dst: &mut [u16]) {
+    let (k0, kw) = (pass.start, pass.len());
+    let Strided { data: b, rs, cs } = b;
     #[cfg(target_arch = "x86_64")]
     if has_avx512bf16() && (cs == 1 || rs == 1) {
         // SAFETY: the CPU has the features; the functions read only elements (p, j) with
@@ -153,19 +138,10 @@ pub(super) fn a_idx(i: usize, p: usize, kp: usize) -> usize {
     ((i / 16) * (kp / 32) + p / 32) * 512 + (i % 16) * 32 + p % 32
 }
 
-/// Packs element (i, p) of a left operand, at `a[i·rs + p·cs]`, into `out` in 16×32 tiles
-/// (zero padded), for `k` of `kp`, the 16-row strips shared among `threads` threads.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn pack_a(
-    threads: usize,
-    m: usize,
-    k: usize,
-    kp: usize,
-    a: &[f32],
-    rs: usize,
-    cs: usize,
-    out: &mut Buf,
-) {
+/// Packs the left operand `a [m, k]` into `out` in 16×32 tiles (zero padded), for `k` of
+/// `kp`, the 16-row strips shared among `threads` threads.
+pub(super) fn pack_a(threads: usize, m: usize, k: usize, kp: usize, a: Strided, out: &mut Buf) {
+    let Strided { data: a, rs, cs } = a;
     #[cfg(target_arch = "x86_64")]
     let simd = has_avx512bf16() && (cs == 1 || rs == 1);
     #[cfg(not(target_arch = "x86_64"))]

@@ -64,15 +64,17 @@ fn every_available_path_matches_fp32() {
             let br: Vec<f32> = b.iter().map(|&v| from_bf16(to_bf16(v))).collect();
             let want_rounded = naive(m, n, k, &ar, &br);
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let (aa, a_st) = if ta { (&at, (1, m)) } else { (&a, (k, 1)) };
-                let (bb, b_st) = if tb { (&bt, (1, k)) } else { (&b, (n, 1)) };
+                let (aa, (rs, cs)) = if ta { (&at, (1, m)) } else { (&a, (k, 1)) };
+                let aa = Strided { data: aa, rs, cs };
+                let (bb, (rs, cs)) = if tb { (&bt, (1, k)) } else { (&b, (n, 1)) };
+                let bb = Strided { data: bb, rs, cs };
                 // Starting from zero, from c (all ones) and from a row (a bias) whose
                 // column j holds j.
                 let row: Vec<f32> = (0..n).map(|j| j as f32).collect();
                 for (threads, start) in [(1, 0), (2, 1), (2, 2), (1, 2)] {
                     let mut c = vec![1.0; m * n];
                     let st = [Start::Zero, Start::C, Start::Rows(&row)][start];
-                    matmul(path, threads, m, n, k, &mut c, aa, a_st, bb, b_st, st);
+                    matmul(path, threads, [m, n, k], &mut c, aa, bb, st);
                     for (q, ((x, y), z)) in c.iter().zip(&want).zip(&want_rounded).enumerate() {
                         let base = [0.0, 1.0, (q % n) as f32][start];
                         let scale: f32 = 1.0 + y.abs() + (k as f32).sqrt();
@@ -91,7 +93,7 @@ fn every_available_path_matches_fp32() {
             // on two threads, as decoding's output layer is.
             let pbt = PackedB::new(k, n, &bt, 1, k);
             let mut c = vec![0.0; m * n];
-            matmul_packed(path, 2, m, &mut c, &a, (k, 1), &pbt, false);
+            matmul_packed(path, 2, &mut c, Strided::rows(&a, k), &pbt, false);
             for (x, z) in c.iter().zip(&want_rounded) {
                 assert!(
                     (x - z).abs() < 1e-5 * (k as f32) * (1.0 + z.abs()),
@@ -111,7 +113,11 @@ fn every_available_path_matches_fp32() {
                 })
                 .collect();
             let mut c = vec![0.0; m * (n + 3)];
-            left_mul_packed(path, m, &a_wide, a_rs, 1, &pb, &mut c, n + 3, false);
+            let out = Out {
+                data: &mut c,
+                rs: n + 3,
+            };
+            left_mul_packed(path, m, Strided::rows(&a_wide, a_rs), &pb, out, false);
             for i in 0..m {
                 for j in 0..n {
                     let (x, z) = (c[i * (n + 3) + j], want_rounded[i * n + j]);
@@ -158,20 +164,23 @@ fn reference_packing_is_exact_on_exact_inputs() {
     let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 2.0).collect();
     let pb = PackedB::new(k, n, &b, n, 1);
     let mut pa = Buf::default();
-    pack_a(1, m, k, pb.kp, &a, k, 1, &mut pa);
+    pack_a(1, m, k, pb.kp, Strided::rows(&a, k), &mut pa);
     let mut c = vec![0.0; m * n];
     // SAFETY: c is m × n.
     unsafe {
+        let out = COut {
+            p: c.as_mut_ptr(),
+            rs: n,
+            m,
+            n,
+        };
         run(
             Path::F32,
-            m,
             0..round_up(m),
             0..round_up(n),
             &pa,
             &pb,
-            c.as_mut_ptr(),
-            n,
-            n,
+            out,
             Start::Zero,
         )
     };

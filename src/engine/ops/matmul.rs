@@ -38,6 +38,49 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// A matrix read through strides: element (i, j) at `data[i·rs + j·cs]` (a transposed
+/// operand is a swap of the two). Its size is the product's, given beside it.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// Rows `rs` apart, each contiguous.
+    pub fn rows(data: &'a [f32], rs: usize) -> Strided<'a> {
+        Strided { data, rs, cs: 1 }
+    }
+
+    /// Whether `data` holds every element of an `r × c` matrix read this way.
+    pub fn holds(&self, r: usize, c: usize) -> bool {
+        r == 0 || c == 0 || (r - 1) * self.rs + (c - 1) * self.cs < self.data.len()
+    }
+}
+
+/// Where a product's result goes: element (i, j) at `data[i·rs + j]`.
+#[derive(Debug)]
+pub struct Out<'a> {
+    pub data: &'a mut [f32],
+    pub rs: usize,
+}
+
+impl Out<'_> {
+    /// Whether `data` holds every element of an `r × c` result.
+    pub fn holds(&self, r: usize, c: usize) -> bool {
+        r == 0 || c == 0 || (r - 1) * self.rs + c <= self.data.len()
+    }
+}
+
+/// A `gemm` operand by raw pointer: element (i, j) at `p[i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+struct Raw {
+    p: *const f32,
+    rs: isize,
+    cs: isize,
+}
+
 /// `c[m,n] = (accumulate ? c : 0) + op(a)[m,k] · op(b)[k,n]`, with `[m, n, k]` the sizes.
 ///
 /// `a` is stored `[m,k]` (or `[k,m]` when transposed), `b` `[k,n]` (or `[n,k]`). Every
@@ -86,21 +129,20 @@ pub fn matmul_from(c: &mut [f32], [m, n, k]: [usize; 3], a: Mat, b: Mat, start: 
     let t = threads();
     let big = is_big(m, n, k);
     if path != bf16::Path::F32 {
-        let st = |rs: isize, cs: isize| (rs as usize, cs as usize);
         let t = if big { t } else { 1 };
-        return bf16::matmul(
-            path,
-            t,
-            m,
-            n,
-            k,
-            c,
-            a,
-            st(a_rs, a_cs),
-            b,
-            st(b_rs, b_cs),
-            start,
+        let (a, b) = (
+            Strided {
+                data: a,
+                rs: a_rs as usize,
+                cs: a_cs as usize,
+            },
+            Strided {
+                data: b,
+                rs: b_rs as usize,
+                cs: b_cs as usize,
+            },
         );
+        return bf16::matmul(path, t, [m, n, k], c, a, b, start);
     }
     if t > 1 && big && m.max(n) >= 32 * t {
         // Split C into t blocks along its longer side and give each thread one
@@ -131,28 +173,38 @@ pub fn matmul_from(c: &mut [f32], [m, n, k]: [usize; 3], a: Mat, b: Mat, start: 
                 } else {
                     (m, hi - lo, lo, ap, bp.offset(lo as isize * b_cs))
                 };
-                let c = cp.ptr().add(c0);
-                gemm_raw(mm, nn, k, c, n, accumulate, a0, a_rs, a_cs, b0, b_rs, b_cs);
+                let (a, b) = (
+                    Raw {
+                        p: a0,
+                        rs: a_rs,
+                        cs: a_cs,
+                    },
+                    Raw {
+                        p: b0,
+                        rs: b_rs,
+                        cs: b_cs,
+                    },
+                );
+                gemm_raw([mm, nn, k], (cp.ptr().add(c0), n), a, b, accumulate);
             }
         });
         return;
     }
     // SAFETY: the asserts above bound every index gemm touches given these strides.
     unsafe {
-        gemm_raw(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            n,
-            accumulate,
-            a.as_ptr(),
-            a_rs,
-            a_cs,
-            b.as_ptr(),
-            b_rs,
-            b_cs,
+        let (a, b) = (
+            Raw {
+                p: a.as_ptr(),
+                rs: a_rs,
+                cs: a_cs,
+            },
+            Raw {
+                p: b.as_ptr(),
+                rs: b_rs,
+                cs: b_cs,
+            },
         );
+        gemm_raw([m, n, k], (c.as_mut_ptr(), n), a, b, accumulate);
     }
 }
 
@@ -169,40 +221,25 @@ impl SendPtr {
     }
 }
 
-/// One single-threaded `gemm` call: `c[m,n]` (row stride `c_rs`) (+)= a · b with the
-/// given row/column strides.
+/// One single-threaded `gemm` call: `c[m,n]` (its pointer and row stride) (+)= a · b.
 ///
 /// # Safety
 /// Every element the strides reach must lie inside its allocation.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_raw(
-    m: usize,
-    n: usize,
-    k: usize,
-    c: *mut f32,
-    c_rs: usize,
-    accumulate: bool,
-    a: *const f32,
-    a_rs: isize,
-    a_cs: isize,
-    b: *const f32,
-    b_rs: isize,
-    b_cs: isize,
-) {
+unsafe fn gemm_raw([m, n, k]: [usize; 3], c: (*mut f32, usize), a: Raw, b: Raw, accumulate: bool) {
     gemm::gemm(
         m,
         n,
         k,
-        c,
+        c.0,
         1,
-        c_rs as isize,
+        c.1 as isize,
         accumulate,
-        a,
-        a_cs,
-        a_rs,
-        b,
-        b_cs,
-        b_rs,
+        a.p,
+        a.cs,
+        a.rs,
+        b.p,
+        b.cs,
+        b.rs,
         1.0,
         1.0,
         false,
@@ -212,49 +249,30 @@ unsafe fn gemm_raw(
     );
 }
 
-/// Single-threaded `c (+)= a · b` with explicit row/column strides, for the products
-/// issued inside a time loop whose threads are already split over hidden units.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_strided(
-    m: usize,
-    n: usize,
-    k: usize,
-    c: &mut [f32],
-    c_rs: usize,
-    a: &[f32],
-    a_rs: usize,
-    a_cs: usize,
-    b: &[f32],
-    b_rs: usize,
-    b_cs: usize,
-    accumulate: bool,
-) {
+/// Single-threaded `c[m,n] (+)= a · b` through strides, for the products issued inside a
+/// time loop whose threads are already split over hidden units.
+pub fn matmul_strided([m, n, k]: [usize; 3], c: Out, a: Strided, b: Strided, accumulate: bool) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let last = |rs: usize, cs: usize, r: usize, cc: usize| (r - 1) * rs + (cc - 1) * cs;
     assert!(
-        last(c_rs, 1, m, n) < c.len()
-            && last(a_rs, a_cs, m, k) < a.len()
-            && last(b_rs, b_cs, k, n) < b.len(),
+        c.holds(m, n) && a.holds(m, k) && b.holds(k, n),
         "matmul_strided shapes"
     );
+    let raw = |s: Strided| Raw {
+        p: s.data.as_ptr(),
+        rs: s.rs as isize,
+        cs: s.cs as isize,
+    };
     // SAFETY: the assert bounds the last element each operand's strides reach.
     unsafe {
         gemm_raw(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            c_rs,
+            [m, n, k],
+            (c.data.as_mut_ptr(), c.rs),
+            raw(a),
+            raw(b),
             accumulate,
-            a.as_ptr(),
-            a_rs as isize,
-            a_cs as isize,
-            b.as_ptr(),
-            b_rs as isize,
-            b_cs as isize,
-        );
+        )
     }
 }
 
@@ -328,26 +346,30 @@ impl Panels {
         accumulate: bool,
     ) {
         if let Some((path, b)) = &self.bf16 {
-            return bf16::left_mul_packed(*path, m, a, a_rs, 1, b, c, c_rs, accumulate);
+            let c = Out { data: c, rs: c_rs };
+            return bf16::left_mul_packed(*path, m, Strided::rows(a, a_rs), b, c, accumulate);
         }
         let k = self.k;
         if self.width == 0 {
-            return panel32::left_mul(m, self.n, k, c, c_rs, a, a_rs, &self.data, accumulate);
+            let c = Out { data: c, rs: c_rs };
+            return panel32::left_mul(
+                [m, self.n, k],
+                c,
+                Strided::rows(a, a_rs),
+                &self.data,
+                accumulate,
+            );
         }
         for j0 in (0..self.n).step_by(self.width) {
             let w = self.width.min(self.n - j0);
             matmul_strided(
-                m,
-                w,
-                k,
-                &mut c[j0..],
-                c_rs,
-                a,
-                a_rs,
-                1,
-                &self.data[j0 * k..],
-                w,
-                1,
+                [m, w, k],
+                Out {
+                    data: &mut c[j0..],
+                    rs: c_rs,
+                },
+                Strided::rows(a, a_rs),
+                Strided::rows(&self.data[j0 * k..], w),
                 accumulate,
             );
         }
@@ -391,7 +413,8 @@ impl<'a> Prepacked<'a> {
                 let (k, n) = (pb.k(), pb.n());
                 assert!(c.len() >= m * n && a.len() >= m * k, "matmul shapes");
                 let t = if is_big(m, n, k) { threads() } else { 1 };
-                bf16::matmul_packed(*path, t, m, c, a, (k, 1), pb, accumulate);
+                let a = Strided::rows(a, k);
+                bf16::matmul_packed(*path, t, &mut c[..m * n], a, pb, accumulate);
             }
         }
     }

@@ -215,7 +215,7 @@ impl LanguageModel {
                 Some(p) => (&mut p.g, &p.w),
                 None => (&mut emb.g, &emb.w),
             };
-            linear::backward(&out, &logits, w, dw, None, h, v, Some(&mut dout));
+            linear::backward(&out, &logits, w, (dw, None), [h, v], Some(&mut dout));
         }
         self.logits_buf = logits;
         drop(out);
