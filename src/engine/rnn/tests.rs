@@ -25,8 +25,7 @@ fn token_projections_match_projecting_embeddings() {
                     ..Default::default()
                 };
                 for _ in 0..4 {
-                    let ids: Vec<u32> =
-                        (0..t * b).map(|_| rng.random_range(0..v as u32)).collect();
+                    let ids: Vec<u32> = (0..t * b).map(|_| rng.random_range(0..v as u32)).collect();
                     let x: Vec<f32> = ids
                         .iter()
                         .flat_map(|&w| emb[w as usize * i..][..i].iter().copied())
@@ -41,9 +40,8 @@ fn token_projections_match_projecting_embeddings() {
                     let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len();
                     assert!(proj.index.len() <= max_rows.max(distinct));
                     let (got, st2) = rnn.forward_tokens(&proj, &rows, t, b, Some(&lengths));
-                    let close = |p: &[f32], q: &[f32]| {
-                        p.iter().zip(q).all(|(a, b)| (a - b).abs() < 1e-6)
-                    };
+                    let close =
+                        |p: &[f32], q: &[f32]| p.iter().zip(q).all(|(a, b)| (a - b).abs() < 1e-6);
                     assert!(close(&got, &want) && close(&st2.h, &st.h), "{cell:?}");
                 }
             }
