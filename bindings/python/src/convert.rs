@@ -6,7 +6,7 @@ use numpy::{IntoPyArray, PyArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use rnnkit::task::trace::{TaskTrace, Trace};
 
 /// A flat buffer as a numpy array of `shape` (row-major, as every library buffer is).
@@ -62,6 +62,23 @@ pub fn gc_paused<'py, R>(py: Python<'py>, build: impl FnOnce() -> PyResult<R>) -
         gc.call_method0(intern!(py, "enable"))?;
     }
     r
+}
+
+/// `[(start, end), ...]` as a list of tuples of two ints, each untracked by the cyclic
+/// garbage collector, as CPython itself untracks such a tuple at its first collection: it
+/// can be part of no cycle, and the collector would otherwise walk a file's 50,000 of them.
+pub fn spans<'py>(py: Python<'py>, spans: &[(usize, usize)]) -> PyResult<Bound<'py, PyList>> {
+    let items = spans
+        .iter()
+        .map(|&(a, b)| {
+            let t = PyTuple::new(py, [a, b])?;
+            // SAFETY: `t` is a live tuple owned here; untracking only removes it from the
+            // collector's lists (CPython checks that it is tracked first).
+            unsafe { pyo3::ffi::PyObject_GC_UnTrack(t.as_ptr().cast()) };
+            Ok(t)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
 }
 
 pub fn one_or_list<'py>(

@@ -372,7 +372,7 @@ impl Tagger {
             for t in tagged {
                 let d = PyDict::new(py);
                 d.set_item(intern!(py, "tokens"), t.tokens)?;
-                d.set_item(intern!(py, "offsets"), t.offsets)?;
+                d.set_item(intern!(py, "offsets"), convert::spans(py, &t.offsets)?)?;
                 let tags = PyList::new(py, t.tags.into_iter().map(&mut name))?;
                 d.set_item(intern!(py, "tags"), tags)?;
                 let n = t.probs.len();
