@@ -8,7 +8,7 @@
 
 use rnnkit::engine::bf16::{self, Precision};
 use rnnkit::engine::ops::Mat;
-use rnnkit::engine::ops::{matmul, set_threads, Panels};
+use rnnkit::engine::ops::{matmul, set_threads, Out, Panels, Strided};
 use std::time::Instant;
 
 fn main() {
@@ -81,7 +81,7 @@ fn main() {
             // A time loop's product: the weights packed once, then one call per step.
             let panels = name.starts_with("step").then(|| Panels::new(&b, k, n));
             let once = |c: &mut [f32]| match &panels {
-                Some(p) => p.left_mul(m, c, n, &a, k, false),
+                Some(p) => p.left_mul(m, Out { data: c, rs: n }, Strided::rows(&a, k), false),
                 None => matmul(c, [m, n, k], Mat::new(&a, ta), Mat::new(&b, tb), false),
             };
             once(&mut c);

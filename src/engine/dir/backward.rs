@@ -5,6 +5,7 @@ use super::*;
 use crate::engine::cell::{step_backward, CellKind, StepBwd};
 use crate::engine::ops::Mat;
 use crate::engine::ops::{matmul, sum_rows_into};
+use crate::engine::ops::{Out, Strided};
 use crate::engine::par::{run_parts, Shared, SpinBarrier, Split};
 
 impl RnnDir {
@@ -24,15 +25,8 @@ impl RnnDir {
             self.ln = Some(ln);
             return;
         }
-        let Cols {
-            data: dy,
-            stride: dy_stride,
-            off: dy_off,
-        } = dy;
-        let Dx {
-            data: dx,
-            accumulate: dx_accumulate,
-        } = dx;
+        let (dy, dy_stride, dy_off) = (dy.data, dy.stride, dy.off);
+        let (dx, dx_accumulate) = (dx.data, dx.accumulate);
         let (t, b) = (cache.t, cache.b);
         let (hs, gates, i) = (self.hidden, self.kind.gates(), self.input());
         let g = gates * hs;
@@ -133,7 +127,15 @@ impl RnnDir {
                         sh_dxg.read(s * b * g, b * g)
                     }
                 };
-                w_cols.left_mul(b, &mut dhl, u, dgh, g, true);
+                w_cols.left_mul(
+                    b,
+                    Out {
+                        data: &mut dhl,
+                        rs: u,
+                    },
+                    Strided::rows(dgh, g),
+                    true,
+                );
             }
             // SAFETY: own units.
             unsafe {

@@ -5,6 +5,7 @@
 use super::*;
 use crate::engine::cell::{step_forward, CellKind, StepFwd};
 use crate::engine::ops::add_bias_rows;
+use crate::engine::ops::{Out, Strided};
 use crate::engine::panel32::{lstm_step, LstmStep};
 use crate::engine::par::{loop_threads, run_parts, Shared, SpinBarrier, Split};
 
@@ -36,11 +37,7 @@ impl RnnDir {
         if self.ln.is_some() {
             return self.forward_ln(x, steps, h, c, y);
         }
-        let Cols {
-            data: y,
-            stride: y_stride,
-            off: y_off,
-        } = y;
+        let (y, y_stride, y_off) = (y.data, y.stride, y.off);
         let (hs, gates, i) = (self.hidden, self.kind.gates(), self.input());
         let g = gates * hs;
         let lstm = self.kind.has_cell_state();
@@ -202,7 +199,15 @@ impl RnnDir {
                         continue;
                     }
                 };
-                w.left_mul(b, &mut hg, gu, h_prev, hs, false);
+                w.left_mul(
+                    b,
+                    Out {
+                        data: &mut hg,
+                        rs: gu,
+                    },
+                    Strided::rows(h_prev, hs),
+                    false,
+                );
                 if gru {
                     add_bias_rows(&mut hg, &bias);
                 }

@@ -17,11 +17,7 @@ impl RnnDir {
         y: Cols<&mut [f32]>,
     ) -> DirCache {
         let Steps { t, b, active } = steps;
-        let Cols {
-            data: y,
-            stride: y_stride,
-            off: y_off,
-        } = y;
+        let (y, y_stride, y_off) = (y.data, y.stride, y.off);
         let ln = self.ln.as_ref().expect("LN-LSTM norms");
         let (hs, i) = (self.hidden, self.input());
         let (g, bh) = (4 * hs, b * hs);
@@ -99,15 +95,8 @@ impl RnnDir {
         dc: &mut [f32],
         dx: Dx,
     ) {
-        let Cols {
-            data: dy,
-            stride: dy_stride,
-            off: dy_off,
-        } = dy;
-        let Dx {
-            data: dx,
-            accumulate: dx_accumulate,
-        } = dx;
+        let (dy, dy_stride, dy_off) = (dy.data, dy.stride, dy.off);
+        let (dx, dx_accumulate) = (dx.data, dx.accumulate);
         let (t, b) = (cache.t, cache.b);
         let (hs, i) = (self.hidden, self.input());
         let (g, bh) = (4 * hs, b * hs);

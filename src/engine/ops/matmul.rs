@@ -335,40 +335,24 @@ impl Panels {
         }
     }
 
-    /// Single-threaded `c[m, n] (+)= a[m, k] · self`, with row strides `c_rs` and `a_rs`.
-    pub fn left_mul(
-        &self,
-        m: usize,
-        c: &mut [f32],
-        c_rs: usize,
-        a: &[f32],
-        a_rs: usize,
-        accumulate: bool,
-    ) {
+    /// Single-threaded `c[m, n] (+)= a[m, k] · self`, `a`'s rows contiguous.
+    pub fn left_mul(&self, m: usize, c: Out, a: Strided, accumulate: bool) {
         if let Some((path, b)) = &self.bf16 {
-            let c = Out { data: c, rs: c_rs };
-            return bf16::left_mul_packed(*path, m, Strided::rows(a, a_rs), b, c, accumulate);
+            return bf16::left_mul_packed(*path, m, a, b, c, accumulate);
         }
         let k = self.k;
         if self.width == 0 {
-            let c = Out { data: c, rs: c_rs };
-            return panel32::left_mul(
-                [m, self.n, k],
-                c,
-                Strided::rows(a, a_rs),
-                &self.data,
-                accumulate,
-            );
+            return panel32::left_mul([m, self.n, k], c, a, &self.data, accumulate);
         }
         for j0 in (0..self.n).step_by(self.width) {
             let w = self.width.min(self.n - j0);
             matmul_strided(
                 [m, w, k],
                 Out {
-                    data: &mut c[j0..],
-                    rs: c_rs,
+                    data: &mut c.data[j0..],
+                    rs: c.rs,
                 },
-                Strided::rows(a, a_rs),
+                a,
                 Strided::rows(&self.data[j0 * k..], w),
                 accumulate,
             );

@@ -108,7 +108,15 @@ fn panels_match_naive() {
         let p = Panels::new(&b, k, n);
         for acc in [false, true] {
             let mut c = vec![1.0; m * c_rs];
-            p.left_mul(m, &mut c, c_rs, &a, a_rs, acc);
+            p.left_mul(
+                m,
+                Out {
+                    data: &mut c,
+                    rs: c_rs,
+                },
+                Strided::rows(&a, a_rs),
+                acc,
+            );
             let base = if acc { 1.0 } else { 0.0 };
             for r in 0..m {
                 for j in 0..n {
