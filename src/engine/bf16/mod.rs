@@ -397,10 +397,13 @@ fn matmul_packed_with(
 
 /// Rounds a row-major matrix to bf16 for [`matvec`] (`None` when the CPU lacks
 /// AVX512-BF16, or under fp32): batch-1 decoding streams every weight once per token, so
-/// half the bytes is up to twice the speed.
-pub fn weights_for_matvec(w: &[f32]) -> Option<Vec<u16>> {
-    (active_path() != Path::F32 && has_avx512bf16())
-        .then(|| w.iter().map(|&v| to_bf16(v)).collect())
+/// half the bytes is up to twice the speed. On huge pages, as [`crate::engine::ops::streamed`] says.
+pub fn weights_for_matvec(w: &[f32]) -> Option<crate::engine::ops::Streamed<u16>> {
+    (active_path() != Path::F32 && has_avx512bf16()).then(|| {
+        crate::engine::ops::streamed(w.len(), |d| {
+            d.iter_mut().zip(w).for_each(|(d, &v)| *d = to_bf16(v))
+        })
+    })
 }
 
 /// `out[n] = w[n, k] · x[k]` with `w` from [`weights_for_matvec`] and x rounded to bf16,

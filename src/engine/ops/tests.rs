@@ -159,3 +159,19 @@ fn fast_math_is_accurate() {
     assert!(fast_exp(-1000.0) < 1e-37);
     assert!(fast_exp(1000.0).is_finite());
 }
+
+/// A streamed buffer holds what `fill` wrote and starts on a 2 MiB boundary, small or
+/// large (only the large one is advised onto huge pages).
+#[test]
+fn streamed_is_filled_and_aligned() {
+    for n in [0usize, 5, 3 << 20] {
+        let v = streamed(n, |d: &mut [u16]| {
+            d.iter_mut().enumerate().for_each(|(i, x)| *x = i as u16)
+        });
+        assert_eq!(v.len(), n);
+        assert!(v.iter().enumerate().all(|(i, &x)| x == i as u16));
+        if n > 0 {
+            assert_eq!(v.as_ptr() as usize % (2 << 20), 0);
+        }
+    }
+}
