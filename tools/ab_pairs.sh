@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# A/B of two rnnkit binaries on LM training tokens/s: N pairs per preset, per-pair ratios
-# new / old and their median. EXTRA adds options (e.g. --threads 1).
+# A/B of two rnnkit binaries on LM training tokens/s (presets zaremba-small, zaremba-medium, char)
+# or batch-1 generation tokens/s (preset generate: bench generate --preset char-shakespeare):
+# N pairs per preset, per-pair ratios new / old and their median. EXTRA adds options (e.g.
+# --precision bf16).
 #
 # Two ways to pair:
 # - in turn (default): old and new alternate, the order swapped every pair. Host noise that
@@ -19,19 +21,23 @@ if [ -n "$CONCURRENT" ] && [[ " $EXTRA " == *" --threads"* ]]; then
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for p in ${PRESETS:-zaremba-small zaremba-medium char}; do
-  if [ $p = char ]; then a="--cell lstm --vocab 65 --embed 512 --hidden 512 --layers 2 --batch-size 64 --bptt 100"; else a="--preset $p"; fi
+  case $p in
+    char) a="lm --cell lstm --vocab 65 --embed 512 --hidden 512 --layers 2 --batch-size 64 --bptt 100" ;;
+    generate) a="generate --preset char-shakespeare" ;;
+    *) a="lm --preset $p" ;;
+  esac
   rs=""
   for i in $(seq 1 $N); do
     if [ -n "$CONCURRENT" ]; then
       c=$((i%2))
-      taskset -c $c $OLD bench lm $a $EXTRA --threads 1 --json >"$tmp/o" 2>/dev/null &
-      taskset -c $((1-c)) $NEW bench lm $a $EXTRA --threads 1 --json >"$tmp/n" 2>/dev/null &
+      taskset -c $c $OLD bench $a $EXTRA --threads 1 --json >"$tmp/o" 2>/dev/null &
+      taskset -c $((1-c)) $NEW bench $a $EXTRA --threads 1 --json >"$tmp/n" 2>/dev/null &
       wait
       o=$(rate <"$tmp/o"); n=$(rate <"$tmp/n")
-    elif [ $((i%2)) = 1 ]; then o=$($OLD bench lm $a $EXTRA --json 2>/dev/null | rate); n=$($NEW bench lm $a $EXTRA --json 2>/dev/null | rate);
-    else n=$($NEW bench lm $a $EXTRA --json 2>/dev/null | rate); o=$($OLD bench lm $a $EXTRA --json 2>/dev/null | rate); fi
+    elif [ $((i%2)) = 1 ]; then o=$($OLD bench $a $EXTRA --json 2>/dev/null | rate); n=$($NEW bench $a $EXTRA --json 2>/dev/null | rate);
+    else n=$($NEW bench $a $EXTRA --json 2>/dev/null | rate); o=$($OLD bench $a $EXTRA --json 2>/dev/null | rate); fi
     if [ -z "$o" ] || [ -z "$n" ]; then
-      echo "ab_pairs.sh: $p pair $i: $OLD or $NEW printed no tokens_per_s for: bench lm $a $EXTRA" >&2; exit 2
+      echo "ab_pairs.sh: $p pair $i: $OLD or $NEW printed no tokens_per_s for: bench $a $EXTRA" >&2; exit 2
     fi
     rs="$rs $o:$n"
   done
