@@ -8,7 +8,7 @@ use numpy::IntoPyArray;
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{IntoPyDict, PyDict, PyList, PySequence, PyString};
 use rnnkit::error::{Error, Result};
 use rnnkit::task::any;
 use rnnkit::task::lm::SamplingOptions;
@@ -315,8 +315,8 @@ impl Tagger {
     /// (character spans), `tags` (IOB2), `probs` (each tag's probability, float32 `[T]`)
     /// and `entities` (dicts with `type`, `start`, `end` (tokens), `char_start`,
     /// `char_end`, `text`, `prob`). `probs=False` skips the probabilities (a second
-    /// pass, as the CLI's `tag predict` without `--probs`); `probs` is then empty and each
-    /// entity's `prob` None.
+    /// pass, as the CLI's `tag predict` without `--probs`); `probs` is then an empty
+    /// read-only array, one shared by every result, and each entity's `prob` None.
     #[pyo3(signature = (inputs, probs=true))]
     fn tag<'py>(
         slf: &Bound<'py, Self>,
@@ -339,6 +339,7 @@ impl Tagger {
         } else {
             None
         };
+        let given_tokens = tokens.is_some();
         let (tagged, one) = match tokens {
             Some(sentences) => (
                 with!(py, base, Tag, |m| {
@@ -367,16 +368,39 @@ impl Tagger {
                 .or_insert_with_key(|k| PyString::new(py, k))
                 .clone()
         };
+        // Without probabilities every sentence shares one empty read-only array, rather
+        // than making a file's 3,453 of them.
+        let no_probs = if probs {
+            None
+        } else {
+            let a = array(py, Vec::new(), &[0])?;
+            a.call_method("setflags", (), Some(&[("write", false)].into_py_dict(py)?))?;
+            Some(a)
+        };
         let items = convert::gc_paused(py, || {
             let mut items = Vec::with_capacity(tagged.len());
-            for t in tagged {
+            for (i, t) in tagged.into_iter().enumerate() {
                 let d = PyDict::new(py);
-                d.set_item(intern!(py, "tokens"), t.tokens)?;
+                // Token lists come back as new lists of the caller's own str objects (the
+                // tagger keeps tokens as given), not as copies of them.
+                if given_tokens {
+                    d.set_item(
+                        intern!(py, "tokens"),
+                        inputs.get_item(i)?.cast::<PySequence>()?.to_list()?,
+                    )?;
+                } else {
+                    d.set_item(intern!(py, "tokens"), t.tokens)?;
+                }
                 d.set_item(intern!(py, "offsets"), convert::spans(py, &t.offsets)?)?;
                 let tags = PyList::new(py, t.tags.into_iter().map(&mut name))?;
                 d.set_item(intern!(py, "tags"), tags)?;
-                let n = t.probs.len();
-                d.set_item(intern!(py, "probs"), array(py, t.probs, &[n])?)?;
+                match &no_probs {
+                    Some(empty) => d.set_item(intern!(py, "probs"), empty)?,
+                    None => {
+                        let n = t.probs.len();
+                        d.set_item(intern!(py, "probs"), array(py, t.probs, &[n])?)?
+                    }
+                }
                 let ents = PyList::empty(py);
                 for e in t.entities {
                     let ed = PyDict::new(py);

@@ -86,8 +86,16 @@ def test_tag_equals_the_cli(models, runs, tmp_path):
     assert one["tokens"] == got[0]["tokens"] and one["probs"].shape == (5,)
     for e in one["entities"]:
         assert texts[0][e["char_start"]:e["char_end"]] == e["text"]
-    by_tokens = tagger.tag([["Anna", "lives", "in", "Berlin", "."]])
-    assert by_tokens[0]["tags"] == got[0]["tags"]
+    words = ["Anna", "lives", "in", "Berlin", "."]
+    by_tokens = tagger.tag([words, tuple(words)])
+    assert by_tokens[0]["tags"] == by_tokens[1]["tags"] == got[0]["tags"]
+    # A new list each time, of the caller's tokens.
+    assert by_tokens[1]["tokens"] == words and by_tokens[0]["tokens"] is not words
+    by_tokens[0]["tokens"].append("x")
+    assert words == ["Anna", "lives", "in", "Berlin", "."]
+    bare = tagger.tag([words, words], probs=False)
+    assert bare[0]["tags"] == got[0]["tags"] and bare[0]["probs"].shape == (0,)
+    assert not bare[1]["probs"].flags.writeable and all(e["prob"] is None for e in bare[0]["entities"])
     assert set(t for r in got for t in r["tags"]) <= set(tagger.labels) | {"O"} | {
         p + t[2:] for t in tagger.labels for p in ("B-", "I-") if len(t) > 2
     }

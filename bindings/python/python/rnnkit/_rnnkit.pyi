@@ -122,7 +122,7 @@ class Tagger(Model):
     ) -> List[Dict[str, Any]]:
         """Tags texts or token lists: tokens, offsets, tags (IOB2), probs float32 [T] and
         entities (type, start, end, char_start, char_end, text, prob); probs=False skips
-        the probabilities (a second pass)."""
+        the probabilities (a second pass), leaving probs an empty read-only array."""
 
 class Classifier(Model):
     """A sentence classifier."""
