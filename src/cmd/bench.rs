@@ -94,20 +94,24 @@ pub struct TaskBenchArgs {
 #[derive(Args)]
 pub struct BenchArgs {
     /// The shape of torch_lm_bench.py's case of this name (zaremba-small, zaremba-medium,
-    /// char-shakespeare): hidden size, vocabulary, batch, window and steps.
+    /// char-shakespeare): hidden size, vocabulary, batch, window and steps. Without one, the
+    /// char-shakespeare shape.
     #[arg(long)]
     pub preset: Option<Preset>,
     #[command(flatten)]
     pub embed: EmbedArgs,
     #[command(flatten)]
     pub stack: StackArgs,
+    /// Vocabulary size (default: the preset's).
     #[arg(long)]
     pub vocab: Option<usize>,
+    /// Sequences per batch (default: the preset's).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Unrolled steps per window (default: the preset's).
     #[arg(long)]
     pub bptt: Option<usize>,
-    /// Timed steps (training) or tokens (generation).
+    /// Timed steps (training; default: the preset's) or tokens (generation; default 2,000).
     #[arg(long)]
     pub steps: Option<usize>,
     #[command(flatten)]
