@@ -104,22 +104,26 @@ impl Stepper {
     /// them; call it after changing weights by hand.
     pub fn refresh(&mut self, rnn: &Rnn) {
         self.versions = Self::versions_of(rnn);
+        // Each layer's buffers are refilled in place when their sizes still fit.
+        let mut prev = std::mem::take(&mut self.packed).into_iter();
         self.packed = rnn
             .dirs
             .iter()
             .map(|d| {
+                let prev = prev.next().flatten();
                 if !d.kind.folds_hidden_bias() || d.ln.is_some() {
                     return None;
                 }
                 let (i, h, g) = (d.input(), d.hidden, d.kind.gates() * d.hidden);
-                let w = streamed(g * (i + h), |w| {
+                let (pw, pb) = prev.map_or((None, None), |p| (Some(p.w), p.w_bf16));
+                let w = streamed(pw, g * (i + h), |w| {
                     for (r, row) in w.chunks_exact_mut(i + h).enumerate() {
                         row[..i].copy_from_slice(&d.w_ih.w[r * i..(r + 1) * i]);
                         row[i..].copy_from_slice(&d.w_hh.w[r * h..(r + 1) * h]);
                     }
                 });
                 let bias = d.b_ih.w.iter().zip(&d.b_hh.w).map(|(a, b)| a + b).collect();
-                let w_bf16 = super::bf16::weights_for_matvec(&w);
+                let w_bf16 = super::bf16::weights_for_matvec(&w, pb);
                 Some(Packed { w, bias, w_bf16 })
             })
             .collect();

@@ -397,10 +397,14 @@ fn matmul_packed_with(
 
 /// Rounds a row-major matrix to bf16 for [`matvec`] (`None` when the CPU lacks
 /// AVX512-BF16, or under fp32): batch-1 decoding streams every weight once per token, so
-/// half the bytes is up to twice the speed. On huge pages, as [`crate::engine::ops::streamed`] says.
-pub fn weights_for_matvec(w: &[f32]) -> Option<crate::engine::ops::Streamed<u16>> {
+/// half the bytes is up to twice the speed. On huge pages, and refilling `prev` when it
+/// fits, as [`crate::engine::ops::streamed`] says.
+pub fn weights_for_matvec(
+    w: &[f32],
+    prev: Option<crate::engine::ops::Streamed<u16>>,
+) -> Option<crate::engine::ops::Streamed<u16>> {
     (active_path() != Path::F32 && has_avx512bf16()).then(|| {
-        crate::engine::ops::streamed(w.len(), |d| {
+        crate::engine::ops::streamed(prev, w.len(), |d| {
             d.iter_mut().zip(w).for_each(|(d, &v)| *d = to_bf16(v))
         })
     })

@@ -323,14 +323,31 @@ const HUGE_PAGE: usize = 2 << 20;
 /// puts every row of a multiple of 64 bytes on a cache line.
 pub type Streamed<T> = aligned_vec::AVec<T, aligned_vec::ConstAlign<HUGE_PAGE>>;
 
-/// A [`Streamed`] buffer of `n` values, written by `fill`.
-pub fn streamed<T: Copy + Default>(n: usize, fill: impl FnOnce(&mut [T])) -> Streamed<T> {
+/// A [`Streamed`] buffer of `n` values, written by `fill`: `prev` when it holds `n` values
+/// (a stepper repacks its weights after every optimizer step, and reusing the buffer spares
+/// an allocation, its page faults and a pass of zeros each time), else a new one.
+pub fn streamed<T: Copy + Default>(
+    prev: Option<Streamed<T>>,
+    n: usize,
+    fill: impl FnOnce(&mut [T]),
+) -> Streamed<T> {
+    let mut v = match prev {
+        Some(v) if v.len() == n => v,
+        _ => fresh(n),
+    };
+    fill(&mut v);
+    v
+}
+
+/// `n` zeros in a new [`Streamed`] buffer, advised onto huge pages before they are touched.
+fn fresh<T: Copy + Default>(n: usize) -> Streamed<T> {
     let mut v = Streamed::<T>::with_capacity(HUGE_PAGE, n);
     let bytes = n * std::mem::size_of::<T>();
     #[cfg(target_os = "linux")]
     if bytes >= HUGE_PAGE {
         // SAFETY: the range lies inside the allocation just made; madvise only sets how its
-        // pages are backed, before any of them is touched.
+        // pages are backed, before any of them is touched. Its result is ignored: a kernel
+        // without THP leaves the buffer on small pages, which is correct, only slower.
         unsafe {
             libc::madvise(
                 v.as_mut_ptr().cast(),
@@ -340,6 +357,5 @@ pub fn streamed<T: Copy + Default>(n: usize, fill: impl FnOnce(&mut [T])) -> Str
         };
     }
     v.resize(n, T::default());
-    fill(&mut v);
     v
 }

@@ -161,17 +161,25 @@ fn fast_math_is_accurate() {
 }
 
 /// A streamed buffer holds what `fill` wrote and starts on a 2 MiB boundary, small or
-/// large (only the large one is advised onto huge pages).
+/// large (only the large one is advised onto huge pages); a previous buffer of the same
+/// length is refilled in place, one of another length replaced.
 #[test]
-fn streamed_is_filled_and_aligned() {
+fn streamed_is_filled_aligned_and_reused() {
+    let count = |d: &mut [u16]| d.iter_mut().enumerate().for_each(|(i, x)| *x = i as u16);
     for n in [0usize, 5, 3 << 20] {
-        let v = streamed(n, |d: &mut [u16]| {
-            d.iter_mut().enumerate().for_each(|(i, x)| *x = i as u16)
-        });
+        let v = streamed(None, n, count);
         assert_eq!(v.len(), n);
         assert!(v.iter().enumerate().all(|(i, &x)| x == i as u16));
         if n > 0 {
             assert_eq!(v.as_ptr() as usize % (2 << 20), 0);
         }
     }
+    let v = streamed(None, 1000, count);
+    let at = v.as_ptr();
+    let v = streamed(Some(v), 1000, |d: &mut [u16]| d.fill(7));
+    assert_eq!(v.as_ptr(), at);
+    assert!(v.iter().all(|&x| x == 7));
+    let v = streamed(Some(v), 10, count);
+    assert_eq!(v.len(), 10);
+    assert!(v.iter().enumerate().all(|(i, &x)| x == i as u16));
 }
