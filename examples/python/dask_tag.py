@@ -12,6 +12,7 @@ from dask.distributed import Client, LocalCluster
 import rnnkit
 from _data import data_dir, workdir
 
+
 def entities(tagged):
     return [[(e["type"], e["start"], e["end"]) for e in t["entities"]] for t in tagged]
 
@@ -27,20 +28,8 @@ def main():
     model = args.model or str(workdir("tag") / "run" / "model.safetensors")
     tagger = rnnkit.load(model)
 
-    sentences, words = [], []
-    for line in open(data_dir() / "conll2003" / "test.txt", encoding="utf-8"):
-        if line.startswith("-DOCSTART-"):
-            continue
-        if not line.strip():
-            if words:
-                sentences.append(words)
-            words = []
-        else:
-            words.append(line.split()[0])
-    if words:
-        sentences.append(words)
+    sentences, _tags = rnnkit.read_conll(data_dir() / "conll2003" / "test.txt")
     print(f"{len(sentences)} sentences")
-
 
     one_process = entities(tagger.tag(sentences))
 

@@ -46,7 +46,6 @@ pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// One result, or the list of them when a batch was given.
 /// Runs `build` with Python's cyclic garbage collector paused (if it was running), for
 /// code that makes tens of thousands of dicts, lists and tuples at once, as tagging a
 /// file does: each 700 of them would otherwise start a collection, and some of those
@@ -62,6 +61,32 @@ pub fn gc_paused<'py, R>(py: Python<'py>, build: impl FnOnce() -> PyResult<R>) -
         gc.call_method0(intern!(py, "enable"))?;
     }
     r
+}
+
+/// One Python str per distinct value, for values that repeat (tags, entity types): a
+/// file's 50,000 tags become a dozen strings, shared, rather than 50,000 of them.
+pub struct Shared<'py> {
+    py: Python<'py>,
+    strs: std::collections::HashMap<String, Bound<'py, PyString>>,
+}
+
+impl<'py> Shared<'py> {
+    pub fn new(py: Python<'py>) -> Self {
+        Shared {
+            py,
+            strs: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The str for `s`, made the first time it is asked for.
+    pub fn get(&mut self, s: &str) -> Bound<'py, PyString> {
+        if let Some(v) = self.strs.get(s) {
+            return v.clone();
+        }
+        let v = PyString::new(self.py, s);
+        self.strs.insert(s.to_string(), v.clone());
+        v
+    }
 }
 
 /// `[(start, end), ...]` as a list of tuples of two ints, each untracked by the cyclic
@@ -81,6 +106,7 @@ pub fn spans<'py>(py: Python<'py>, spans: &[(usize, usize)]) -> PyResult<Bound<'
     PyList::new(py, items)
 }
 
+/// One result, or the list of them when a batch was given.
 pub fn one_or_list<'py>(
     py: Python<'py>,
     mut items: Vec<Bound<'py, PyAny>>,

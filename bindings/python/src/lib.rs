@@ -9,6 +9,7 @@ mod train;
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 use rnnkit::task::any;
 use std::path::PathBuf;
 
@@ -83,6 +84,37 @@ fn load(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
     models::wrap(py, model, meta, Some(path))
 }
 
+/// Reads a CoNLL-style column file (CoNLL-2003, WikiANN, CoNLL-U) with the CLI's reader:
+/// returns `(tokens, tags)`, one list of str per sentence in each, tags as the file
+/// writes them. Columns are tab-separated when a line holds a tab, else split at
+/// whitespace; `token_col` and `tag_col` count from 0, or from the end when negative;
+/// `-DOCSTART-` and comment lines are skipped. A malformed file raises `RnnkitError`
+/// naming its file and line. `tagger.tag(tokens)` tags the sentences.
+#[pyfunction]
+#[pyo3(signature = (path, token_col = 0, tag_col = -1))]
+fn read_conll<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    token_col: isize,
+    tag_col: isize,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    let cols = rnnkit::text::conll::Columns {
+        token: token_col,
+        tag: tag_col,
+    };
+    let sentences = compute(py, move || rnnkit::text::conll::read(&path, cols))?;
+    convert::gc_paused(py, || {
+        let mut tags = convert::Shared::new(py);
+        let token_lists = sentences.iter().map(|s| PyList::new(py, &s.tokens));
+        let token_lists = PyList::new(py, token_lists.collect::<PyResult<Vec<_>>>()?)?;
+        let tag_lists = sentences
+            .iter()
+            .map(|s| PyList::new(py, s.tags.iter().map(|t| tags.get(t))));
+        let tag_lists = PyList::new(py, tag_lists.collect::<PyResult<Vec<_>>>()?)?;
+        Ok((token_lists, tag_lists))
+    })
+}
+
 /// Builds a model from parameters under their PyTorch names (float32 arrays)
 /// and the checkpoint metadata (`model.metadata`): writes them as a checkpoint to `path`
 /// and loads it, so every shape is checked as for any file.
@@ -144,6 +176,7 @@ fn _rnnkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RnnkitError", m.py().get_type::<RnnkitError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(read_conll, m)?)?;
     m.add_function(wrap_pyfunction!(_from_tensors, m)?)?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add_function(wrap_pyfunction!(threads, m)?)?;

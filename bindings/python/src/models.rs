@@ -358,16 +358,8 @@ impl Tagger {
                 (tagged, one)
             }
         };
-        // Tags and entity types repeat: one Python str each, shared (a file of 50,000
-        // tokens makes 50,000 list items but a dozen strings); the keys are interned.
-        let mut names: std::collections::HashMap<String, Bound<'py, PyString>> =
-            std::collections::HashMap::new();
-        let mut name = |s: String| {
-            names
-                .entry(s)
-                .or_insert_with_key(|k| PyString::new(py, k))
-                .clone()
-        };
+        // Tags and entity types repeat: one Python str each, shared; the keys are interned.
+        let mut names = convert::Shared::new(py);
         // Without probabilities every sentence shares one empty read-only array, rather
         // than making a file's 3,453 of them.
         let no_probs = if probs {
@@ -392,7 +384,7 @@ impl Tagger {
                     d.set_item(intern!(py, "tokens"), t.tokens)?;
                 }
                 d.set_item(intern!(py, "offsets"), convert::spans(py, &t.offsets)?)?;
-                let tags = PyList::new(py, t.tags.into_iter().map(&mut name))?;
+                let tags = PyList::new(py, t.tags.iter().map(|t| names.get(t)))?;
                 d.set_item(intern!(py, "tags"), tags)?;
                 match &no_probs {
                     Some(empty) => d.set_item(intern!(py, "probs"), empty)?,
@@ -404,7 +396,7 @@ impl Tagger {
                 let ents = PyList::empty(py);
                 for e in t.entities {
                     let ed = PyDict::new(py);
-                    ed.set_item(intern!(py, "type"), name(e.kind))?;
+                    ed.set_item(intern!(py, "type"), names.get(&e.kind))?;
                     ed.set_item(intern!(py, "start"), e.start)?;
                     ed.set_item(intern!(py, "end"), e.end)?;
                     ed.set_item(intern!(py, "char_start"), e.char_start)?;

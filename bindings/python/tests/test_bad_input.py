@@ -78,6 +78,21 @@ def test_missing_deleted_and_foreign_files(tmp_path, runs):
         rnnkit.load(text)
 
 
+def test_read_conll_bad_files(tmp_path):
+    with pytest.raises(rnnkit.RnnkitError, match="nope.conll"):
+        rnnkit.read_conll(tmp_path / "nope.conll")
+    empty = tmp_path / "empty.conll"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(rnnkit.RnnkitError, match="empty.conll:1"):
+        rnnkit.read_conll(empty)
+    binary = tmp_path / "binary.conll"
+    binary.write_bytes(b"Anna B-PER\n\xff\xfe O\n")
+    with pytest.raises(rnnkit.RnnkitError, match="binary.conll:2"):
+        rnnkit.read_conll(binary)
+    with pytest.raises(TypeError):
+        rnnkit.read_conll(42)
+
+
 def test_threads_and_precision_settings():
     n = rnnkit.threads()
     rnnkit.set_threads(1)

@@ -101,6 +101,36 @@ def test_tag_equals_the_cli(models, runs, tmp_path):
     }
 
 
+def test_read_conll_then_tag_equals_the_cli(models, runs, corpus, tmp_path):
+    path = corpus["tag"][0]
+    tokens, tags = rnnkit.read_conll(path)
+    # The same sentences as a plain reading of the columns.
+    plain, sent = [], []
+    for line in open(path, encoding="utf-8"):
+        if line.startswith("-DOCSTART-"):
+            continue
+        if line.strip():
+            sent.append(line.split())
+        elif sent:
+            plain.append(sent)
+            sent = []
+    if sent:
+        plain.append(sent)
+    assert tokens == [[c[0] for c in s] for s in plain]
+    assert tags == [[c[-1] for c in s] for s in plain]
+    assert all(len(a) == len(b) for a, b in zip(tokens, tags))
+    assert rnnkit.read_conll(str(path), token_col=-1, tag_col=0) == (tags, tokens)
+    # Tagging what it read gives the CLI's tags for the file, line for line.
+    tagged = models["tag"].tag(tokens[:200], probs=False)
+    head = tmp_path / "head.conll"
+    head.write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in zip(a, b)) for a, b in zip(tokens[:200], tags[:200]))
+                    + "\n", encoding="utf-8")
+    out = cli("tag", "predict", "--model", str(runs["tag"][0] / "model.safetensors"), "--input", str(head),
+              "--format", "conll", "--threads", "1").stdout
+    cli_tags = [line.split()[-1] for line in out.splitlines() if line.strip()]
+    assert cli_tags == [t for r in tagged for t in r["tags"]]
+
+
 def test_classify_equals_the_cli(models, runs, tmp_path):
     clf = models["classify"]
     texts = ["a great film", "an awful plot with a bad end", "x"]

@@ -17,6 +17,14 @@ class RnnkitError(Exception):
 def load(path: Union[str, os.PathLike[str]]) -> Model:
     """Loads a checkpoint of any task: a LanguageModel, Tagger, Classifier or Translator."""
 
+def read_conll(
+    path: Union[str, os.PathLike[str]], token_col: int = 0, tag_col: int = -1
+) -> Tuple[List[List[str]], List[List[str]]]:
+    """Reads a CoNLL-style column file with the CLI's reader: ``(tokens, tags)``, one list
+    of str per sentence in each, tags as the file writes them. Columns count from 0, or
+    from the end when negative; ``-DOCSTART-`` and comment lines are skipped. A malformed
+    file raises RnnkitError naming its file and line."""
+
 def set_threads(n: int) -> None:
     """Sets the threads the products run on (1 to 1024; default: every core)."""
 
