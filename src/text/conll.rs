@@ -31,9 +31,52 @@ impl Default for Columns {
     }
 }
 
-fn pick<'a>(cols: &[&'a str], c: isize) -> Option<&'a str> {
-    let i = if c < 0 { cols.len() as isize + c } else { c };
-    (i >= 0).then(|| cols.get(i as usize).copied()).flatten()
+/// A row's columns: tab-separated when the line holds a tab, else split at whitespace
+/// (at ASCII whitespace for an ASCII line, the same split but faster). The first 16 are kept
+/// on the stack, as a file has a row a line and a vector would allocate for each.
+struct Fields<'a> {
+    first: [&'a str; 16],
+    rest: Vec<&'a str>,
+    len: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn new(line: &'a str) -> Self {
+        let mut f = Fields {
+            first: [""; 16],
+            rest: Vec::new(),
+            len: 0,
+        };
+        if line.contains('\t') {
+            line.split('\t').for_each(|c| f.push(c));
+        } else if line.is_ascii() && !line.contains('\u{b}') {
+            // The same split: of ASCII, only the vertical tab is whitespace to Unicode
+            // and not to `split_ascii_whitespace`.
+            line.split_ascii_whitespace().for_each(|c| f.push(c));
+        } else {
+            line.split_whitespace().for_each(|c| f.push(c));
+        }
+        f
+    }
+
+    fn push(&mut self, c: &'a str) {
+        match self.first.get_mut(self.len) {
+            Some(slot) => *slot = c,
+            None => self.rest.push(c),
+        }
+        self.len += 1;
+    }
+
+    /// Column `c`, counted from the end when negative (−1: last).
+    fn pick(&self, c: isize) -> Option<&'a str> {
+        let i = if c < 0 { self.len as isize + c } else { c };
+        let i = usize::try_from(i).ok().filter(|&i| i < self.len)?;
+        Some(if i < 16 {
+            self.first[i]
+        } else {
+            self.rest[i - 16]
+        })
+    }
 }
 
 /// Reads every sentence of a column file.
@@ -56,6 +99,7 @@ pub fn parse(text: &str, path: &Path, cols: Columns) -> Result<Vec<Sentence>> {
 pub fn sentences(path: &Path, cols: Columns) -> Result<Sentences> {
     Ok(Sentences {
         lines: super::read::Lines::open(path)?,
+        path: path.to_path_buf(),
         parser: Parser::new(cols),
         lineno: 0,
         done: false,
@@ -81,6 +125,8 @@ pub fn no_sentences(path: &Path) -> Error {
 /// Iterator returned by [`sentences`]; ends after the first error.
 pub struct Sentences {
     lines: super::read::Lines,
+    /// The file's name for errors (the lines are lent out while one is parsed).
+    path: std::path::PathBuf,
     parser: Parser,
     lineno: usize,
     done: bool,
@@ -91,12 +137,15 @@ impl Iterator for Sentences {
 
     fn next(&mut self) -> Option<Result<Sentence>> {
         while !self.done {
-            let Some(line) = self.lines.next() else {
+            let Some(line) = self.lines.next_str() else {
                 self.done = true;
                 return self.parser.finish().map(Ok);
             };
             self.lineno += 1;
-            let sent = line.and_then(|l| self.parser.line(&l, self.lineno, self.lines.path()));
+            let sent = match line {
+                Ok(l) => self.parser.line(l, self.lineno, &self.path),
+                Err(e) => Err(e),
+            };
             match sent {
                 Ok(Some(s)) => return Some(Ok(s)),
                 Ok(None) => {}
@@ -145,43 +194,37 @@ impl Parser {
         if line.starts_with("-DOCSTART-") {
             return Ok(None);
         }
-        let fields: Vec<&str> = if line.contains('\t') {
-            line.split('\t').collect()
-        } else {
-            line.split_whitespace().collect()
-        };
+        let fields = Fields::new(line);
+        let width = fields.len;
         if line.starts_with('#') && self.cur.tokens.is_empty() {
-            let tag_like = pick(&fields, self.cols.tag).is_some_and(|t| split_tag(t).is_some());
-            let odd_width = self.width.is_some_and(|w| w != fields.len());
+            let tag_like = fields
+                .pick(self.cols.tag)
+                .is_some_and(|t| split_tag(t).is_some());
+            let odd_width = self.width.is_some_and(|w| w != width);
             if line.contains('=') || odd_width || !tag_like {
                 return Ok(None);
             }
         }
         match self.width {
-            None => self.width = Some(fields.len()),
-            Some(w) if w != fields.len() => {
+            None => self.width = Some(width),
+            Some(w) if w != width => {
                 return Err(Error::input(
                     path,
                     lineno,
-                    format!(
-                        "{} columns; expected {w} like the lines before",
-                        fields.len()
-                    ),
+                    format!("{width} columns; expected {w} like the lines before"),
                 ));
             }
             _ => {}
         }
         let cols = self.cols;
-        let (Some(tok), Some(tag)) = (pick(&fields, cols.token), pick(&fields, cols.tag)) else {
+        let (Some(tok), Some(tag)) = (fields.pick(cols.token), fields.pick(cols.tag)) else {
             let need = cols.token.max(cols.tag).max(-1 - cols.token.min(cols.tag)) as usize + 1;
             return Err(Error::input(
                 path,
                 lineno,
                 format!(
-                    "{} columns; expected at least {need} (token column {}, tag column {})",
-                    fields.len(),
-                    cols.token,
-                    cols.tag
+                    "{width} columns; expected at least {need} (token column {}, tag column {})",
+                    cols.token, cols.tag
                 ),
             ));
         };
@@ -382,6 +425,35 @@ mod tests {
         let s = parse(ru, Path::new("b"), Columns { token: 1, tag: 2 }).unwrap();
         assert_eq!(s[0].tokens[0], "Петр");
         assert_eq!(s[1].tags, vec!["B-LOC"]);
+    }
+
+    /// Columns split as before they were kept on the stack: past the 16th, counted from
+    /// the end, with empty tab fields, and at Unicode whitespace in a non-ASCII line.
+    #[test]
+    fn columns_past_sixteen_from_the_end_and_unicode_whitespace() {
+        let wide: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+        let line = wide.join(" ");
+        let f = Fields::new(&line);
+        assert_eq!(f.len, 20);
+        assert_eq!(
+            (f.pick(0), f.pick(17), f.pick(-1), f.pick(-20)),
+            (Some("c0"), Some("c17"), Some("c19"), Some("c0"))
+        );
+        assert_eq!((f.pick(20), f.pick(-21)), (None, None));
+        let f = Fields::new("a\t\tB-X");
+        assert_eq!((f.len, f.pick(1), f.pick(-1)), (3, Some(""), Some("B-X")));
+        let f = Fields::new("Zürich\u{a0}B-LOC");
+        assert_eq!(
+            (f.len, f.pick(0), f.pick(1)),
+            (2, Some("Zürich"), Some("B-LOC"))
+        );
+        let line = "x\u{b}y \u{c}z";
+        let f = Fields::new(line);
+        let std: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            (f.len, f.pick(0), f.pick(-1)),
+            (std.len(), Some(std[0]), std.last().copied())
+        );
     }
 
     /// `#` is a token like any other; only comment lines of formats that have them go.

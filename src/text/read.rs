@@ -183,6 +183,14 @@ impl Iterator for Lines {
     type Item = Result<String>;
 
     fn next(&mut self) -> Option<Result<String>> {
+        self.next_str().map(|l| l.map(str::to_string))
+    }
+}
+
+impl Lines {
+    /// The next line (terminator included), lent until the next call: a reader that
+    /// keeps only parts of each line (a column file's token and tag) copies those alone.
+    pub fn next_str(&mut self) -> Option<Result<&str>> {
         if self.done {
             return None;
         }
@@ -216,7 +224,7 @@ impl Iterator for Lines {
         self.line += 1;
         self.offset += n as u64;
         match std::str::from_utf8(&self.buf) {
-            Ok(s) => Some(Ok(s.to_string())),
+            Ok(s) => Some(Ok(s)),
             Err(e) => {
                 self.done = true;
                 Some(Err(utf8_error(

@@ -102,7 +102,7 @@ fn read_conll<'py>(
         token: token_col,
         tag: tag_col,
     };
-    let sentences = compute(py, move || rnnkit::text::conll::read(&path, cols))?;
+    let sentences = compute_here(py, move || rnnkit::text::conll::read(&path, cols))?;
     convert::gc_paused(py, || {
         let mut tags = convert::Shared::new(py);
         let token_lists = sentences.iter().map(|s| PyList::new(py, &s.tokens));
