@@ -61,14 +61,18 @@ def main():
                 tagged = tagger.tag(tokens, probs=probs)
                 py_t.append(time.perf_counter() - t0)
                 assert len(tagged) == 3453, len(tagged)
-        out = subprocess.run([a.bin, "lm", "generate", "--model", a.lm, "--prompt", "ROMEO:", "--max-tokens",
-                              str(a.tokens), "--seed", str(r + 1), "--json", "--threads", "1"],
-                             check=True, capture_output=True, text=True).stdout
-        gen_cli.append(json.loads(out.strip().splitlines()[-1])["tokens_per_s"])
+        def cli_generate():
+            out = subprocess.run([a.bin, "lm", "generate", "--model", a.lm, "--prompt", "ROMEO:", "--max-tokens",
+                                  str(a.tokens), "--seed", str(r + 1), "--json", "--threads", "1"],
+                                 check=True, capture_output=True, text=True).stdout
+            gen_cli.append(json.loads(out.strip().splitlines()[-1])["tokens_per_s"])
+
+        if r % 2 == 0:  # the same alternation as tagging's
+            cli_generate()
         lm = rnnkit.load(a.lm)
         rnnkit.set_threads(1)
-        # The CLI is a fresh process; this one has just tagged on every core: let the pool's
-        # workers go idle first, so that they do not share the core with generation.
+        # This process has just tagged on every core: let the pool's workers go idle first,
+        # so that they do not share the core with generation.
         time.sleep(a.settle)
         t0 = time.perf_counter()
         lm.generate("ROMEO:", max_tokens=a.tokens, seed=r + 1)
@@ -76,6 +80,8 @@ def main():
         t0 = time.perf_counter()
         n = sum(1 for _ in lm.stream("ROMEO:", max_tokens=a.tokens, seed=r + 1))
         gen_stream.append(n / (time.perf_counter() - t0))
+        if r % 2 == 1:
+            cli_generate()
         rnnkit.set_threads(a.threads)
         print(f"round {r + 1}: tag CLI {tag_cli[-1]:.3f} s, Python {tag_py[-1]:.3f} s; with probabilities CLI "
               f"{tagp_cli[-1]:.3f} s, Python {tagp_py[-1]:.3f} s; generate tokens/s "
