@@ -24,6 +24,14 @@ from pathlib import Path
 import rnnkit
 
 
+def cli_generate(a, seed):
+    """The CLI's batch-1 generation rate, tokens/s, as its --json summary gives it."""
+    out = subprocess.run([a.bin, "lm", "generate", "--model", a.lm, "--prompt", "ROMEO:", "--max-tokens",
+                          str(a.tokens), "--seed", str(seed), "--json", "--threads", "1"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["tokens_per_s"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -61,14 +69,8 @@ def main():
                 tagged = tagger.tag(tokens, probs=probs)
                 py_t.append(time.perf_counter() - t0)
                 assert len(tagged) == 3453, len(tagged)
-        def cli_generate():
-            out = subprocess.run([a.bin, "lm", "generate", "--model", a.lm, "--prompt", "ROMEO:", "--max-tokens",
-                                  str(a.tokens), "--seed", str(r + 1), "--json", "--threads", "1"],
-                                 check=True, capture_output=True, text=True).stdout
-            gen_cli.append(json.loads(out.strip().splitlines()[-1])["tokens_per_s"])
-
         if r % 2 == 0:  # the same alternation as tagging's
-            cli_generate()
+            gen_cli.append(cli_generate(a, seed=r + 1))
         lm = rnnkit.load(a.lm)
         rnnkit.set_threads(1)
         # This process has just tagged on every core: let the pool's workers go idle first,
@@ -81,7 +83,7 @@ def main():
         n = sum(1 for _ in lm.stream("ROMEO:", max_tokens=a.tokens, seed=r + 1))
         gen_stream.append(n / (time.perf_counter() - t0))
         if r % 2 == 1:
-            cli_generate()
+            gen_cli.append(cli_generate(a, seed=r + 1))
         rnnkit.set_threads(a.threads)
         print(f"round {r + 1}: tag CLI {tag_cli[-1]:.3f} s, Python {tag_py[-1]:.3f} s; with probabilities CLI "
               f"{tagp_cli[-1]:.3f} s, Python {tagp_py[-1]:.3f} s; generate tokens/s "

@@ -31,11 +31,14 @@ impl Default for Columns {
     }
 }
 
+/// Columns of a row kept without allocating (CoNLL-2003 has 4, CoNLL-U 10).
+const ON_STACK: usize = 16;
+
 /// A row's columns: tab-separated when the line holds a tab, else split at whitespace
-/// (at ASCII whitespace for an ASCII line, the same split but faster). The first 16 are kept
-/// on the stack, as a file has a row a line and a vector would allocate for each.
+/// (at ASCII whitespace for an ASCII line, the same split but faster). The first [`ON_STACK`] are
+/// kept on the stack, as a file has a row a line and a vector would allocate for each.
 struct Fields<'a> {
-    first: [&'a str; 16],
+    first: [&'a str; ON_STACK],
     rest: Vec<&'a str>,
     len: usize,
 }
@@ -43,7 +46,7 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     fn new(line: &'a str) -> Self {
         let mut f = Fields {
-            first: [""; 16],
+            first: [""; ON_STACK],
             rest: Vec::new(),
             len: 0,
         };
@@ -71,10 +74,10 @@ impl<'a> Fields<'a> {
     fn pick(&self, c: isize) -> Option<&'a str> {
         let i = if c < 0 { self.len as isize + c } else { c };
         let i = usize::try_from(i).ok().filter(|&i| i < self.len)?;
-        Some(if i < 16 {
+        Some(if i < ON_STACK {
             self.first[i]
         } else {
-            self.rest[i - 16]
+            self.rest[i - ON_STACK]
         })
     }
 }

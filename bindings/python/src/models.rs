@@ -444,16 +444,15 @@ impl Classifier {
         })?;
         let c = preds.first().map_or(0, |p| p.probs.len());
         let n = preds.len();
-        let labels: Vec<String> = preds.iter().map(|p| p.label.clone()).collect();
+        // A handful of classes: one Python str each, shared by every text's label.
+        let mut names = convert::Shared::new(py);
+        let labels: Vec<_> = preds.iter().map(|p| names.get(&p.label)).collect();
         let probs: Vec<f32> = preds.into_iter().flat_map(|p| p.probs).collect();
         if one {
-            return Ok((
-                PyString::new(py, &labels[0]).into_any(),
-                array(py, probs, &[c])?,
-            ));
+            return Ok((labels[0].clone().into_any(), array(py, probs, &[c])?));
         }
         Ok((
-            labels.into_pyobject(py)?.into_any(),
+            PyList::new(py, labels)?.into_any(),
             array(py, probs, &[n, c])?,
         ))
     }
